@@ -1,0 +1,55 @@
+// Package store defines attnaudit's Parquet schemas (../shared/SPEC.md §4) and
+// the streaming writers and readers for them. Stages meet only here: infer
+// writes examples and attention, metrics reads them and writes head and
+// sentence metrics, report reads everything.
+package store
+
+import "attnaudit/metrics"
+
+// Pass names which target sequence a teacher-forced decoder pass ran over.
+const (
+	PassFree   = "free"   // the model's own output
+	PassForced = "forced" // the reference translation
+)
+
+// Kind names an attention tensor of the checkpoint contract.
+const (
+	KindEncoderSelf = "encoder_self"
+	KindDecoderSelf = "decoder_self"
+	KindCross       = "cross"
+)
+
+// Example is one row of examples.parquet. Token sequences follow the
+// checkpoint contract: SrcIDs/SrcPieces end with EOS; TgtIDs/TgtPieces are
+// the hypothesis tokens the decoder predicted, ending with EOS, so that
+// query row t of the free pass's attention predicts TgtPieces[t]. The Ref*
+// fields are the same for the reference (the forced pass).
+type Example struct {
+	ExampleID     int32 // 0-based position in the dataset; the join key
+	ID            string
+	Source        string
+	Reference     string // empty when the dataset has none
+	Hypothesis    string
+	SrcPieces     []string
+	TgtPieces     []string
+	SrcIDs        []int32
+	TgtIDs        []int32
+	TokenLogprobs []float32
+	SeqLogprob    float32
+	RefPieces     []string
+	RefIDs        []int32
+	RefLogprobs   []float32
+	Chrf          float32 // NaN without a reference
+	Bleu          float32 // NaN without a reference
+}
+
+// Attention is one row of attention.parquet: one head of one layer of one
+// attention kind, for one example and pass, padding removed.
+type Attention struct {
+	ExampleID int32
+	Pass      string
+	Kind      string
+	Layer     int16
+	Head      int16
+	Weights   metrics.Matrix // q_len = Weights.Rows, k_len = Weights.Cols
+}
