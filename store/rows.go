@@ -53,3 +53,54 @@ type Attention struct {
 	Head      int16
 	Weights   metrics.Matrix // q_len = Weights.Rows, k_len = Weights.Cols
 }
+
+// HeadMetrics is one row of head_metrics.parquet: the SPEC §5 head metrics of
+// one head for one example, pass and kind. Metrics that do not apply to a
+// kind (RepeatMass outside decoder_self, AER without gold alignments or
+// outside cross) are NaN.
+type HeadMetrics struct {
+	ExampleID       int32
+	Pass            string
+	Kind            string
+	Layer           int16
+	Head            int16
+	QLen, KLen      int32
+	Entropy         float32
+	EntropyNorm     float32
+	Confidence      float32
+	ConfidenceNoEOS float32
+	Diagonality     float32
+	FirstMass       float32
+	LastMass        float32
+	HeadDiversity   float32 // of the head's layer: the same on every head of it
+	RepeatMass      float32
+	RowSumErr       float32
+	ZeroRows        int32
+	AER             float32
+}
+
+// SentenceMetrics is one row of sentence_metrics.parquet: detector scores,
+// flags and their reasons for one example and pass. Scores that cannot be
+// computed (no reference, no gold alignment) are NaN.
+type SentenceMetrics struct {
+	ExampleID            int32
+	Pass                 string
+	SeqLogprob           float32
+	IgnSrc               float32
+	WassToUnif           float32
+	WassToData           float32
+	WassCombo            float32
+	RepeatMass           float32
+	RepNgram             float32
+	Chrf                 float32
+	Bleu                 float32
+	AER                  float32
+	HallucinationSuspect bool
+	DiffuseAttention     bool
+	SinkDominated        bool
+	NoHeadDiversity      bool
+	Copying              bool
+	BrokenMask           bool
+	UntrainedLike        bool
+	Reasons              string // plain words, one reason per flag, joined by "; "
+}
