@@ -1,0 +1,106 @@
+// Package configs holds attnaudit's defaults (default.yaml, embedded) and the
+// one loader that layers them: defaults, then a user's YAML file, then the
+// flags given on the command line.
+package configs
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the documented defaults, as shipped.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// Config is every setting of a run. Each field's yaml key is also a flag
+// name, with dashes for underscores; default.yaml documents them.
+type Config struct {
+	ORTLib     string `yaml:"ort_lib"`
+	Provider   string `yaml:"provider"`
+	CUDAPlugin string `yaml:"cuda_plugin"`
+	Threads    int    `yaml:"threads"`
+
+	BatchSize         int     `yaml:"batch_size"`
+	ChunkSize         int     `yaml:"chunk_size"`
+	Beam              int     `yaml:"beam"`
+	MaxLen            int     `yaml:"max_len"`
+	RepetitionPenalty float64 `yaml:"repetition_penalty"`
+	Float16           bool    `yaml:"float16"`
+	Strict            bool    `yaml:"strict"`
+	DetachedPairs     bool    `yaml:"detached_pairs"`
+}
+
+// Default returns the configuration of default.yaml.
+func Default() Config {
+	var c Config
+	if err := overlay(&c, defaultYAML, "default.yaml"); err != nil {
+		panic(err) // default.yaml is embedded and tested; this is a build defect
+	}
+	return c
+}
+
+// Load returns the defaults overlaid with the YAML file at path (when path is
+// not empty) and then with flags, a map from yaml key to the value given on
+// the command line.
+func Load(path string, flags map[string]any) (Config, error) {
+	c := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("reading config: %w", err)
+		}
+		if err := overlay(&c, data, path); err != nil {
+			return Config{}, err
+		}
+	}
+	if len(flags) > 0 {
+		data, err := yaml.Marshal(flags)
+		if err != nil {
+			return Config{}, fmt.Errorf("encoding flags: %w", err)
+		}
+		if err := overlay(&c, data, "command-line flags"); err != nil {
+			return Config{}, err
+		}
+	}
+	return c, c.Validate()
+}
+
+// overlay decodes YAML onto c, rejecting unknown keys so a typo in a config
+// file is an error rather than a silently ignored setting.
+func overlay(c *Config, data []byte, name string) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && err.Error() != "EOF" {
+		return fmt.Errorf("%s: %v", name, err)
+	}
+	return nil
+}
+
+// Validate checks values that the type system does not.
+func (c Config) Validate() error {
+	var errs []string
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Sprintf(format, args...))
+		}
+	}
+	check(c.Provider == "auto" || c.Provider == "cpu" || c.Provider == "cuda",
+		"provider %q: want auto, cpu or cuda", c.Provider)
+	check(c.Threads >= 0, "threads %d: want ≥ 0", c.Threads)
+	check(c.BatchSize >= 1, "batch_size %d: want ≥ 1", c.BatchSize)
+	check(c.ChunkSize >= c.BatchSize, "chunk_size %d: want ≥ batch_size (%d)", c.ChunkSize, c.BatchSize)
+	check(c.Beam >= 1, "beam %d: want ≥ 1", c.Beam)
+	check(c.MaxLen >= 0, "max_len %d: want ≥ 0", c.MaxLen)
+	check(c.RepetitionPenalty >= 1, "repetition_penalty %g: want ≥ 1", c.RepetitionPenalty)
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid configuration: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
