@@ -1,11 +1,29 @@
-# attnaudit build. `make` builds the binary and fetches ONNX Runtime's CPU library.
+# attnaudit build. Targets:
+#   make setup   install what builds and tests need (Debian packages, npm test tools)
+#   make         build bin/attnaudit and fetch ONNX Runtime's CPU library
+#   make demo    run the whole pipeline on the embedded default into runs/
+#   make test    every test: Go (with DuckDB and headless Chromium checks) and Python
+#   make bench   benchmarks, written to bench/RESULTS.md
 ORT_VERSION := 1.30.0
 ORT_DIR     := third_party/onnxruntime
 ORT_LIB     := $(ORT_DIR)/libonnxruntime.so.1
 export ATTNAUDIT_ORT_LIB ?= $(CURDIR)/$(ORT_LIB)
 
-.PHONY: all build ort test
+# Debian packages for the tests: the Python exporter (torch, sentencepiece,
+# onnx), spm_encode for tokenizer parity, a Hangul font and Chromium for the
+# report tests.
+APT_PACKAGES := python3-torch python3-sentencepiece python3-onnx python3-numpy \
+	sentencepiece fonts-nanum chromium
+
+.PHONY: all build ort setup demo test test-go bench
 all: build
+
+setup: ort
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	cd store/testdata/duckdb && npm ci --silent --no-audit --no-fund
 
 ort: $(ORT_LIB)
 
@@ -20,5 +38,11 @@ $(ORT_LIB):
 build: ort
 	go build -o bin/attnaudit ./cmd/attnaudit
 
-test: ort
+demo: build
+	bin/attnaudit run --output-dir runs
+
+test: test-go test-python
+
+test-go: ort
+	go vet ./...
 	go test ./...

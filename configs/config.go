@@ -22,19 +22,19 @@ func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
 // Config is every setting of a run. Each field's yaml key is also a flag
 // name, with dashes for underscores; default.yaml documents them.
 type Config struct {
-	ORTLib     string `yaml:"ort_lib"`
-	Provider   string `yaml:"provider"`
-	CUDAPlugin string `yaml:"cuda_plugin"`
-	Threads    int    `yaml:"threads"`
+	ORTLib     string `yaml:"ort_lib" json:"ort_lib"`
+	Provider   string `yaml:"provider" json:"provider"`
+	CUDAPlugin string `yaml:"cuda_plugin" json:"cuda_plugin"`
+	Threads    int    `yaml:"threads" json:"threads"`
 
-	BatchSize         int     `yaml:"batch_size"`
-	ChunkSize         int     `yaml:"chunk_size"`
-	Beam              int     `yaml:"beam"`
-	MaxLen            int     `yaml:"max_len"`
-	RepetitionPenalty float64 `yaml:"repetition_penalty"`
-	Float16           bool    `yaml:"float16"`
-	Strict            bool    `yaml:"strict"`
-	DetachedPairs     bool    `yaml:"detached_pairs"`
+	BatchSize         int     `yaml:"batch_size" json:"batch_size"`
+	ChunkSize         int     `yaml:"chunk_size" json:"chunk_size"`
+	Beam              int     `yaml:"beam" json:"beam"`
+	MaxLen            int     `yaml:"max_len" json:"max_len"`
+	RepetitionPenalty float64 `yaml:"repetition_penalty" json:"repetition_penalty"`
+	Float16           bool    `yaml:"float16" json:"float16"`
+	Strict            bool    `yaml:"strict" json:"strict"`
+	DetachedPairs     bool    `yaml:"detached_pairs" json:"detached_pairs"`
 }
 
 // Default returns the configuration of default.yaml.

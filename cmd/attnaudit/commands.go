@@ -1,0 +1,232 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"attnaudit/configs"
+	"attnaudit/inference"
+	"attnaudit/pipeline"
+)
+
+// Exit codes, documented in README.md.
+const (
+	exitError      = 1 // a stage failed or the input was bad
+	exitUsage      = 2 // the command line itself was wrong
+	exitRegression = 3 // audit: a regression gate named by --fail-on fired
+)
+
+// usageError marks errors in the command line, which exit with exitUsage.
+type usageError struct{ error }
+
+func exitCode(err error) int {
+	var u usageError
+	var r *pipeline.RegressionError
+	switch {
+	case errors.As(err, &u):
+		return exitUsage
+	case errors.As(err, &r):
+		return exitRegression
+	}
+	return exitError
+}
+
+// Flags shared by several commands.
+var (
+	configFileFlag = &cli.StringFlag{Name: "config", Usage: "YAML file layered over configs/default.yaml"}
+	checkpointFlag = &cli.StringFlag{Name: "checkpoint", Usage: "checkpoint folder (contract v1); default: the shipped final checkpoint"}
+	dataFlag       = &cli.StringFlag{Name: "data", Usage: "dataset (.tsv, .jsonl or .txt); default: the embedded demo set"}
+	outputDirFlag  = &cli.StringFlag{Name: "output-dir", Value: "runs", Usage: "folder that holds run folders"}
+	runFlag        = &cli.StringFlag{Name: "run", Usage: "run folder; default: the one --checkpoint, --data and --output-dir name"}
+	shardFlag      = &cli.StringFlag{Name: "shard", Usage: "process slice I/N only; \"/N\" takes I from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID"}
+)
+
+// withConfigFlags appends a flag for every configuration key.
+func withConfigFlags(flags ...cli.Flag) []cli.Flag {
+	flags = append(flags, configFileFlag)
+	for _, cf := range configFlags() {
+		flags = append(flags, cf.flag)
+	}
+	return flags
+}
+
+// setup loads the configuration and, when a stage runs a model, ONNX Runtime.
+func setup(c *cli.Context, withRuntime bool) (pipeline.Env, configs.Config, error) {
+	if c.Args().Len() > 0 {
+		return pipeline.Env{}, configs.Config{}, usageError{fmt.Errorf("unexpected arguments %q", c.Args().Slice())}
+	}
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return pipeline.Env{}, configs.Config{}, usageError{err}
+	}
+	env := pipeline.Env{Log: os.Stderr, Progress: os.Stderr, Version: version}
+	if withRuntime {
+		rt, err := inference.NewRuntime(inference.Options{
+			LibPath: cfg.ORTLib, Provider: cfg.Provider, CUDAPluginPath: cfg.CUDAPlugin, IntraOpThreads: cfg.Threads,
+		})
+		if err != nil {
+			return pipeline.Env{}, configs.Config{}, err
+		}
+		env.Runtime = rt
+	}
+	return env, cfg, nil
+}
+
+func inputs(c *cli.Context, cfg configs.Config) pipeline.Inputs {
+	return pipeline.Inputs{
+		Checkpoint: c.String("checkpoint"),
+		Data:       c.String("data"),
+		OutputDir:  c.String("output-dir"),
+		Config:     cfg,
+	}
+}
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "all stages (infer, metrics, report) for one checkpoint and dataset into one run folder",
+		Flags: withConfigFlags(checkpointFlag, dataFlag, outputDirFlag),
+		Action: func(c *cli.Context) error {
+			env, cfg, err := setup(c, true)
+			if err != nil {
+				return err
+			}
+			dir, err := pipeline.Run(env, inputs(c, cfg))
+			if err == nil {
+				fmt.Println(dir)
+			}
+			return err
+		},
+	}
+}
+
+func inferCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "infer",
+		Usage: "the infer stage: translations, token log-probs and every attention tensor to Parquet",
+		Flags: withConfigFlags(checkpointFlag, dataFlag, outputDirFlag, shardFlag),
+		Action: func(c *cli.Context) error {
+			shard, err := pipeline.ParseShard(c.String("shard"))
+			if err != nil {
+				return usageError{err}
+			}
+			env, cfg, err := setup(c, true)
+			if err != nil {
+				return err
+			}
+			dir, err := pipeline.Infer(env, inputs(c, cfg), shard)
+			if err == nil {
+				fmt.Println(dir)
+			}
+			return err
+		},
+	}
+}
+
+// stageCommand builds metrics and report: stages that read a run folder
+// found by --run or by the inputs that made it.
+func stageCommand(name, usage string, do func(pipeline.Env, string, configs.Config) error) *cli.Command {
+	return &cli.Command{
+		Name:  name,
+		Usage: usage,
+		Flags: withConfigFlags(runFlag, checkpointFlag, dataFlag, outputDirFlag),
+		Action: func(c *cli.Context) error {
+			env, cfg, err := setup(c, false)
+			if err != nil {
+				return err
+			}
+			dir := c.String("run")
+			if dir == "" {
+				if dir, err = pipeline.RunDir(env, inputs(c, cfg)); err != nil {
+					return err
+				}
+			}
+			return do(env, dir, cfg)
+		},
+	}
+}
+
+func metricsCommand() *cli.Command {
+	return stageCommand("metrics", "the metrics stage: head and sentence metrics, flags and the run summary", pipeline.Metrics)
+}
+
+func reportCommand() *cli.Command {
+	return stageCommand("report", "the report stage: a self-contained report.html", pipeline.Report)
+}
+
+func compareCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "compare",
+		Usage: "compare.html across the finished runs of one model, in epoch/step order",
+		Flags: withConfigFlags(
+			&cli.StringSliceFlag{Name: "runs", Usage: "run folders, or a folder of run folders", Required: true},
+			&cli.StringFlag{Name: "baseline", Usage: "run folder to compare against; default: each run's predecessor"},
+			&cli.StringFlag{Name: "output", Value: "compare.html", Usage: "where to write the page"},
+		),
+		Action: func(c *cli.Context) error {
+			_, cfg, err := setup(c, false)
+			if err != nil {
+				return err
+			}
+			dirs, err := pipeline.FindRuns(c.StringSlice("runs"))
+			if err != nil {
+				return err
+			}
+			return pipeline.WriteCompare(dirs, c.String("baseline"), c.String("output"), cfg.Report)
+		},
+	}
+}
+
+func auditCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "audit",
+		Usage: "nightly job: run every checkpoint not yet audited, compare them, gate regressions",
+		Flags: withConfigFlags(
+			&cli.StringFlag{Name: "checkpoints", Required: true, Usage: "a folder of checkpoint folders, a checkpoint folder, or a file listing one per line"},
+			dataFlag, outputDirFlag,
+			&cli.StringFlag{Name: "baseline", Usage: "run folder every checkpoint is gated against; default: the previous checkpoint"},
+		),
+		Action: func(c *cli.Context) error {
+			env, cfg, err := setup(c, true)
+			if err != nil {
+				return err
+			}
+			ckpts, err := pipeline.FindCheckpoints(c.String("checkpoints"))
+			if err != nil {
+				return usageError{err}
+			}
+			sum, err := pipeline.Audit(env, pipeline.AuditInputs{
+				Checkpoints: ckpts,
+				Data:        c.String("data"),
+				OutputDir:   c.String("output-dir"),
+				Baseline:    c.String("baseline"),
+				Config:      cfg,
+			})
+			if sum != nil {
+				fmt.Println(sum.Path)
+			}
+			return err
+		},
+	}
+}
+
+func inspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "inspect",
+		Usage: "print a checkpoint's contract: inputs/outputs, layers, heads, vocab, special ids, metadata",
+		Flags: withConfigFlags(checkpointFlag),
+		Action: func(c *cli.Context) error {
+			if _, _, err := setup(c, true); err != nil {
+				return err
+			}
+			ck, _, err := pipeline.OpenCheckpoint(c.String("checkpoint"))
+			if err != nil {
+				return err
+			}
+			return ck.Describe(os.Stdout)
+		},
+	}
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+
+	"attnaudit/configs"
+)
+
+// configFlag ties a command-line flag to one key of configs.Config. Flags are
+// generated from the config struct, so every setting has exactly one flag
+// and one documented default (the comment above its key in default.yaml).
+type configFlag struct {
+	path []string // yaml keys from the root, e.g. ["metrics", "sink_mass"]
+	flag cli.Flag
+}
+
+// configFlags returns a flag for every leaf of configs.Config, named after
+// its yaml key with dashes, with usage taken from default.yaml's comments.
+func configFlags() []configFlag {
+	docs := defaultDocs()
+	var out []configFlag
+	var walk func(t reflect.Type, v reflect.Value, prefix []string)
+	walk = func(t reflect.Type, v reflect.Value, prefix []string) {
+		for i := 0; i < t.NumField(); i++ {
+			key := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+			path := append(append([]string(nil), prefix...), key)
+			fv := v.Field(i)
+			if fv.Kind() == reflect.Struct {
+				walk(fv.Type(), fv, path)
+				continue
+			}
+			name := strings.ReplaceAll(key, "_", "-")
+			usage := docs[strings.Join(path, ".")]
+			var f cli.Flag
+			switch fv.Kind() {
+			case reflect.String:
+				f = &cli.StringFlag{Name: name, Usage: usage, Value: fv.String()}
+			case reflect.Int:
+				f = &cli.IntFlag{Name: name, Usage: usage, Value: int(fv.Int())}
+			case reflect.Float64:
+				f = &cli.Float64Flag{Name: name, Usage: usage, Value: fv.Float()}
+			case reflect.Bool:
+				f = &cli.BoolFlag{Name: name, Usage: usage, Value: fv.Bool()}
+			default:
+				panic(fmt.Sprintf("config key %s: no flag for kind %s", strings.Join(path, "."), fv.Kind()))
+			}
+			out = append(out, configFlag{path: path, flag: f})
+		}
+	}
+	def := configs.Default()
+	walk(reflect.TypeOf(def), reflect.ValueOf(def), nil)
+	return out
+}
+
+// defaultDocs maps each dotted key of default.yaml to the comment above it.
+func defaultDocs() map[string]string {
+	var root yaml.Node
+	if err := yaml.Unmarshal(configs.DefaultYAML(), &root); err != nil {
+		panic(err) // embedded and tested
+	}
+	docs := map[string]string{}
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			key := prefix + k.Value
+			docs[key] = commentText(k.HeadComment)
+			if v.Kind == yaml.MappingNode {
+				walk(v, key+".")
+			}
+		}
+	}
+	if len(root.Content) > 0 {
+		walk(root.Content[0], "")
+	}
+	return docs
+}
+
+// commentText turns a YAML head comment into one line of usage text,
+// dropping section rulers such as "# --- Inference ---".
+func commentText(c string) string {
+	var words []string
+	for _, line := range strings.Split(c, "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "#"))
+		if line == "" || strings.HasPrefix(line, "---") {
+			continue
+		}
+		words = append(words, line)
+	}
+	return strings.Join(words, " ")
+}
+
+// loadConfig layers the defaults, --config and the config flags given on the
+// command line.
+func loadConfig(c *cli.Context) (configs.Config, error) {
+	set := map[string]any{}
+	for _, cf := range configFlags() {
+		name := cf.flag.Names()[0]
+		if !c.IsSet(name) {
+			continue
+		}
+		m := set
+		for _, k := range cf.path[:len(cf.path)-1] {
+			sub, ok := m[k].(map[string]any)
+			if !ok {
+				sub = map[string]any{}
+				m[k] = sub
+			}
+			m = sub
+		}
+		m[cf.path[len(cf.path)-1]] = c.Value(name)
+	}
+	return configs.Load(c.String("config"), set)
+}

@@ -1,0 +1,240 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"attnaudit/dataset"
+	"attnaudit/inference"
+	"attnaudit/metrics"
+	"attnaudit/store"
+)
+
+// Infer runs the infer stage: it translates the dataset chunk by chunk,
+// captures attention with teacher-forced passes and writes one examples part
+// and one attention part per chunk. A chunk whose parts exist is skipped, so
+// an interrupted run resumes where it stopped; when every chunk of the run
+// is written (by this shard or others) it writes manifest.json.
+func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
+	start := time.Now()
+	r, err := openRun(env, in)
+	if err != nil {
+		return "", err
+	}
+	unlock, err := lockDir(r.dir, shard)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if m, err := ReadManifest(r.dir); err == nil && m.Stages[StageInfer].Seconds > 0 {
+		fmt.Fprintf(env.Log, "infer: %s is complete; nothing to do\n", r.dir)
+		return r.dir, nil
+	}
+
+	model, err := env.Runtime.Load(r.ckpt)
+	if err != nil {
+		return "", err
+	}
+	defer model.Close()
+	fmt.Fprintf(env.Log, "infer: %s on %s (%d examples, %d chunks) with %s, shard %s → %s\n",
+		r.ckpt.Name(), r.data.Name, len(r.data.Examples), r.chunks(), model.Provider(), shard, r.dir)
+
+	todo := 0
+	for c := range r.chunks() {
+		if shard.Owns(c) && !r.chunkDone(c) {
+			todo += len(r.chunk(c))
+		}
+	}
+	prog := newProgress(env.Progress, "infer", todo)
+	for c := range r.chunks() {
+		if !shard.Owns(c) || r.chunkDone(c) {
+			continue
+		}
+		if err := r.inferChunk(model, c); err != nil {
+			return "", err
+		}
+		prog.add(len(r.chunk(c)))
+	}
+	if err := r.writeShardRecord(shard, model.Provider(), time.Since(start)); err != nil {
+		return "", err
+	}
+	return r.dir, r.finishInfer()
+}
+
+// inferChunk translates chunk c in batches sorted by source length, then
+// writes its rows in example order: attention first, examples last, since
+// the examples part is what marks the chunk done.
+func (r *run) inferChunk(model *inference.Model, c int) error {
+	exs := r.chunk(c)
+	cfg := r.cfg
+	order := make([]int, len(exs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return len(exs[order[a]].Source) < len(exs[order[b]].Source)
+	})
+	results := make([]inference.Result, len(exs))
+	detached := make([]*inference.Pass, len(exs))
+	opts := inference.DecodeOptions{Beam: cfg.Beam, MaxLen: cfg.MaxLen, RepetitionPenalty: float32(cfg.RepetitionPenalty)}
+	for b := 0; b < len(order); b += cfg.BatchSize {
+		idx := order[b:min(b+cfg.BatchSize, len(order))]
+		reqs := make([]inference.Request, len(idx))
+		for k, i := range idx {
+			reqs[k] = inference.Request{Source: exs[i].Source, Reference: exs[i].Reference, HasReference: exs[i].HasReference}
+		}
+		out, err := model.TranslateBatch(reqs, opts)
+		if err != nil {
+			return fmt.Errorf("chunk %d: %w", c, err)
+		}
+		for k, i := range idx {
+			results[i] = out[k]
+		}
+	}
+	if cfg.DetachedPairs && len(exs) > 1 {
+		var err error
+		if detached, err = r.detachedPasses(model, exs); err != nil {
+			return fmt.Errorf("chunk %d: detached pairs: %w", c, err)
+		}
+	}
+
+	aw, err := store.NewAttentionWriter(r.dir, store.AttentionOptions{Part: c, Float16: cfg.Float16})
+	if err != nil {
+		return err
+	}
+	defer aw.Close()
+	ew, err := store.NewExampleWriter(r.dir, c)
+	if err != nil {
+		return err
+	}
+	defer ew.Close()
+	for i, res := range results {
+		id := int32(exs[i].Index)
+		if err := writeAttention(aw, id, res, detached[i]); err != nil {
+			return err
+		}
+		if err := ew.Write(exampleRow(exs[i], res)); err != nil {
+			return err
+		}
+	}
+	if err := aw.Close(); err != nil {
+		return err
+	}
+	return ew.Close()
+}
+
+// detachedPasses force-decodes every source of a chunk with the reference of
+// the example half a chunk away ("fully detached" pairs, Guerreiro et al.
+// 2023), so detectors can be scored on known hallucinations without labels.
+func (r *run) detachedPasses(model *inference.Model, exs []dataset.Example) ([]*inference.Pass, error) {
+	passes := make([]*inference.Pass, len(exs))
+	var srcs, refs []string
+	var at []int
+	for i, ex := range exs {
+		other := exs[(i+len(exs)/2)%len(exs)]
+		if !other.HasReference {
+			continue
+		}
+		srcs, refs, at = append(srcs, ex.Source), append(refs, other.Reference), append(at, i)
+	}
+	for b := 0; b < len(at); b += r.cfg.BatchSize {
+		e := min(b+r.cfg.BatchSize, len(at))
+		out, err := model.Force(srcs[b:e], refs[b:e])
+		if err != nil {
+			return nil, err
+		}
+		for k := range out {
+			passes[at[b+k]] = &out[k]
+		}
+	}
+	return passes, nil
+}
+
+// writeAttention writes an example's rows in the schema's sort order: pass,
+// then kind, then layer and head.
+func writeAttention(w *store.AttentionWriter, id int32, res inference.Result, detached *inference.Pass) error {
+	type passRows struct {
+		name string
+		pass *inference.Pass
+	}
+	passes := []passRows{{store.PassDetached, detached}, {store.PassForced, res.Forced}, {store.PassFree, &res.Free}}
+	for _, p := range passes {
+		if p.pass == nil {
+			continue
+		}
+		kinds := []struct {
+			kind string
+			m    [][]metrics.Matrix
+		}{
+			{store.KindCross, p.pass.Cross},
+			{store.KindDecoderSelf, p.pass.DecoderSelf},
+			{store.KindEncoderSelf, res.EncoderSelf},
+		}
+		for _, k := range kinds {
+			for layer, heads := range k.m {
+				for head, m := range heads {
+					row := store.Attention{ExampleID: id, Pass: p.name, Kind: k.kind, Layer: int16(layer), Head: int16(head), Weights: m}
+					if err := w.Write(row); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func exampleRow(ex dataset.Example, res inference.Result) store.Example {
+	row := store.Example{
+		ExampleID:     int32(ex.Index),
+		ID:            ex.ID,
+		Source:        ex.Source,
+		Reference:     ex.Reference,
+		Hypothesis:    res.Hypothesis,
+		SrcPieces:     res.SrcPieces,
+		SrcIDs:        res.SrcIDs,
+		TgtPieces:     res.Free.Pieces,
+		TgtIDs:        res.Free.IDs,
+		TokenLogprobs: res.Free.Logprobs,
+		SeqLogprob:    float32(metrics.SeqLogprob(res.Free.Logprobs)),
+		Chrf:          float32(math.NaN()),
+		Bleu:          float32(math.NaN()),
+	}
+	if res.Forced != nil {
+		row.RefPieces, row.RefIDs, row.RefLogprobs = res.Forced.Pieces, res.Forced.IDs, res.Forced.Logprobs
+	}
+	if ex.HasReference {
+		row.Chrf = float32(metrics.SentenceChrF(res.Hypothesis, ex.Reference))
+		row.Bleu = float32(metrics.SentenceBLEU(res.Hypothesis, ex.Reference))
+	}
+	return row
+}
+
+// finishInfer writes the manifest once every chunk of the run exists,
+// whichever shard wrote it.
+func (r *run) finishInfer() error {
+	for c := range r.chunks() {
+		if !r.chunkDone(c) {
+			return nil
+		}
+	}
+	records, err := r.shardRecords()
+	if err != nil {
+		return err
+	}
+	m := r.manifest(records)
+	return writeManifest(r.dir, m)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+var _ = filepath.Join

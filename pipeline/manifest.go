@@ -1,0 +1,91 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"attnaudit/configs"
+)
+
+// ManifestName is the file that marks a run folder complete. It is written
+// last and atomically: a folder without it is an incomplete run, which is
+// resumed or redone and never read as done.
+const ManifestName = "manifest.json"
+
+// Manifest is manifest.json: what a run was made from and how.
+type Manifest struct {
+	RunID      string           `json:"run_id"`
+	Created    time.Time        `json:"created"`
+	Tool       ToolInfo         `json:"tool"`
+	Provider   string           `json:"provider"`
+	Checkpoint CheckpointInfo   `json:"checkpoint"`
+	Dataset    DatasetInfo      `json:"dataset"`
+	Config     configs.Config   `json:"config"`
+	Shards     int              `json:"shards"`
+	Chunks     int              `json:"chunks"`
+	Stages     map[string]Stage `json:"stages"`
+	// Summary is the metrics stage's run summary, absent before it ran.
+	Summary json.RawMessage `json:"summary,omitempty"`
+}
+
+// ToolInfo names the software that made a run.
+type ToolInfo struct {
+	Version    string `json:"version"`
+	GoVersion  string `json:"go_version"`
+	ORTVersion string `json:"ort_version"`
+}
+
+// CheckpointInfo identifies a checkpoint by path and content.
+type CheckpointInfo struct {
+	Path string          `json:"path"`
+	Hash string          `json:"hash"`
+	Meta json.RawMessage `json:"meta"` // checkpoint.json as shipped
+}
+
+// DatasetInfo identifies a dataset by path and content.
+type DatasetInfo struct {
+	Path     string   `json:"path"`
+	Hash     string   `json:"hash"`
+	Examples int      `json:"examples"`
+	Problems []string `json:"problems,omitempty"` // lines skipped, with file:line
+}
+
+// Stage records one stage's time and output row counts.
+type Stage struct {
+	Seconds  float64          `json:"seconds"`
+	Finished time.Time        `json:"finished"`
+	Rows     map[string]int64 `json:"rows,omitempty"`
+}
+
+// ReadManifest reads dir's manifest. A folder without one is reported with
+// errIncomplete, so callers can tell an unfinished run from a broken one.
+func ReadManifest(dir string) (*Manifest, error) {
+	data, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", dir, errIncomplete)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s: %v", filepath.Join(dir, ManifestName), err)
+	}
+	return &m, nil
+}
+
+var errIncomplete = errors.New("incomplete run (no manifest.json): run the infer stage or `attnaudit run` again to resume it")
+
+// writeManifest writes m into dir atomically.
+func writeManifest(dir string, m *Manifest) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding manifest: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(dir, ManifestName), append(data, '\n'))
+}

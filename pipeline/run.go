@@ -1,0 +1,223 @@
+// Package pipeline runs attnaudit's stages (infer, metrics, report, compare,
+// audit) over run folders. A run folder holds one checkpoint × dataset ×
+// config; its name carries a hash of all three, so rerunning a command goes
+// back to the same folder and resumes it, and a changed input never mixes
+// its files with an old run's.
+package pipeline
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"attnaudit/configs"
+	"attnaudit/dataset"
+	"attnaudit/examples"
+	"attnaudit/inference"
+	"attnaudit/store"
+)
+
+// Stage names, as recorded in the manifest.
+const (
+	StageInfer   = "infer"
+	StageMetrics = "metrics"
+	StageReport  = "report"
+)
+
+// Env is what the stages need from outside: where to write messages and the
+// ONNX Runtime to run models with (nil for stages that run no model).
+type Env struct {
+	Log      io.Writer // one line per event
+	Progress io.Writer // examples/s and ETA; rewritten in place on a terminal
+	Runtime  *inference.Runtime
+	Version  string
+}
+
+// Inputs names what a run is made from. Empty Checkpoint or Data mean the
+// shipped final checkpoint and the embedded demo dataset.
+type Inputs struct {
+	Checkpoint string
+	Data       string
+	OutputDir  string
+	Config     configs.Config
+}
+
+// run is an opened run folder with its inputs loaded.
+type run struct {
+	dir      string
+	cfg      configs.Config
+	ckpt     *inference.Checkpoint
+	ckptPath string
+	data     *dataset.Dataset
+	dataPath string
+	id       string
+}
+
+// openRun loads a run's checkpoint and dataset and creates its folder.
+func openRun(env Env, in Inputs) (*run, error) {
+	ckpt, ckptPath, err := OpenCheckpoint(in.Checkpoint)
+	if err != nil {
+		return nil, err
+	}
+	limit := ckpt.MaxSourceTokens()
+	opts := dataset.Options{Strict: in.Config.Strict, MaxTokens: limit, CountTokens: ckpt.Tokenizer().Count}
+	var data *dataset.Dataset
+	dataPath := in.Data
+	if dataPath == "" {
+		dataPath = examples.DemoDataName
+		data, err = dataset.LoadBytes(examples.DemoDataName, examples.DemoData, opts)
+	} else {
+		data, err = dataset.Load(dataPath, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range data.Problems {
+		fmt.Fprintf(env.Log, "dataset: skipped %s\n", p)
+	}
+	if len(data.Examples) == 0 {
+		return nil, fmt.Errorf("%s: no usable examples", dataPath)
+	}
+	r := &run{cfg: in.Config, ckpt: ckpt, ckptPath: ckptPath, data: data, dataPath: dataPath}
+	r.id = runID(ckpt.Hash(), data.Hash, in.Config)
+	r.dir = filepath.Join(in.OutputDir, runFolderName(ckpt, r.id))
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating run folder: %w", err)
+	}
+	return r, nil
+}
+
+// OpenCheckpoint opens a checkpoint folder, or the embedded shipped one.
+func OpenCheckpoint(dir string) (*inference.Checkpoint, string, error) {
+	if dir == "" {
+		ck, err := inference.OpenCheckpoint(examples.Checkpoint, examples.CheckpointDir)
+		return ck, examples.CheckpointDir + " (embedded)", err
+	}
+	ck, err := inference.OpenCheckpoint(os.DirFS(dir), ".")
+	if err != nil {
+		return nil, "", fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	return ck, dir, nil
+}
+
+// runID hashes everything that determines a run's results. Settings that
+// only affect speed or where things go (threads, provider, batch size) are
+// left out on purpose: the same run on CPU and GPU is the same run.
+func runID(ckptHash, dataHash string, cfg configs.Config) string {
+	cfg.ORTLib, cfg.Provider, cfg.CUDAPlugin, cfg.Threads, cfg.BatchSize = "", "", "", 0, 0
+	c, _ := json.Marshal(cfg)
+	h := sha256.New()
+	fmt.Fprintf(h, "checkpoint %s\ndataset %s\nconfig %s\n", ckptHash, dataHash, c)
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// runFolderName reads well in a listing and sorts by epoch:
+// ko-en-small-epoch0040-3f2a9c1d.
+func runFolderName(ckpt *inference.Checkpoint, id string) string {
+	meta := ckpt.Meta()
+	name := unsafeName.ReplaceAllString(meta.Name, "-")
+	if name == "" {
+		name = "checkpoint"
+	}
+	return fmt.Sprintf("%s-epoch%04d-%s", name, meta.Epoch, id[:8])
+}
+
+func (r *run) chunks() int {
+	return (len(r.data.Examples) + r.cfg.ChunkSize - 1) / r.cfg.ChunkSize
+}
+
+func (r *run) chunk(c int) []dataset.Example {
+	return r.data.Examples[c*r.cfg.ChunkSize : min((c+1)*r.cfg.ChunkSize, len(r.data.Examples))]
+}
+
+// chunkDone reports whether chunk c's examples part, written last, exists.
+func (r *run) chunkDone(c int) bool {
+	return exists(filepath.Join(r.dir, store.ExamplesPartName(c)))
+}
+
+// shardRecord is what one infer process left behind: which provider ran it
+// and how long it took. The manifest sums them.
+type shardRecord struct {
+	Shard      string    `json:"shard"`
+	Provider   string    `json:"provider"`
+	ORTVersion string    `json:"ort_version"`
+	Seconds    float64   `json:"seconds"`
+	Finished   time.Time `json:"finished"`
+}
+
+func shardRecordName(s Shard) string {
+	return fmt.Sprintf(".infer-shard-%d-of-%d.json", s.Index, s.Count)
+}
+
+func (r *run) writeShardRecord(s Shard, provider string, took time.Duration) error {
+	rec := shardRecord{Shard: s.String(), Provider: provider, ORTVersion: inference.ORTVersion(),
+		Seconds: took.Seconds(), Finished: time.Now().UTC()}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(r.dir, shardRecordName(s)), data)
+}
+
+func (r *run) shardRecords() ([]shardRecord, error) {
+	paths, err := filepath.Glob(filepath.Join(r.dir, ".infer-shard-*.json"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(paths)
+	var recs []shardRecord
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		var rec shardRecord
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return nil, fmt.Errorf("%s: %v", p, err)
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
+}
+
+// manifest describes the finished infer stage.
+func (r *run) manifest(recs []shardRecord) *Manifest {
+	var secs float64
+	var providers []string
+	for _, rec := range recs {
+		secs += rec.Seconds
+		if !slices.Contains(providers, rec.Provider) {
+			providers = append(providers, rec.Provider)
+		}
+	}
+	m := &Manifest{
+		RunID:   r.id,
+		Created: time.Now().UTC(),
+		Tool:    ToolInfo{GoVersion: runtime.Version(), ORTVersion: inference.ORTVersion()},
+		Provider: strings.Join(providers, "+"),
+		Checkpoint: CheckpointInfo{
+			Path: r.ckptPath, Hash: r.ckpt.Hash(), Meta: r.ckpt.MetaJSON(),
+		},
+		Dataset: DatasetInfo{Path: r.dataPath, Hash: r.data.Hash, Examples: len(r.data.Examples)},
+		Config:  r.cfg,
+		Shards:  len(recs),
+		Chunks:  r.chunks(),
+		Stages:  map[string]Stage{StageInfer: {Seconds: secs, Finished: time.Now().UTC()}},
+	}
+	for _, p := range r.data.Problems {
+		m.Dataset.Problems = append(m.Dataset.Problems, p.String())
+	}
+	return m
+}

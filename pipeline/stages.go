@@ -1,0 +1,89 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"attnaudit/configs"
+)
+
+// Run runs every stage for one checkpoint and dataset, skipping stages the
+// run folder already holds, and returns the run folder.
+func Run(env Env, in Inputs) (string, error) {
+	dir, err := Infer(env, in, All)
+	if err != nil {
+		return "", err
+	}
+	if err := Metrics(env, dir, in.Config); err != nil {
+		return dir, err
+	}
+	return dir, Report(env, dir, in.Config)
+}
+
+// RunDir returns the run folder that Inputs name, without running anything.
+// Single stages use it to find a run from the same flags that made it.
+func RunDir(env Env, in Inputs) (string, error) {
+	r, err := openRun(env, in)
+	if err != nil {
+		return "", err
+	}
+	return r.dir, nil
+}
+
+// Metrics runs the metrics stage on a finished infer stage and records its
+// summary in the manifest. It is skipped when the manifest already has it.
+func Metrics(env Env, dir string, cfg configs.Config) error {
+	return stage(env, dir, StageMetrics, func(m *Manifest) (map[string]int64, error) {
+		sum, err := ComputeMetrics(dir, cfg.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := json.Marshal(sum)
+		if err != nil {
+			return nil, fmt.Errorf("encoding run summary: %w", err)
+		}
+		m.Summary = raw
+		return nil, nil
+	})
+}
+
+// Report writes report.html for a run whose metrics stage finished.
+func Report(env Env, dir string, cfg configs.Config) error {
+	return stage(env, dir, StageReport, func(m *Manifest) (map[string]int64, error) {
+		if _, ok := m.Stages[StageMetrics]; !ok {
+			return nil, fmt.Errorf("%s: run the metrics stage first", dir)
+		}
+		path, err := WriteReport(dir, cfg.Report)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(env.Log, "report: wrote %s\n", path)
+		return nil, nil
+	})
+}
+
+// stage runs one post-infer stage under the run's lock and records its time
+// in the manifest, rewritten atomically. A stage already recorded is skipped.
+func stage(env Env, dir, name string, do func(*Manifest) (map[string]int64, error)) error {
+	unlock, err := lockDir(dir, All)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	m, err := ReadManifest(dir)
+	if err != nil {
+		return err
+	}
+	if _, done := m.Stages[name]; done {
+		fmt.Fprintf(env.Log, "%s: already done for %s\n", name, dir)
+		return nil
+	}
+	start := time.Now()
+	rows, err := do(m)
+	if err != nil {
+		return fmt.Errorf("%s stage: %w", name, err)
+	}
+	m.Stages[name] = Stage{Seconds: time.Since(start).Seconds(), Finished: time.Now().UTC(), Rows: rows}
+	return writeManifest(dir, m)
+}
