@@ -35,6 +35,8 @@ type Config struct {
 	Float16           bool    `yaml:"float16" json:"float16"`
 	Strict            bool    `yaml:"strict" json:"strict"`
 	DetachedPairs     bool    `yaml:"detached_pairs" json:"detached_pairs"`
+
+	Audit AuditConfig `yaml:"audit" json:"audit"`
 }
 
 // Default returns the configuration of default.yaml.
@@ -99,6 +101,7 @@ func (c Config) Validate() error {
 	check(c.Beam >= 1, "beam %d: want ≥ 1", c.Beam)
 	check(c.MaxLen >= 0, "max_len %d: want ≥ 0", c.MaxLen)
 	check(c.RepetitionPenalty >= 1, "repetition_penalty %g: want ≥ 1", c.RepetitionPenalty)
+	errs = append(errs, c.Audit.validate()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration: %s", strings.Join(errs, "; "))
 	}

@@ -1,0 +1,283 @@
+package pipeline
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"attnaudit/configs"
+)
+
+// SummaryName is the audit's machine-readable summary in the output folder.
+const SummaryName = "audit-summary.json"
+
+// AuditInputs names the checkpoints and dataset of a nightly audit.
+type AuditInputs struct {
+	Checkpoints []string
+	Data        string
+	OutputDir   string
+	Baseline    string // a run folder; empty: each checkpoint's predecessor
+	Config      configs.Config
+}
+
+// AuditSummary is audit-summary.json.
+type AuditSummary struct {
+	Path        string       `json:"-"`
+	Created     time.Time    `json:"created"`
+	Data        string       `json:"data"`
+	Compare     string       `json:"compare"`
+	Runs        []AuditRun   `json:"runs"`
+	Regressions []Regression `json:"regressions"`
+	FailOn      []string     `json:"fail_on"`
+	Failed      bool         `json:"failed"` // a gate named in fail_on fired
+}
+
+// AuditRun is one checkpoint's line in the audit summary.
+type AuditRun struct {
+	Checkpoint string `json:"checkpoint"`
+	Run        string `json:"run"`
+	Skipped    bool   `json:"skipped"`
+	Reason     string `json:"reason,omitempty"`
+	KeyMetrics
+}
+
+// Regression is a gate that fired between a run and the one it is gated
+// against.
+type Regression struct {
+	Gate    string  `json:"gate"`
+	Run     string  `json:"run"`
+	Against string  `json:"against"`
+	Before  float64 `json:"before"`
+	After   float64 `json:"after"`
+	Limit   float64 `json:"limit"`
+	Layer   int     `json:"layer,omitempty"`
+	Message string  `json:"message"`
+}
+
+// RegressionError is returned by Audit when a gate named in fail_on fired;
+// the CLI turns it into exit code 3.
+type RegressionError struct{ Regressions []Regression }
+
+func (e *RegressionError) Error() string {
+	msgs := make([]string, len(e.Regressions))
+	for i, r := range e.Regressions {
+		msgs[i] = r.Message
+	}
+	return fmt.Sprintf("%d regression(s): %s", len(msgs), strings.Join(msgs, "; "))
+}
+
+// Audit runs every stage for each checkpoint whose run is not complete yet,
+// writes compare.html over all runs in epoch/step order and the summary, and
+// gates each run against the baseline or its predecessor.
+func Audit(env Env, in AuditInputs) (*AuditSummary, error) {
+	sum := &AuditSummary{Created: time.Now().UTC(), Data: in.Data, FailOn: in.Config.Audit.FailOnList()}
+	if sum.Data == "" {
+		sum.Data = "(embedded demo set)"
+	}
+	if err := os.MkdirAll(in.OutputDir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, ck := range in.Checkpoints {
+		inputs := Inputs{Checkpoint: ck, Data: in.Data, OutputDir: in.OutputDir, Config: in.Config}
+		dir, err := RunDir(env, inputs)
+		if err != nil {
+			return nil, err
+		}
+		run := AuditRun{Checkpoint: ck, Run: dir}
+		if m, err := ReadManifest(dir); err == nil && m.Stages[StageReport].Finished != (time.Time{}) {
+			run.Skipped = true
+			run.Reason = fmt.Sprintf("already audited: same checkpoint (sha256 %.12s), dataset (%.12s) and config", m.Checkpoint.Hash, m.Dataset.Hash)
+			fmt.Fprintf(env.Log, "audit: %s skipped: %s\n", ck, run.Reason)
+		} else if _, err := Run(env, inputs); err != nil {
+			return nil, fmt.Errorf("auditing %s: %w", ck, err)
+		}
+		sum.Runs = append(sum.Runs, run)
+	}
+	if err := sum.load(); err != nil {
+		return nil, err
+	}
+	dirs := make([]string, len(sum.Runs))
+	for i, r := range sum.Runs {
+		dirs[i] = r.Run
+	}
+	sum.Compare = filepath.Join(in.OutputDir, "compare.html")
+	if err := WriteCompare(dirs, in.Baseline, sum.Compare, in.Config.Report); err != nil {
+		return nil, err
+	}
+	var err error
+	if sum.Regressions, err = gate(sum.Runs, in.Baseline, in.Config.Audit); err != nil {
+		return nil, err
+	}
+	var failing []Regression
+	for _, r := range sum.Regressions {
+		fmt.Fprintf(env.Log, "audit: regression: %s\n", r.Message)
+		if in.Config.Audit.Fails(r.Gate) {
+			failing = append(failing, r)
+		}
+	}
+	sum.Failed = len(failing) > 0
+	sum.Path = filepath.Join(in.OutputDir, SummaryName)
+	data, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(sum.Path, append(data, '\n')); err != nil {
+		return nil, err
+	}
+	if sum.Failed {
+		return sum, &RegressionError{Regressions: failing}
+	}
+	return sum, nil
+}
+
+// load reads each run's key metrics and orders the runs by epoch and step.
+func (s *AuditSummary) load() error {
+	for i := range s.Runs {
+		km, err := readKeyMetrics(s.Runs[i].Run)
+		if err != nil {
+			return err
+		}
+		s.Runs[i].KeyMetrics = km
+	}
+	sort.SliceStable(s.Runs, func(a, b int) bool {
+		ra, rb := s.Runs[a], s.Runs[b]
+		if ra.Epoch != rb.Epoch {
+			return ra.Epoch < rb.Epoch
+		}
+		return ra.Step < rb.Step
+	})
+	return nil
+}
+
+// gate compares each run with the baseline, or with its predecessor when
+// there is no baseline.
+func gate(runs []AuditRun, baseline string, cfg configs.AuditConfig) ([]Regression, error) {
+	var base *AuditRun
+	if baseline != "" {
+		km, err := readKeyMetrics(baseline)
+		if err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+		base = &AuditRun{Run: baseline, KeyMetrics: km}
+	}
+	var out []Regression
+	for i := range runs {
+		against := base
+		if against == nil {
+			if i == 0 {
+				continue
+			}
+			against = &runs[i-1]
+		}
+		if against.Run == runs[i].Run {
+			continue
+		}
+		out = append(out, compareRuns(*against, runs[i], cfg)...)
+	}
+	return out, nil
+}
+
+// compareRuns applies the gates of cfg to one pair of runs.
+func compareRuns(before, after AuditRun, cfg configs.AuditConfig) []Regression {
+	var out []Regression
+	add := func(gate string, layer int, b, a, limit float64, what string) {
+		out = append(out, Regression{Gate: gate, Run: after.Run, Against: before.Run, Before: b, After: a, Limit: limit, Layer: layer,
+			Message: fmt.Sprintf("%s: %s went from %.4g to %.4g (limit %.4g) against %s",
+				filepath.Base(after.Run), what, b, a, limit, filepath.Base(before.Run))})
+	}
+	if d := before.ChrF - after.ChrF; d > cfg.ChrFDrop {
+		add(configs.GateChrFDrop, 0, before.ChrF, after.ChrF, cfg.ChrFDrop, "corpus chrF")
+	}
+	if d := after.SuspectShare - before.SuspectShare; d > cfg.SuspectRise {
+		add(configs.GateSuspectRise, 0, before.SuspectShare, after.SuspectShare, cfg.SuspectRise, "hallucination-suspect share")
+	}
+	for l := range min(len(before.Diagonality), len(after.Diagonality)) {
+		if d := before.Diagonality[l] - after.Diagonality[l]; d > cfg.DiagonalityDrop {
+			add(configs.GateDiagonalityDrop, l, before.Diagonality[l], after.Diagonality[l], cfg.DiagonalityDrop,
+				fmt.Sprintf("layer %d cross-attention diagonality", l))
+		}
+	}
+	for l := range min(len(before.AER), len(after.AER)) {
+		if math.IsNaN(before.AER[l]) || math.IsNaN(after.AER[l]) {
+			continue
+		}
+		if d := after.AER[l] - before.AER[l]; d > cfg.AERRise {
+			add(configs.GateAERRise, l, before.AER[l], after.AER[l], cfg.AERRise, fmt.Sprintf("layer %d AER", l))
+		}
+	}
+	return out
+}
+
+// FindCheckpoints expands --checkpoints: a checkpoint folder, a folder of
+// checkpoint folders, or a file listing one folder per line (# comments).
+func FindCheckpoints(spec string) ([]string, error) {
+	info, err := os.Stat(spec)
+	if err != nil {
+		return nil, fmt.Errorf("--checkpoints: %w", err)
+	}
+	if !info.IsDir() {
+		f, err := os.Open(spec)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		var out []string
+		sc := bufio.NewScanner(f)
+		for line := 1; sc.Scan(); line++ {
+			p := strings.TrimSpace(sc.Text())
+			if p == "" || strings.HasPrefix(p, "#") {
+				continue
+			}
+			if !exists(filepath.Join(p, "checkpoint.json")) {
+				return nil, fmt.Errorf("%s:%d: %s has no checkpoint.json", spec, line, p)
+			}
+			out = append(out, p)
+		}
+		return out, sc.Err()
+	}
+	if exists(filepath.Join(spec, "checkpoint.json")) {
+		return []string{spec}, nil
+	}
+	paths, err := filepath.Glob(filepath.Join(spec, "*", "checkpoint.json"))
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("--checkpoints %s: no checkpoint folders (with checkpoint.json) in it", spec)
+	}
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = filepath.Dir(p)
+	}
+	return out, nil
+}
+
+// FindRuns expands run folders and folders of run folders into the finished
+// runs among them; unfinished ones are named and left out.
+func FindRuns(specs []string) ([]string, error) {
+	var out []string
+	for _, spec := range specs {
+		if exists(filepath.Join(spec, ManifestName)) {
+			out = append(out, spec)
+			continue
+		}
+		paths, err := filepath.Glob(filepath.Join(spec, "*", ManifestName))
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range paths {
+			out = append(out, filepath.Dir(p))
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no finished runs (folders with manifest.json) in " + strings.Join(specs, ", "))
+	}
+	return out, nil
+}
