@@ -6,10 +6,10 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
+	"attnaudit/configs"
 	"attnaudit/dataset"
 	"attnaudit/inference"
 	"attnaudit/metrics"
@@ -82,7 +82,7 @@ func (r *run) inferChunk(model *inference.Model, c int) error {
 	})
 	results := make([]inference.Result, len(exs))
 	detached := make([]*inference.Pass, len(exs))
-	opts := inference.DecodeOptions{Beam: cfg.Beam, MaxLen: cfg.MaxLen, RepetitionPenalty: float32(cfg.RepetitionPenalty)}
+	opts := DecodeOptions(cfg)
 	for b := 0; b < len(order); b += cfg.BatchSize {
 		idx := order[b:min(b+cfg.BatchSize, len(order))]
 		reqs := make([]inference.Request, len(idx))
@@ -127,6 +127,11 @@ func (r *run) inferChunk(model *inference.Model, c int) error {
 		return err
 	}
 	return ew.Close()
+}
+
+// DecodeOptions returns the search settings of cfg.
+func DecodeOptions(cfg configs.Config) inference.DecodeOptions {
+	return inference.DecodeOptions{Beam: cfg.Beam, MaxLen: cfg.MaxLen, RepetitionPenalty: float32(cfg.RepetitionPenalty)}
 }
 
 // detachedPasses force-decodes every source of a chunk with the reference of
@@ -236,5 +241,3 @@ func exists(path string) bool {
 	_, err := os.Stat(path)
 	return !errors.Is(err, fs.ErrNotExist)
 }
-
-var _ = filepath.Join

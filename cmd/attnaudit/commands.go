@@ -230,3 +230,41 @@ func inspectCommand() *cli.Command {
 		},
 	}
 }
+
+// visualizeCommand keeps the seed guide's options and defaults exactly.
+func visualizeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "visualize",
+		Usage: "the seed's attention PNGs for one sentence, a file, or validation examples",
+		Flags: withConfigFlags(
+			checkpointFlag,
+			&cli.StringFlag{Name: "input", Usage: "a sentence to translate and plot"},
+			&cli.StringFlag{Name: "file", Usage: "a file with one sentence per line"},
+			&cli.IntFlag{Name: "layer", Value: -1, Usage: "decoder layer to plot; negative counts from the end"},
+			&cli.IntFlag{Name: "num-examples", Value: 3, Usage: "validation examples to plot when neither --input nor --file is given"},
+			&cli.StringFlag{Name: "output-dir", Value: "outputs/attention_plots", Usage: "where the PNGs go (a subfolder per example when several)"},
+			&cli.BoolFlag{Name: "show", Usage: "open the figures where a display exists"},
+		),
+		Action: func(c *cli.Context) error {
+			env, cfg, err := setup(c, true)
+			if err != nil {
+				return err
+			}
+			files, err := pipeline.Visualize(env, pipeline.VisualizeInputs{
+				Checkpoint:  c.String("checkpoint"),
+				Input:       c.String("input"),
+				File:        c.String("file"),
+				Layer:       c.Int("layer"),
+				NumExamples: c.Int("num-examples"),
+				OutputDir:   c.String("output-dir"),
+				Show:        c.Bool("show"),
+				Plot:        cfg.Report.Plot,
+				Decode:      pipeline.DecodeOptions(cfg),
+			})
+			for _, f := range files {
+				fmt.Println(f)
+			}
+			return err
+		},
+	}
+}
