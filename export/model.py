@@ -186,12 +186,16 @@ class Transformer(nn.Module):
 
     def decode(self, tgt_ids, memory, src_ids):
         """-> logits [batch, tgt_len, vocab]."""
+        return F.linear(self.decode_hidden(tgt_ids, memory, src_ids), self.embed.weight)
+
+    def decode_hidden(self, tgt_ids, memory, src_ids):
+        """The decoder's final normalised states [batch, tgt_len, d_model]."""
         self_mask = self.target_mask(tgt_ids)
         cross_mask = self.source_mask(src_ids)
         y = self._embed(tgt_ids)
         for layer in self.decoder:
             y = layer(y, memory, self_mask, cross_mask)
-        return F.linear(self.dec_norm(y), self.embed.weight)
+        return self.dec_norm(y)
 
     def forward(self, src_ids, tgt_ids):
         return self.decode(tgt_ids, self.encode(src_ids), src_ids)
