@@ -7,12 +7,15 @@ package store
 import "attnaudit/metrics"
 
 // Pass names which target sequence a teacher-forced decoder pass ran over.
+// The values sort in the files' order: detached < forced < free.
 const (
-	PassFree   = "free"   // the model's own output
-	PassForced = "forced" // the reference translation
+	PassDetached = "detached" // a source forced with another example's reference
+	PassFree     = "free"     // the model's own output
+	PassForced   = "forced"   // the reference translation
 )
 
-// Kind names an attention tensor of the checkpoint contract.
+// Kind names an attention tensor of the checkpoint contract. The values sort
+// in the files' order: cross < decoder_self < encoder_self.
 const (
 	KindEncoderSelf = "encoder_self"
 	KindDecoderSelf = "decoder_self"

@@ -1,0 +1,128 @@
+package store
+
+import (
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+)
+
+// AttentionStem names attention files: attention.parquet, or parts
+// attention-00000.parquet, attention-s003-00000.parquet, …
+const AttentionStem = "attention"
+
+// attentionSchema is attention.parquet (SPEC §4): weights are q_len × k_len,
+// row-major, list<float32>.
+var attentionSchema = &schema[Attention]{
+	stem: AttentionStem,
+	cols: []column[Attention]{
+		int32Col("example_id", func(r *Attention) *int32 { return &r.ExampleID }),
+		stringCol("pass", true, func(r *Attention) *string { return &r.Pass }),
+		stringCol("kind", true, func(r *Attention) *string { return &r.Kind }),
+		int16Col("layer", func(r *Attention) *int16 { return &r.Layer }),
+		int16Col("head", func(r *Attention) *int16 { return &r.Head }),
+		dimCol("q_len", func(r *Attention) *int { return &r.Weights.Rows }),
+		dimCol("k_len", func(r *Attention) *int { return &r.Weights.Cols }),
+		anyFloatList("weights", func(r *Attention) *[]float32 { return &r.Weights.Data }),
+	},
+	sortBy: []string{"example_id", "pass", "kind", "layer", "head"},
+	compare: func(a, b *Attention) int {
+		return passKindKey(a.ExampleID, a.Pass, a.Kind, a.Layer, a.Head, b.ExampleID, b.Pass, b.Kind, b.Layer, b.Head)
+	},
+	key: func(r *Attention) string {
+		return fmt.Sprintf("(example %d, pass %s, kind %s, layer %d, head %d)", r.ExampleID, r.Pass, r.Kind, r.Layer, r.Head)
+	},
+	check: func(r *Attention) error {
+		if err := checkName("pass", r.Pass, knownPasses); err != nil {
+			return err
+		}
+		if err := checkName("kind", r.Kind, knownKinds); err != nil {
+			return err
+		}
+		m := r.Weights
+		if m.Rows < 0 || m.Cols < 0 || len(m.Data) != m.Rows*m.Cols {
+			return fmt.Errorf("weights hold %d values for q_len %d × k_len %d", len(m.Data), m.Rows, m.Cols)
+		}
+		return nil
+	},
+	size:      func(r *Attention) int { return 32 + 4*len(r.Weights.Data) },
+	exampleID: func(r *Attention) int32 { return r.ExampleID },
+}
+
+// attentionFloat16Schema is attentionSchema with weights as list<halffloat>.
+var attentionFloat16Schema = func() *schema[Attention] {
+	s := attentionSchema.withColumn(float16ListCol("weights", func(r *Attention) *[]float32 { return &r.Weights.Data }))
+	s.size = func(r *Attention) int { return 32 + 2*len(r.Weights.Data) }
+	return s
+}()
+
+// dimCol stores a matrix dimension as int32.
+func dimCol[T any](name string, p func(*T) *int) column[T] {
+	return column[T]{
+		name: name, typ: arrow.PrimitiveTypes.Int32,
+		appender: func(b array.Builder) func(*T) {
+			bb := b.(*array.Int32Builder)
+			return func(r *T) { bb.Append(int32(*p(r))) }
+		},
+		reader: func(a arrow.Array) func(int, *T) {
+			aa := a.(*array.Int32)
+			return func(i int, r *T) { *p(r) = int(aa.Value(i)) }
+		},
+	}
+}
+
+// AttentionOptions lays out the attention parts one writer produces.
+type AttentionOptions struct {
+	// Part is the number of the writer's first part file. Later parts, when
+	// PartRows or PartBytes start them, take the following numbers, so a
+	// caller that numbers parts by chunk must leave both limits at zero or
+	// give each chunk its own Prefix.
+	Part int
+	// Prefix, when set, goes into every part name: "s003" gives
+	// attention-s003-00000.parquet, so the shards of a `--shard I/N` run
+	// write disjoint parts into one folder. Letters, digits and '_' only.
+	Prefix string
+	// Float16 stores weights as half floats (Parquet FLOAT16, read by DuckDB
+	// as FLOAT): half the size, about three significant digits, row sums
+	// off 1 by up to ~1e-3·k_len.
+	Float16 bool
+	// PartRows starts a new part after this many rows (0: no limit).
+	PartRows int64
+	// PartBytes starts a new part once a part's file reaches this many bytes
+	// (0: no limit). It is checked after each row group, so a part can
+	// exceed it by one row group.
+	PartBytes int64
+}
+
+// AttentionWriter streams attention rows into parts.
+type AttentionWriter = Writer[Attention]
+
+// NewAttentionWriter starts writing attention rows into dir, in parts named
+// by opts. Rows must come in (example_id, pass, kind, layer, head) order.
+func NewAttentionWriter(dir string, opts AttentionOptions, wopts ...WriterOption) (*AttentionWriter, error) {
+	if opts.Part < 0 || opts.PartRows < 0 || opts.PartBytes < 0 {
+		return nil, fmt.Errorf("attention writer: negative Part, PartRows or PartBytes in %+v", opts)
+	}
+	if err := checkPrefix(opts.Prefix); err != nil {
+		return nil, err
+	}
+	s := attentionSchema
+	if opts.Float16 {
+		s = attentionFloat16Schema
+	}
+	cfg := newWriterConfig(4096, wopts)
+	name := func(k int) string { return partName(AttentionStem, opts.Prefix, opts.Part+k) }
+	return newWriter(dir, s, name, cfg, opts.PartRows, opts.PartBytes)
+}
+
+// AttentionPartName is the file name of attention part n without prefix.
+func AttentionPartName(n int) string { return partName(AttentionStem, "", n) }
+
+// ScanAttention calls fn with every attention row under path (a run folder,
+// or one file), part by part in name order and in file order within a part.
+// It holds one batch of rows in memory at a time. If fn returns an error,
+// scanning stops and ScanAttention returns it, except for ErrStop, which
+// stops scanning and returns nil. The row's slices are fn's to keep.
+func ScanAttention(path string, fn func(Attention) error, opts ...ReaderOption) error {
+	return scan(path, attentionSchema, newReaderConfig(opts), func(r *Attention) error { return fn(*r) })
+}

@@ -1,0 +1,153 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/metadata"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// scan calls fn with every row of schema s under path, part by part.
+func scan[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) error) error {
+	paths, err := Parts(path, s.stem)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", s.stem, err)
+	}
+	for _, p := range paths {
+		if err := scanFile(p, s, cfg, fn); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func scanFile[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) error) (err error) {
+	rdr, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(cfg.mem)))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer rdr.Close()
+	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{BatchSize: cfg.batchRows}, cfg.mem)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	sc, err := fr.Schema()
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	if err := checkFileSchema(s, sc); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	groups := rowGroups(rdr.MetaData(), cfg.ids)
+	if len(groups) == 0 {
+		return nil
+	}
+	rr, err := fr.GetRecordReader(context.Background(), nil, groups)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer rr.Release()
+	var row T
+	for rr.Next() {
+		if err := scanBatch(rr.RecordBatch(), s, cfg, &row, fn); err != nil {
+			if errors.Is(err, ErrStop) {
+				return err
+			}
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+	}
+	if err := rr.Err(); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkFileSchema says which expected column a file lacks or holds in
+// another type. Extra columns are allowed, so files from a later version
+// with added columns still read.
+func checkFileSchema[T any](s *schema[T], sc *arrow.Schema) error {
+	for _, c := range s.cols {
+		idx := sc.FieldIndices(c.name)
+		if len(idx) == 0 {
+			return fmt.Errorf("no column %q: not an attnaudit %s file", c.name, s.stem)
+		}
+		if t := sc.Field(idx[0]).Type; !c.readable(t) {
+			return fmt.Errorf("column %q is %s, want %s", c.name, t, c.typ)
+		}
+	}
+	return nil
+}
+
+func scanBatch[T any](rec arrow.RecordBatch, s *schema[T], cfg readerConfig, row *T, fn func(*T) error) error {
+	sc := rec.Schema()
+	readers := make([]func(int, *T), len(s.cols))
+	for i, c := range s.cols {
+		readers[i] = c.reader(rec.Column(sc.FieldIndices(c.name)[0]))
+	}
+	for i := range int(rec.NumRows()) {
+		var zero T
+		*row = zero
+		// example_id is the first column of every schema: read it alone
+		// first, so filtered rows cost nothing more.
+		readers[0](i, row)
+		if !cfg.wants(s.exampleID(row)) {
+			continue
+		}
+		for _, r := range readers[1:] {
+			r(i, row)
+		}
+		if err := s.check(row); err != nil {
+			return fmt.Errorf("row %s: %w", s.key(row), err)
+		}
+		if err := fn(row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rowGroups returns the row groups that may hold rows of the wanted
+// examples, by the example_id statistics: all of them when ids is nil or a
+// group has no statistics.
+func rowGroups(meta *metadata.FileMetaData, ids []int32) []int {
+	var out []int
+	col := meta.Schema.ColumnIndexByName("example_id")
+	for g := range meta.NumRowGroups() {
+		if ids == nil || col < 0 || mayHold(meta.RowGroup(g), col, ids) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func mayHold(rg *metadata.RowGroupMetaData, col int, ids []int32) bool {
+	if rg.NumRows() == 0 {
+		return false
+	}
+	cc, err := rg.ColumnChunk(col)
+	if err != nil {
+		return true
+	}
+	if ok, err := cc.StatsSet(); !ok || err != nil {
+		return true
+	}
+	st, err := cc.Statistics()
+	if err != nil {
+		return true
+	}
+	is, ok := st.(*metadata.Int32Statistics)
+	if !ok || !is.HasMinMax() {
+		return true
+	}
+	i, _ := slices.BinarySearch(ids, is.Min())
+	return i < len(ids) && ids[i] <= is.Max()
+}

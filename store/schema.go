@@ -1,0 +1,337 @@
+package store
+
+import (
+	"cmp"
+	"fmt"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/float16"
+)
+
+// schema is the one definition of a Parquet file kind: its columns in file
+// order, the sort key the writer enforces, and the row checks. The Arrow
+// schema, the writer's builders, the Parquet encodings and the reader's
+// type checks are all derived from it.
+type schema[T any] struct {
+	stem      string // file name stem: "attention" → attention.parquet, attention-00000.parquet
+	cols      []column[T]
+	sortBy    []string          // the sort key's column names, recorded in the row group metadata
+	compare   func(a, b *T) int // the sort key; the writer requires strictly increasing keys
+	key       func(*T) string   // the sort key in words, for error messages
+	check     func(*T) error    // a row's own consistency, on write and on read
+	size      func(*T) int      // a row's uncompressed size estimate in bytes, for row group sizing
+	exampleID func(*T) int32    // the join key, for filtering by example
+}
+
+// column is one top-level column of a row type T: its Arrow field and how a
+// row's value goes into a builder and comes out of an array.
+type column[T any] struct {
+	name string
+	typ  arrow.DataType
+	// dict turns Parquet dictionary encoding on: it pays for low-cardinality
+	// strings (pass, kind) and token pieces, and costs for free text and floats.
+	dict bool
+	// splitFloats stores floats with BYTE_STREAM_SPLIT, which zstd compresses
+	// far better than plain floats; stats are off for such columns.
+	splitFloats bool
+	appender    func(b array.Builder) func(*T)
+	reader      func(a arrow.Array) func(i int, row *T)
+	// accepts reports whether a file's column type can be read; nil means
+	// exactly typ.
+	accepts func(arrow.DataType) bool
+}
+
+func (c column[T]) readable(t arrow.DataType) bool {
+	if c.accepts != nil {
+		return c.accepts(t)
+	}
+	return arrow.TypeEqual(c.typ, t)
+}
+
+// parquetPath is the column's leaf path in the Parquet schema, as pqarrow
+// names the elements of a list.
+func (c column[T]) parquetPath() string {
+	if c.typ.ID() == arrow.LIST {
+		return c.name + ".list.element"
+	}
+	return c.name
+}
+
+func (s *schema[T]) arrowSchema() *arrow.Schema {
+	fields := make([]arrow.Field, len(s.cols))
+	for i, c := range s.cols {
+		fields[i] = arrow.Field{Name: c.name, Type: c.typ}
+	}
+	return arrow.NewSchema(fields, nil)
+}
+
+// withColumn returns a copy of s with the named column replaced.
+func (s *schema[T]) withColumn(c column[T]) *schema[T] {
+	out := *s
+	out.cols = append([]column[T](nil), s.cols...)
+	for i := range out.cols {
+		if out.cols[i].name == c.name {
+			out.cols[i] = c
+		}
+	}
+	return &out
+}
+
+func int16Col[T any](name string, p func(*T) *int16) column[T] {
+	return column[T]{
+		name: name, typ: arrow.PrimitiveTypes.Int16,
+		appender: func(b array.Builder) func(*T) {
+			bb := b.(*array.Int16Builder)
+			return func(r *T) { bb.Append(*p(r)) }
+		},
+		reader: func(a arrow.Array) func(int, *T) {
+			aa := a.(*array.Int16)
+			return func(i int, r *T) { *p(r) = aa.Value(i) }
+		},
+	}
+}
+
+func int32Col[T any](name string, p func(*T) *int32) column[T] {
+	return column[T]{
+		name: name, typ: arrow.PrimitiveTypes.Int32,
+		appender: func(b array.Builder) func(*T) {
+			bb := b.(*array.Int32Builder)
+			return func(r *T) { bb.Append(*p(r)) }
+		},
+		reader: func(a arrow.Array) func(int, *T) {
+			aa := a.(*array.Int32)
+			return func(i int, r *T) { *p(r) = aa.Value(i) }
+		},
+	}
+}
+
+func float32Col[T any](name string, p func(*T) *float32) column[T] {
+	return column[T]{
+		name: name, typ: arrow.PrimitiveTypes.Float32,
+		appender: func(b array.Builder) func(*T) {
+			bb := b.(*array.Float32Builder)
+			return func(r *T) { bb.Append(*p(r)) }
+		},
+		reader: func(a arrow.Array) func(int, *T) {
+			aa := a.(*array.Float32)
+			return func(i int, r *T) { *p(r) = aa.Value(i) }
+		},
+	}
+}
+
+func boolCol[T any](name string, p func(*T) *bool) column[T] {
+	return column[T]{
+		name: name, typ: arrow.FixedWidthTypes.Boolean,
+		appender: func(b array.Builder) func(*T) {
+			bb := b.(*array.BooleanBuilder)
+			return func(r *T) { bb.Append(*p(r)) }
+		},
+		reader: func(a arrow.Array) func(int, *T) {
+			aa := a.(*array.Boolean)
+			return func(i int, r *T) { *p(r) = aa.Value(i) }
+		},
+	}
+}
+
+// stringCol is a string column; dict marks low-cardinality ones.
+func stringCol[T any](name string, dict bool, p func(*T) *string) column[T] {
+	return column[T]{
+		name: name, typ: arrow.BinaryTypes.String, dict: dict,
+		appender: func(b array.Builder) func(*T) {
+			bb := b.(*array.StringBuilder)
+			return func(r *T) { bb.Append(*p(r)) }
+		},
+		reader: func(a arrow.Array) func(int, *T) {
+			aa := a.(*array.String)
+			str := copier(dict)
+			return func(i int, r *T) { *p(r) = str(aa.Value(i)) }
+		},
+	}
+}
+
+// copier returns a function that copies strings out of Arrow buffers, which
+// are released after a batch. Dictionary columns repeat a few values, so
+// their copies are shared.
+func copier(intern bool) func(string) string {
+	if !intern {
+		return strings.Clone
+	}
+	seen := map[string]string{}
+	return func(s string) string {
+		if c, ok := seen[s]; ok {
+			return c
+		}
+		c := strings.Clone(s)
+		seen[c] = c
+		return c
+	}
+}
+
+func stringListCol[T any](name string, p func(*T) *[]string) column[T] {
+	return column[T]{
+		name: name, typ: arrow.ListOfNonNullable(arrow.BinaryTypes.String), dict: true,
+		appender: func(b array.Builder) func(*T) {
+			lb := b.(*array.ListBuilder)
+			vb := lb.ValueBuilder().(*array.StringBuilder)
+			return func(r *T) {
+				lb.Append(true)
+				vb.AppendValues(*p(r), nil)
+			}
+		},
+		reader: func(a arrow.Array) func(int, *T) {
+			la := a.(*array.List)
+			vals := la.ListValues().(*array.String)
+			str := copier(true)
+			return func(i int, r *T) {
+				start, end := la.ValueOffsets(i)
+				if start == end {
+					*p(r) = nil
+					return
+				}
+				out := make([]string, end-start)
+				for j := range out {
+					out[j] = str(vals.Value(int(start) + j))
+				}
+				*p(r) = out
+			}
+		},
+	}
+}
+
+func int32ListCol[T any](name string, p func(*T) *[]int32) column[T] {
+	return column[T]{
+		name: name, typ: arrow.ListOfNonNullable(arrow.PrimitiveTypes.Int32),
+		appender: func(b array.Builder) func(*T) {
+			lb := b.(*array.ListBuilder)
+			vb := lb.ValueBuilder().(*array.Int32Builder)
+			return func(r *T) {
+				lb.Append(true)
+				vb.AppendValues(*p(r), nil)
+			}
+		},
+		reader: func(a arrow.Array) func(int, *T) {
+			la := a.(*array.List)
+			vals := la.ListValues().(*array.Int32).Int32Values()
+			return func(i int, r *T) {
+				start, end := la.ValueOffsets(i)
+				*p(r) = cloneOrNil(vals[start:end])
+			}
+		},
+	}
+}
+
+func float32ListCol[T any](name string, p func(*T) *[]float32) column[T] {
+	return column[T]{
+		name: name, typ: arrow.ListOfNonNullable(arrow.PrimitiveTypes.Float32), splitFloats: true,
+		appender: func(b array.Builder) func(*T) {
+			lb := b.(*array.ListBuilder)
+			vb := lb.ValueBuilder().(*array.Float32Builder)
+			return func(r *T) {
+				lb.Append(true)
+				vb.AppendValues(*p(r), nil)
+			}
+		},
+		reader: func(a arrow.Array) func(int, *T) {
+			la := a.(*array.List)
+			vals := la.ListValues().(*array.Float32).Float32Values()
+			return func(i int, r *T) {
+				start, end := la.ValueOffsets(i)
+				*p(r) = cloneOrNil(vals[start:end])
+			}
+		},
+	}
+}
+
+// float16ListCol stores []float32 values as half floats (Parquet FLOAT16
+// logical type): half the bytes, about three significant digits.
+func float16ListCol[T any](name string, p func(*T) *[]float32) column[T] {
+	c := float32ListCol(name, p)
+	c.typ = arrow.ListOfNonNullable(arrow.FixedWidthTypes.Float16)
+	c.splitFloats = false
+	c.appender = func(b array.Builder) func(*T) {
+		lb := b.(*array.ListBuilder)
+		vb := lb.ValueBuilder().(*array.Float16Builder)
+		var buf []float16.Num
+		return func(r *T) {
+			lb.Append(true)
+			vals := *p(r)
+			buf = buf[:0]
+			for _, v := range vals {
+				buf = append(buf, float16.New(v))
+			}
+			vb.AppendValues(buf, nil)
+		}
+	}
+	return c
+}
+
+// anyFloatList reads list<float32> and list<halffloat> into []float32, so a
+// reader takes files written with either precision.
+func anyFloatList[T any](name string, p func(*T) *[]float32) column[T] {
+	c := float32ListCol(name, p)
+	f32 := c.reader
+	c.accepts = func(t arrow.DataType) bool {
+		l, ok := t.(*arrow.ListType)
+		return ok && (l.Elem().ID() == arrow.FLOAT32 || l.Elem().ID() == arrow.FLOAT16)
+	}
+	c.reader = func(a arrow.Array) func(int, *T) {
+		la := a.(*array.List)
+		h, ok := la.ListValues().(*array.Float16)
+		if !ok {
+			return f32(a)
+		}
+		vals := h.Values()
+		return func(i int, r *T) {
+			start, end := la.ValueOffsets(i)
+			if start == end {
+				*p(r) = nil
+				return
+			}
+			out := make([]float32, end-start)
+			for j, v := range vals[start:end] {
+				out[j] = v.Float32()
+			}
+			*p(r) = out
+		}
+	}
+	return c
+}
+
+func cloneOrNil[E any](s []E) []E {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]E(nil), s...)
+}
+
+// compareKeys compares sort keys field by field.
+func compareKeys(cs ...int) int {
+	for _, c := range cs {
+		if c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+var (
+	knownPasses = []string{PassDetached, PassForced, PassFree}
+	knownKinds  = []string{KindCross, KindDecoderSelf, KindEncoderSelf}
+)
+
+func checkName(what, v string, known []string) error {
+	for _, k := range known {
+		if v == k {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s %q is not one of %s", what, v, strings.Join(known, ", "))
+}
+
+// passKindKey orders rows that share (example_id, pass, kind, layer, head).
+func passKindKey(id1 int32, p1, k1 string, l1, h1 int16, id2 int32, p2, k2 string, l2, h2 int16) int {
+	return compareKeys(cmp.Compare(id1, id2), strings.Compare(p1, p2), strings.Compare(k1, k2),
+		cmp.Compare(l1, l2), cmp.Compare(h1, h2))
+}

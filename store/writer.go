@@ -1,0 +1,323 @@
+package store
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// Errors of writers used after Close or Abort.
+var (
+	ErrClosed  = errors.New("store: writer is closed")
+	ErrAborted = errors.New("store: writer was aborted")
+)
+
+// Writer streams rows of one file kind into Parquet files. It holds at most
+// one row group in memory. Each file is written under a temporary name in
+// its folder and renamed to its final name when it is complete, so a file
+// with a final name is always whole: a crash leaves only a hidden
+// ".NAME.tmp-…" file, which readers never list.
+//
+// A Write that fails (a row out of order, an invalid row, an I/O error)
+// aborts the writer: the unfinished file is removed and every later call
+// returns that error. Parts finished before the failure stay. The usual
+// pattern is
+//
+//	w, err := store.NewAttentionWriter(dir, opts)
+//	…
+//	defer w.Abort() // no-op once Close has run
+//	… w.Write(rows…) …
+//	return w.Close()
+//
+// Writer is not safe for concurrent use.
+type Writer[T any] struct {
+	s         *schema[T]
+	dir       string
+	name      func(k int) string // final name of the writer's k-th part
+	cfg       writerConfig
+	partRows  int64
+	partBytes int64
+	props     *parquet.WriterProperties
+	arrow     *arrow.Schema
+
+	// the part being written
+	file    *os.File
+	buf     *bufio.Writer
+	count   *countingWriter
+	pw      *pqarrow.FileWriter
+	tmp     string
+	builder *array.RecordBuilder
+	append  []func(*T)
+	rgRows  int
+	rgBytes int64
+	pRows   int64
+
+	parts   []string // finished parts, final paths
+	prev    T
+	hasPrev bool
+	rows    int64
+	err     error // sticky: set by a failure, Close or Abort
+	closed  bool
+}
+
+func newWriter[T any](dir string, s *schema[T], name func(int) string, cfg writerConfig, partRows, partBytes int64) (*Writer[T], error) {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s writer: %w", s.stem, err)
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("%s writer: %s is not a folder", s.stem, dir)
+	}
+	w := &Writer[T]{s: s, dir: dir, name: name, cfg: cfg, partRows: partRows, partBytes: partBytes, arrow: s.arrowSchema()}
+	w.props = w.writerProperties()
+	return w, nil
+}
+
+// writerProperties: zstd everywhere; dictionaries only where the schema asks
+// for them; floats byte-split; row groups ended by the writer, not pqarrow;
+// the sort order recorded for readers that use it.
+func (w *Writer[T]) writerProperties() *parquet.WriterProperties {
+	props := []parquet.WriterProperty{
+		parquet.WithAllocator(w.cfg.mem),
+		parquet.WithCompression(compress.Codecs.Zstd),
+		parquet.WithCompressionLevel(w.cfg.zstdLevel),
+		parquet.WithDictionaryDefault(false),
+		parquet.WithMaxRowGroupLength(int64(w.cfg.rowGroupRows) + 1),
+		parquet.WithCreatedBy("attnaudit"),
+	}
+	var sorting []parquet.SortingColumn
+	for i, c := range w.s.cols {
+		if c.dict {
+			props = append(props, parquet.WithDictionaryFor(c.parquetPath(), true))
+		}
+		if c.splitFloats {
+			props = append(props,
+				parquet.WithEncodingFor(c.parquetPath(), parquet.Encodings.ByteStreamSplit),
+				parquet.WithStatsFor(c.parquetPath(), false))
+		}
+		// Every column here has one leaf, so column i is leaf i.
+		for _, k := range w.s.sortBy {
+			if k == c.name {
+				sorting = append(sorting, parquet.SortingColumn{ColumnIdx: int32(i)})
+			}
+		}
+	}
+	props = append(props, parquet.WithSortingColumns(sorting))
+	return parquet.NewWriterProperties(props...)
+}
+
+// Write appends rows, which must continue the file's sort order.
+func (w *Writer[T]) Write(rows ...T) error {
+	if w.err != nil {
+		return w.err
+	}
+	for i := range rows {
+		if err := w.write(&rows[i]); err != nil {
+			return w.fail(err)
+		}
+	}
+	return nil
+}
+
+func (w *Writer[T]) write(r *T) error {
+	if err := w.s.check(r); err != nil {
+		return fmt.Errorf("%s row %s: %w", w.s.stem, w.s.key(r), err)
+	}
+	if w.hasPrev && w.s.compare(&w.prev, r) >= 0 {
+		return fmt.Errorf("%s row %s after %s: rows must be sorted by (%s) without duplicates",
+			w.s.stem, w.s.key(r), w.s.key(&w.prev), strings.Join(w.s.sortBy, ", "))
+	}
+	if w.pw == nil {
+		if err := w.openPart(); err != nil {
+			return err
+		}
+	}
+	for _, a := range w.append {
+		a(r)
+	}
+	w.prev, w.hasPrev = *r, true
+	w.rows++
+	w.pRows++
+	w.rgRows++
+	w.rgBytes += int64(w.s.size(r))
+	if w.rgRows >= w.cfg.rowGroupRows || w.rgBytes >= w.cfg.rowGroupBytes {
+		if err := w.flushRowGroup(); err != nil {
+			return err
+		}
+	}
+	if (w.partRows > 0 && w.pRows >= w.partRows) || (w.partBytes > 0 && w.count.n >= w.partBytes) {
+		return w.finishPart()
+	}
+	return nil
+}
+
+func (w *Writer[T]) openPart() error {
+	final := filepath.Join(w.dir, w.name(len(w.parts)))
+	f, err := os.CreateTemp(w.dir, "."+filepath.Base(final)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("%s writer: %w", w.s.stem, err)
+	}
+	w.file, w.tmp = f, f.Name()
+	w.buf = bufio.NewWriterSize(f, 1<<20)
+	w.count = &countingWriter{w: w.buf}
+	// countingWriter is not an io.Closer, so pqarrow's Close leaves the file
+	// open for Sync.
+	w.pw, err = pqarrow.NewFileWriter(w.arrow, w.count, w.props, pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(w.cfg.mem)))
+	if err != nil {
+		return fmt.Errorf("%s writer: %s: %w", w.s.stem, final, err)
+	}
+	w.builder = array.NewRecordBuilder(w.cfg.mem, w.arrow)
+	w.append = make([]func(*T), len(w.s.cols))
+	for i, c := range w.s.cols {
+		w.append[i] = c.appender(w.builder.Field(i))
+	}
+	w.pRows = 0
+	return nil
+}
+
+func (w *Writer[T]) flushRowGroup() error {
+	if w.rgRows == 0 {
+		return nil
+	}
+	rec := w.builder.NewRecordBatch()
+	defer rec.Release()
+	w.rgRows, w.rgBytes = 0, 0
+	if err := w.pw.Write(rec); err != nil {
+		return fmt.Errorf("%s writer: %s: %w", w.s.stem, w.tmp, err)
+	}
+	return nil
+}
+
+// finishPart writes the open part's last row group and footer, syncs it and
+// gives it its final name.
+func (w *Writer[T]) finishPart() error {
+	final := filepath.Join(w.dir, w.name(len(w.parts)))
+	err := w.flushRowGroup()
+	if err == nil {
+		err = w.pw.Close()
+	}
+	w.pw = nil
+	if err == nil {
+		err = w.buf.Flush()
+	}
+	if err == nil {
+		err = w.file.Sync()
+	}
+	if cerr := w.file.Close(); err == nil {
+		err = cerr
+	}
+	w.file = nil
+	w.releaseBuilder()
+	if err == nil {
+		err = os.Rename(w.tmp, final)
+	}
+	if err != nil {
+		os.Remove(w.tmp)
+		return fmt.Errorf("%s writer: %s: %w", w.s.stem, final, err)
+	}
+	syncDir(w.dir)
+	w.parts = append(w.parts, final)
+	return nil
+}
+
+func (w *Writer[T]) releaseBuilder() {
+	if w.builder != nil {
+		w.builder.Release()
+		w.builder, w.append = nil, nil
+	}
+}
+
+// fail aborts the writer with err and returns err.
+func (w *Writer[T]) fail(err error) error {
+	w.discard()
+	w.err, w.closed = err, true
+	return err
+}
+
+// discard drops the open part, if any.
+func (w *Writer[T]) discard() {
+	if w.pw != nil {
+		w.pw.Close()
+		w.pw = nil
+	}
+	if w.file != nil {
+		w.file.Close()
+		os.Remove(w.tmp)
+		w.file = nil
+	}
+	w.releaseBuilder()
+}
+
+// Close finishes the open part and gives it its final name. A writer that
+// got no rows still writes one part with the schema and no rows, so a
+// finished empty stage is told apart from an unfinished one. Close returns
+// the error that aborted the writer, if any; calling it again returns the
+// same result.
+func (w *Writer[T]) Close() error {
+	if w.closed {
+		if errors.Is(w.err, ErrClosed) {
+			return nil
+		}
+		return w.err
+	}
+	if w.pw == nil && len(w.parts) == 0 {
+		if err := w.openPart(); err != nil {
+			return w.fail(err)
+		}
+	}
+	if w.pw != nil {
+		if err := w.finishPart(); err != nil {
+			return w.fail(err)
+		}
+	}
+	w.err, w.closed = ErrClosed, true
+	return nil
+}
+
+// Abort drops the unfinished part, leaving no file under its final name.
+// Parts already finished stay. Abort after Close does nothing; Write and
+// Close after Abort return ErrAborted.
+func (w *Writer[T]) Abort() {
+	if w.closed {
+		return
+	}
+	w.discard()
+	w.err, w.closed = ErrAborted, true
+}
+
+// Parts returns the final paths of the parts finished so far.
+func (w *Writer[T]) Parts() []string { return append([]string(nil), w.parts...) }
+
+// Rows returns the number of rows written so far.
+func (w *Writer[T]) Rows() int64 { return w.rows }
+
+// countingWriter counts the bytes of the part written so far.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// syncDir makes a rename durable. It is best effort: some file systems
+// cannot sync a folder, and the rename itself has already happened.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
