@@ -1,0 +1,167 @@
+package inference
+
+import (
+	"fmt"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// Model is a checkpoint loaded into ONNX Runtime sessions. Its methods are
+// safe for concurrent use; calls run one at a time, since they share
+// buffers and ONNX Runtime already uses every core for one call.
+type Model struct {
+	mu       sync.Mutex
+	ck       *Checkpoint
+	tok      *Tokenizer
+	io       *contractIO
+	provider string
+
+	// enc runs the encoder; step runs the decoder for logits only (search);
+	// full runs it for logits and the attention it exports.
+	enc, step, full *ort.DynamicAdvancedSession
+	encOut, fullOut []string
+
+	buf buffers
+}
+
+// buffers are reused across calls; they grow to the largest batch seen.
+type buffers struct {
+	src, tgt, rowSrc []int64
+	mem, encAttn     []float32
+	rowMem           []float32
+	logits           []float32
+	dself, cross     []float32
+	stamp            []uint32 // repetition penalty: token → step it was last penalised
+	stampNow         uint32
+}
+
+func grow[T any](b *[]T, n int) []T {
+	if cap(*b) < n {
+		*b = make([]T, n)
+	}
+	*b = (*b)[:n]
+	return *b
+}
+
+// Load checks the checkpoint against the contract and opens its sessions on
+// the Runtime's provider. With provider auto, a CUDA session that fails to
+// open falls back to the CPU, and the reason is logged.
+func (r *Runtime) Load(ck *Checkpoint) (*Model, error) {
+	if err := ck.inspect(); err != nil {
+		return nil, err
+	}
+	m := &Model{ck: ck, tok: ck.tok, io: ck.io}
+	m.encOut = []string{TensorMemory}
+	if ck.io.has[TensorEncoderSelf] {
+		m.encOut = append(m.encOut, TensorEncoderSelf)
+	}
+	m.fullOut = []string{TensorLogits}
+	for _, t := range []string{TensorDecoderSelf, TensorCross} {
+		if ck.io.has[t] {
+			m.fullOut = append(m.fullOut, t)
+		}
+	}
+	useCUDA := r.cuda != cudaNone && r.opts.Provider != ProviderCPU
+	if useCUDA {
+		err := m.open(r, true)
+		if err == nil {
+			m.provider = ProviderCUDA
+			return m, nil
+		}
+		m.Close()
+		if r.opts.Provider == ProviderCUDA {
+			return nil, fmt.Errorf("opening %s on CUDA: %w", ck.name, err)
+		}
+		r.noteFallback(fmt.Errorf("CUDA session failed: %w", err))
+	}
+	if err := m.open(r, false); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("opening %s: %w", ck.name, err)
+	}
+	m.provider = ProviderCPU
+	return m, nil
+}
+
+func (m *Model) open(r *Runtime, cuda bool) error {
+	so, err := r.sessionOptions(cuda)
+	if err != nil {
+		return err
+	}
+	defer so.Destroy()
+	decIn := []string{TensorTgtIDs, TensorMemory, TensorSrcIDs}
+	if m.enc, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.encoder, []string{TensorSrcIDs}, m.encOut, so); err != nil {
+		return fmt.Errorf("%s: %w", EncoderFile, err)
+	}
+	if m.step, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.decoder, decIn, []string{TensorLogits}, so); err != nil {
+		return fmt.Errorf("%s: %w", DecoderFile, err)
+	}
+	if m.full, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.decoder, decIn, m.fullOut, so); err != nil {
+		return fmt.Errorf("%s: %w", DecoderFile, err)
+	}
+	return nil
+}
+
+// Provider is the execution provider the sessions run on: "cuda" or "cpu".
+func (m *Model) Provider() string { return m.provider }
+
+// Checkpoint is the checkpoint the model was loaded from.
+func (m *Model) Checkpoint() *Checkpoint { return m.ck }
+
+// Close releases the sessions. Closing twice is harmless.
+func (m *Model) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var first error
+	for _, s := range []**ort.DynamicAdvancedSession{&m.enc, &m.step, &m.full} {
+		if *s != nil {
+			if err := (*s).Destroy(); err != nil && first == nil {
+				first = err
+			}
+			*s = nil
+		}
+	}
+	return first
+}
+
+// tensors collects Go buffers wrapped as tensors for one session run:
+// ONNX Runtime reads inputs from them and writes outputs into them in
+// place, with no copy. The first wrapping error is kept for run.
+type tensors struct {
+	vals []ort.Value
+	err  error
+}
+
+func add[T ort.TensorData](ts *tensors, data []T, shape ...int) {
+	s := make(ort.Shape, len(shape))
+	for i, d := range shape {
+		s[i] = int64(d)
+	}
+	t, err := ort.NewTensor(s, data)
+	if err != nil {
+		if ts.err == nil {
+			ts.err = fmt.Errorf("tensor of shape %v: %w", s, err)
+		}
+		return
+	}
+	ts.vals = append(ts.vals, t)
+}
+
+func (ts *tensors) destroy() {
+	for _, v := range ts.vals {
+		v.Destroy()
+	}
+}
+
+// run runs a session and releases the tensor wrappers (not the buffers).
+func run(s *ort.DynamicAdvancedSession, in, out *tensors) error {
+	defer in.destroy()
+	defer out.destroy()
+	if in.err != nil {
+		return in.err
+	}
+	if out.err != nil {
+		return out.err
+	}
+	return s.Run(in.vals, out.vals)
+}
