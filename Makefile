@@ -46,3 +46,9 @@ test: test-go test-python
 test-go: ort
 	go vet ./...
 	go test ./...
+
+# Side-by-side ratios against the seed's PyTorch way, appended to bench/RESULTS.md.
+# BENCH=infer,run,visualize,rss picks a subset; QUICK=1 is a smoke test;
+# BENCH_THREADS=1 on a shared host (bench/lib.sh lists every knob).
+bench: ort
+	bench/run.sh

@@ -178,9 +178,12 @@ def _pad(rows, pad_id, device):
 def translate(model, meta, sp, sources, batch_size, device):
     """Greedy decoding with attention capture; one result dict per source, in order.
 
-    The longest hypothesis is 2 x source tokens + 10 (attnaudit's max_len 0).
+    The longest output is 2 x source tokens + 10 with EOS (attnaudit's
+    max_len 0), capped by the model's positions. As in the seed, finished
+    rows stay in the batch until every row is done.
     """
     bos, eos, pad = meta["bos_id"], meta["eos_id"], meta["pad_id"]
+    max_pos = meta.get("max_positions") or 10 ** 9
     src_all = [sp.encode(s) + [eos] for s in sources]
     order = sorted(range(len(sources)), key=lambda i: len(src_all[i]))
     results = [None] * len(sources)
@@ -193,13 +196,14 @@ def translate(model, meta, sp, sources, batch_size, device):
         enc_attn = model.encoder_attention()
         model.set_store_attention(False)
 
-        limits = torch.tensor([2 * len(s) + 10 for s in srcs], device=device)
+        # At most limit - 1 tokens before EOS, as attnaudit's greedy search.
+        limits = torch.tensor([min(2 * len(s) + 10, max_pos) for s in srcs], device=device)
         ys = torch.full((len(idx), 1), bos, dtype=torch.long, device=device)
-        done = torch.zeros(len(idx), dtype=torch.bool, device=device)
-        for step in range(int(limits.max())):
+        done = limits <= 1
+        for step in range(int(limits.max()) - 1):
             nxt = model.decode(ys, memory, src)[:, -1].argmax(-1).masked_fill(done, pad)
             ys = torch.cat([ys, nxt.unsqueeze(1)], dim=1)
-            done |= (nxt == eos) | (limits <= step + 1)
+            done |= (nxt == eos) | (limits - 1 <= step + 1)
             if bool(done.all()):
                 break
         hyps = []

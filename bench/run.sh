@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# make bench: attnaudit against the seed's PyTorch way, side by side, on CPU.
+# Appends one section to bench/RESULTS.md (earlier sections are kept).
+#
+#   infer      attnaudit infer vs bench/torch_infer.py at batch 1/16/64: sentences/s, ratio (target ≥ 2x)
+#   run        attnaudit run on 1,000 sentences: seconds per stage from manifest.json
+#   visualize  attnaudit visualize --file vs bench/seed_visualize.py on 20 sentences (target ≥ 10x)
+#   rss        peak RSS of attnaudit run on 1,000 and 10,000 sentences (should stay flat)
+#
+#   BENCH=infer,visualize bench/run.sh   a subset (default: all)
+#   QUICK=1 bench/run.sh                 smoke test: fewer sentences, smaller runs
+# Environment knobs of bench/lib.sh: BENCH_PYTHON, BENCH_THREADS, BENCH_CHECKPOINT,
+# BENCH_WORK, BENCH_KEEP, BENCH_RESULTS.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+if [ "${QUICK:-0}" = 1 ]; then
+	MODE="QUICK smoke test" INFER_BS="1 16" INFER_N=16 RUN_N=100 RSS_NS="100 400" VIS_N=5
+else
+	MODE="full" INFER_BS="1 16 64" INFER_N=${BENCH_INFER_N:-64} RUN_N=1000 RSS_NS="1000 10000" VIS_N=20
+fi
+
+# run_data N OUT: a dataset of N examples, the demo set repeated (ids made
+# unique, so references, alignments and labels come along); the plain
+# sentence list when there is no demo set yet.
+run_data() {
+	local n=$1 out=$2 k=0
+	if [ -f "$DEMO" ]; then
+		out=${out%.*}.jsonl
+		: >"$out"
+		while [ "$(wc -l <"$out")" -lt "$n" ]; do
+			jq -c --arg k "$k" '.id = "\(.id // input_line_number)-r\($k)"' "$DEMO" >>"$out"
+			k=$((k + 1))
+		done
+		head -n "$n" "$out" >"$out.tmp" && mv "$out.tmp" "$out"
+	else
+		out=${out%.*}.txt
+		first_n "$n" "$out"
+	fi
+	echo "$out"
+}
+
+# attnaudit_run N: times `attnaudit run` on N examples; sets RUN_WALL,
+# RUN_RSS and RUN_MANIFEST, or returns non-zero.
+attnaudit_run() {
+	local n=$1 data
+	data=$(run_data "$n" "$WORK/run-data-$n.txt")
+	RUN_WALL="" RUN_RSS="" RUN_MANIFEST=""
+	timed "run-$n" "$BIN" run --checkpoint "$CKPT" --data "$data" --output-dir "$WORK/run-$n" \
+		--provider cpu --threads "$THREADS" || { fail_note "run-$n"; return 1; }
+	RUN_WALL=$WALL RUN_RSS=$RSS_MB
+	RUN_MANIFEST=$(manifest_of "run-$n" "$WORK/run-$n")
+}
+
+bench_run() {
+	emit ""
+	emit "### attnaudit run on $RUN_N examples (stages from manifest.json)"
+	emit ""
+	[ "$GO_OK" = 1 ] || { emit "Not measured: bin/attnaudit does not build."; return; }
+	attnaudit_run "$RUN_N" || return
+	RSS_DONE[$RUN_N]=$RUN_RSS
+	WALL_DONE[$RUN_N]=$RUN_WALL
+	emit "| stage | seconds | examples/s |"
+	emit "| --- | ---: | ---: |"
+	if [ -n "$RUN_MANIFEST" ]; then
+		jq -r --arg n "$RUN_N" '.stages | to_entries | sort_by(.value.finished)[] |
+			"| \(.key) | \(.value.seconds * 100 | round / 100) | \(($n | tonumber) / .value.seconds * 10 | round / 10) |"' \
+			"$RUN_MANIFEST" >>"$SECTION"
+	else
+		emit "| (no manifest.json found) | | |"
+	fi
+	emit "| whole command (wall) | $RUN_WALL | $(per_s "$RUN_N" "$RUN_WALL") |"
+	emit ""
+	emit "Provider: $(jq -r '.provider // "?"' "$RUN_MANIFEST" 2>/dev/null); ORT $(jq -r '.tool.ort_version // "?"' "$RUN_MANIFEST" 2>/dev/null); peak RSS ${RUN_RSS} MB."
+}
+
+bench_visualize() {
+	local file=$WORK/visualize.txt go_wall="" seed_wall="" go_png=0 seed_png=0 r
+	first_n "$VIS_N" "$file"
+	emit ""
+	emit "### visualize on $VIS_N sentences: attnaudit visualize --file vs the seed's matplotlib (bench/seed_visualize.py)"
+	emit ""
+	emit "Both translate every sentence with the same checkpoint and write the three PNGs per sentence for the last decoder layer; times are whole-process wall clock (start-up, imports and model load included, as a user sees it)."
+	emit ""
+	if [ "$GO_OK" = 1 ]; then
+		if timed vis-go "$BIN" visualize --checkpoint "$CKPT" --file "$file" --layer -1 \
+			--output-dir "$WORK/vis-go" --provider cpu --threads "$THREADS"; then
+			go_wall=$WALL
+		else
+			fail_note vis-go
+		fi
+		go_png=$(find "$WORK/vis-go" -name '*.png' 2>/dev/null | wc -l)
+	fi
+	if timed vis-seed "$PY" bench/seed_visualize.py --checkpoint "$CKPT" --file "$file" --layer -1 \
+		--output-dir "$WORK/vis-seed" --threads "$THREADS"; then
+		seed_wall=$WALL
+		cat "$WORK/vis-seed.out" >>"$WORK/raw.txt"
+	else
+		fail_note vis-seed
+	fi
+	seed_png=$(find "$WORK/vis-seed" -name '*.png' 2>/dev/null | wc -l)
+	r=$(ratio "${seed_wall:-0}" "${go_wall:-0}")
+	emit "| tool | wall s | PNGs | s per sentence |"
+	emit "| --- | ---: | ---: | ---: |"
+	emit "| attnaudit visualize | ${go_wall:-—} | $go_png | $(ratio "${go_wall:-0}" "$VIS_N") |"
+	emit "| seed (PyTorch + matplotlib) | ${seed_wall:-—} | $seed_png | $(ratio "${seed_wall:-0}" "$VIS_N") |"
+	emit ""
+	emit "Ratio seed / attnaudit: **$r** (target ≥ 10x: $(meets "$r" 10))."
+	if [ -s "$WORK/vis-seed.out" ]; then
+		emit "Seed breakdown: $(jq -r '"imports \(.seconds_imports) s, translate \(.seconds_translate) s, plot \(.seconds_plot) s"' "$WORK/vis-seed.out")."
+	fi
+	[ "$GO_OK" = 1 ] || emit "attnaudit not measured: bin/attnaudit does not build."
+}
+
+bench_rss() {
+	local n prev="" rss wall
+	emit ""
+	emit "### Peak RSS of attnaudit run (GNU time, maximum resident set size)"
+	emit ""
+	[ "$GO_OK" = 1 ] || { emit "Not measured: bin/attnaudit does not build."; return; }
+	emit "| examples | wall s | peak RSS MB | RSS vs first |"
+	emit "| ---: | ---: | ---: | ---: |"
+	for n in $RSS_NS; do
+		if [ -n "${RSS_DONE[$n]:-}" ]; then
+			rss=${RSS_DONE[$n]} wall=${WALL_DONE[$n]}
+		else
+			attnaudit_run "$n" || continue
+			rss=$RUN_RSS wall=$RUN_WALL
+		fi
+		[ -n "$prev" ] || prev=$rss
+		emit "| $n | $wall | $rss | $(ratio "$rss" "$prev") |"
+	done
+	emit ""
+	emit "Flat means the last column stays near 1 while the examples grow tenfold (memory bounded by batch and chunk size, SPEC §7)."
+}
+
+declare -A RSS_DONE WALL_DONE
+ensure_gnu_time
+pick_checkpoint
+ensure_sentences
+build_go
+machine_header "CPU, $MODE (BENCH=${BENCH:-all})"
+wants infer && infer_compare cpu cpu "$INFER_BS" "$INFER_N"
+wants run && bench_run
+wants visualize && bench_visualize
+wants rss && bench_rss
+finish
+[ "$FAILED" = 0 ] && [ "$GO_OK" = 1 ]
