@@ -1,0 +1,144 @@
+package metrics
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Config holds the settings of the metrics stage. The zero value is not
+// useful: start from DefaultConfig. The configs package embeds it under
+// the `metrics:` key of default.yaml.
+type Config struct {
+	// GuidedSigma is g of the guided-attention prior behind diagonality.
+	GuidedSigma float64 `yaml:"guided_sigma" json:"guided_sigma"`
+	// IgnSrcLambda is λ of ign_src: a source token with less incoming
+	// cross-attention mass than this counts as ignored.
+	IgnSrcLambda float64 `yaml:"ign_src_lambda" json:"ign_src_lambda"`
+	// Layer is the decoder layer whose head-averaged cross-attention gives
+	// the sentence scores (π for the Wasserstein scores, ign_src) and the
+	// attention flags; negative counts from the end (−1: the last layer).
+	Layer int `yaml:"layer" json:"layer"`
+	// DropEOS renormalises π without the source EOS before the Wasserstein
+	// scores, so a head parked on EOS does not dominate them.
+	DropEOS bool `yaml:"drop_eos" json:"drop_eos"`
+	// WassK is the number of nearest reference examples wass_to_data
+	// averages over.
+	WassK int `yaml:"wass_k" json:"wass_k"`
+	// LengthTolerance is the relative hypothesis-length window within which
+	// reference examples count for wass_to_data (0.1: ±10%).
+	LengthTolerance float64 `yaml:"length_tolerance" json:"length_tolerance"`
+	// ComboPercentile is the percentile of wass_to_unif in the reference
+	// pool above which wass_combo uses wass_to_unif.
+	ComboPercentile float64 `yaml:"combo_percentile" json:"combo_percentile"`
+	// AERLayer is the decoder layer whose cross-attention gives the
+	// sentence AER; negative counts from the end. The default −2 (the
+	// penultimate layer) is where Garg et al. 2019 ("Jointly Learning to
+	// Align and Translate with Transformer Models") found the best
+	// alignments. Every head's own AER is in head_metrics regardless.
+	AERLayer int `yaml:"aer_layer" json:"aer_layer"`
+	// AERHeads are the heads averaged for the sentence AER; empty: all.
+	AERHeads []int `yaml:"aer_heads" json:"aer_heads"`
+	// Thresholds of the run-level flags.
+	Thresholds Thresholds `yaml:"thresholds" json:"thresholds"`
+}
+
+// Thresholds of the flags (SPEC §5). The detector thresholds are relative to
+// the reference pool (this run's free pass) unless an absolute value is set.
+type Thresholds struct {
+	// SeqLogprobQuantile flags the sentences whose seq_logprob is in this
+	// lowest share of the pool (0.05: the bottom 5%).
+	SeqLogprobQuantile float64 `yaml:"seq_logprob_quantile" json:"seq_logprob_quantile"`
+	// SeqLogprobMin, when set, replaces the quantile: seq_logprob below it
+	// is flagged.
+	SeqLogprobMin *float64 `yaml:"seq_logprob_min" json:"seq_logprob_min,omitempty"`
+	// WassComboQuantile flags the sentences whose wass_combo is in this
+	// highest share of the pool (0.05: the top 5%).
+	WassComboQuantile float64 `yaml:"wass_combo_quantile" json:"wass_combo_quantile"`
+	// WassComboMax, when set, replaces the quantile: wass_combo above it is
+	// flagged.
+	WassComboMax *float64 `yaml:"wass_combo_max" json:"wass_combo_max,omitempty"`
+	// DiffuseEntropyNorm: diffuse_attention when the median entropy_norm
+	// of the audited layer's cross heads is above it.
+	DiffuseEntropyNorm float64 `yaml:"diffuse_entropy_norm" json:"diffuse_entropy_norm"`
+	// SinkLastMass: sink_dominated when the audited layer's head-averaged
+	// cross-attention puts more than this on the source EOS.
+	SinkLastMass float64 `yaml:"sink_last_mass" json:"sink_last_mass"`
+	// MinHeadDiversity: no_head_diversity when the audited layer's cross
+	// heads differ by less than this mean Jensen–Shannon divergence (nats;
+	// the maximum is ln 2 ≈ 0.69).
+	MinHeadDiversity float64 `yaml:"min_head_diversity" json:"min_head_diversity"`
+	// CopyRepNgram: copying when more than this share of the hypothesis'
+	// word 3-grams are repeats.
+	CopyRepNgram float64 `yaml:"copy_rep_ngram" json:"copy_rep_ngram"`
+	// CopyRepeatMass: copying when some decoder layer's heads put on
+	// average more than this self-attention mass on earlier copies of the
+	// current token.
+	CopyRepeatMass float64 `yaml:"copy_repeat_mass" json:"copy_repeat_mass"`
+	// RowSumTolerance: broken_mask when any head has an all-zero row or a
+	// row whose sum is further than this from 1 (float16 storage is off by
+	// less than 1e-3).
+	RowSumTolerance float64 `yaml:"row_sum_tolerance" json:"row_sum_tolerance"`
+	// UntrainedEntropyNorm: untrained_like when the mean entropy_norm of
+	// all encoder self-attention and cross-attention heads is above it
+	// (decoder self-attention is causal, so its rows cannot reach ln n_k).
+	UntrainedEntropyNorm float64 `yaml:"untrained_entropy_norm" json:"untrained_entropy_norm"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		GuidedSigma:     DefaultGuidedSigma,
+		IgnSrcLambda:    DefaultIgnSrcLambda,
+		Layer:           -1,
+		WassK:           DefaultWassK,
+		LengthTolerance: DefaultLengthTolerance,
+		ComboPercentile: DefaultComboPercentile,
+		AERLayer:        -2,
+		Thresholds: Thresholds{
+			SeqLogprobQuantile:   0.05,
+			WassComboQuantile:    0.05,
+			DiffuseEntropyNorm:   0.9,
+			SinkLastMass:         0.5,
+			MinHeadDiversity:     0.05,
+			CopyRepNgram:         0.3,
+			CopyRepeatMass:       0.5,
+			RowSumTolerance:      0.01,
+			UntrainedEntropyNorm: 0.97,
+		},
+	}
+}
+
+// Validate checks the ranges of c.
+func (c Config) Validate() error {
+	var errs []string
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Sprintf(format, args...))
+		}
+	}
+	t := c.Thresholds
+	check(c.GuidedSigma > 0, "guided_sigma %g: want > 0", c.GuidedSigma)
+	check(c.IgnSrcLambda >= 0, "ign_src_lambda %g: want ≥ 0", c.IgnSrcLambda)
+	check(c.WassK >= 1, "wass_k %d: want ≥ 1", c.WassK)
+	check(c.LengthTolerance >= 0, "length_tolerance %g: want ≥ 0", c.LengthTolerance)
+	check(c.ComboPercentile >= 0 && c.ComboPercentile <= 100, "combo_percentile %g: want 0…100", c.ComboPercentile)
+	for _, h := range c.AERHeads {
+		check(h >= 0, "aer_heads: head %d: want ≥ 0", h)
+	}
+	check(t.SeqLogprobQuantile > 0 && t.SeqLogprobQuantile < 1, "thresholds.seq_logprob_quantile %g: want 0 < q < 1", t.SeqLogprobQuantile)
+	check(t.WassComboQuantile > 0 && t.WassComboQuantile < 1, "thresholds.wass_combo_quantile %g: want 0 < q < 1", t.WassComboQuantile)
+	check(t.RowSumTolerance > 0, "thresholds.row_sum_tolerance %g: want > 0", t.RowSumTolerance)
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid metrics configuration: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// resolveLayer turns a possibly negative layer index into 0…n−1; ok is
+// false when it is out of range.
+func resolveLayer(l, n int) (int, bool) {
+	if l < 0 {
+		l += n
+	}
+	return l, l >= 0 && l < n
+}

@@ -1,0 +1,249 @@
+package metrics
+
+import (
+	"math"
+	"slices"
+)
+
+// PassInput is one teacher-forced pass over one example: the tokens, the
+// target's log-probabilities and every attention head, padding removed.
+type PassInput struct {
+	ExampleID int32
+	// Target is the text the decoder was forced over (the hypothesis for
+	// the free pass, the reference for the forced pass); Reference is what
+	// chrF and BLEU compare it with, when HasReference.
+	Target       string
+	Reference    string
+	HasReference bool
+	SrcPieces    []string // ending with EOS
+	TgtPieces    []string // the predicted tokens, ending with EOS
+	TgtIDs       []int32  // as TgtPieces
+	Logprobs     []float32
+	Gold         *Alignment // gold word alignment for AER, or nil
+	// Attention per kind, [layer][head]. A kind the checkpoint does not
+	// export is nil.
+	EncoderSelf, DecoderSelf, Cross [][]Matrix
+}
+
+// HeadScores are the head metrics (SPEC §5) of one head. Metrics that do not
+// apply are NaN: RepeatMass outside decoder self-attention, AER outside
+// cross-attention or without a gold alignment.
+type HeadScores struct {
+	Entropy, EntropyNorm        float64
+	Confidence, ConfidenceNoEOS float64
+	Diagonality                 float64
+	FirstMass, LastMass         float64
+	HeadDiversity               float64 // of the head's layer
+	RepeatMass                  float64
+	RowSumErr                   float64
+	ZeroRows                    int
+	AER                         float64
+}
+
+// SentenceScores are the sentence metrics of one pass. WassToData and
+// WassCombo need the reference pool: ScorePass leaves them NaN and the
+// stage fills them in with Pool and WassCombo.
+type SentenceScores struct {
+	SeqLogprob, IgnSrc                float64
+	WassToUnif, WassToData, WassCombo float64
+	RepeatMass, RepNgram              float64
+	ChrF, BLEU, AER                   float64
+
+	// Inputs of the attention flags.
+	CrossEntropyNormMedian float64 // median entropy_norm of the audited layer's cross heads
+	CrossLastMass          float64 // EOS mass of the audited layer's head-averaged cross-attention
+	CrossHeadDiversity     float64 // head_diversity of the audited layer's cross heads
+	MaxRowSumErr           float64 // over every head of every kind
+	ZeroRows               int     // over every head of every kind
+	NonCausalEntropyNorm   float64 // mean entropy_norm of encoder self and cross heads
+}
+
+// PassScores are all scores of one pass.
+type PassScores struct {
+	EncoderSelf, DecoderSelf, Cross [][]HeadScores // [layer][head]
+	Sentence                        SentenceScores
+	// Pi is π of the audited layer (SourceDistribution), kept for the
+	// reference pool; TargetLen is the target length in tokens.
+	Pi        []float64
+	TargetLen int
+}
+
+// ScorePass computes every metric of one pass that needs no other example.
+func ScorePass(in PassInput, cfg Config) PassScores {
+	nan := math.NaN()
+	out := PassScores{TargetLen: len(in.TgtIDs)}
+	s := &out.Sentence
+	*s = SentenceScores{
+		SeqLogprob: SeqLogprob(in.Logprobs), IgnSrc: nan, WassToUnif: nan, WassToData: nan, WassCombo: nan,
+		RepeatMass: nan, RepNgram: RepNgram(in.Target), ChrF: nan, BLEU: nan, AER: nan,
+		CrossEntropyNormMedian: nan, CrossLastMass: nan, CrossHeadDiversity: nan, NonCausalEntropyNorm: nan,
+	}
+	if in.HasReference {
+		s.ChrF = SentenceChrF(in.Target, in.Reference)
+		s.BLEU = SentenceBLEU(in.Target, in.Reference)
+	}
+
+	// Decoder input ids row by row: BOS (−1, equal to no token), then the
+	// target tokens but the last.
+	var inputs []int32
+	if n := len(in.TgtIDs); n > 0 {
+		inputs = append([]int32{-1}, in.TgtIDs[:n-1]...)
+	}
+	out.EncoderSelf = scoreKind(in.EncoderSelf, cfg, nil, nil)
+	out.DecoderSelf = scoreKind(in.DecoderSelf, cfg, inputs, nil)
+	out.Cross = scoreKind(in.Cross, cfg, nil, &in)
+
+	var noncausal []float64
+	for _, kind := range [][][]HeadScores{out.EncoderSelf, out.DecoderSelf, out.Cross} {
+		for _, layer := range kind {
+			for _, h := range layer {
+				if !math.IsNaN(h.RowSumErr) {
+					s.MaxRowSumErr = max(s.MaxRowSumErr, h.RowSumErr)
+				}
+				s.ZeroRows += h.ZeroRows
+			}
+		}
+	}
+	for _, kind := range [][][]HeadScores{out.EncoderSelf, out.Cross} {
+		for _, layer := range kind {
+			for _, h := range layer {
+				noncausal = append(noncausal, h.EntropyNorm)
+			}
+		}
+	}
+	s.NonCausalEntropyNorm = Mean(noncausal)
+
+	// Copy behaviour: the decoder layer that looks back at copies most.
+	for _, layer := range out.DecoderSelf {
+		m := Mean(pluck(layer, func(h HeadScores) float64 { return h.RepeatMass }))
+		if !math.IsNaN(m) && (math.IsNaN(s.RepeatMass) || m > s.RepeatMass) {
+			s.RepeatMass = m
+		}
+	}
+
+	if l, ok := resolveLayer(cfg.Layer, len(in.Cross)); ok {
+		heads := in.Cross[l]
+		avg := MeanHeads(heads...)
+		s.IgnSrc = IgnSrc(avg, cfg.IgnSrcLambda)
+		s.CrossLastMass = LastMass(avg)
+		s.CrossHeadDiversity = out.Cross[l][0].HeadDiversity
+		s.CrossEntropyNormMedian = Quantile(pluck(out.Cross[l], func(h HeadScores) float64 { return h.EntropyNorm }), 0.5)
+		out.Pi = SourceDistribution(heads, cfg.DropEOS)
+		s.WassToUnif = WassToUnif(out.Pi)
+	}
+	if l, ok := resolveLayer(cfg.AERLayer, len(in.Cross)); ok && in.Gold != nil {
+		heads := in.Cross[l]
+		if len(cfg.AERHeads) > 0 {
+			heads = nil
+			for _, h := range cfg.AERHeads {
+				if h < len(in.Cross[l]) {
+					heads = append(heads, in.Cross[l][h])
+				}
+			}
+		}
+		if links := HardLinks(MeanHeads(heads...), in.SrcPieces, in.TgtPieces); links != nil {
+			s.AER = AER(links, *in.Gold)
+		}
+	}
+	return out
+}
+
+// scoreKind scores every head of one attention kind. inputs (decoder self
+// only) enable RepeatMass; in (cross only) enables per-head AER.
+func scoreKind(layers [][]Matrix, cfg Config, inputs []int32, in *PassInput) [][]HeadScores {
+	if layers == nil {
+		return nil
+	}
+	out := make([][]HeadScores, len(layers))
+	var prior []float64
+	pr, pc := -1, -1
+	for l, heads := range layers {
+		out[l] = make([]HeadScores, len(heads))
+		div := HeadDiversity(heads)
+		for h, m := range heads {
+			if m.Rows != pr || m.Cols != pc {
+				prior, pr, pc = GuidedPrior(m.Rows, m.Cols, cfg.GuidedSigma), m.Rows, m.Cols
+			}
+			sc := scoreHead(m, prior)
+			sc.HeadDiversity = div
+			if inputs != nil {
+				sc.RepeatMass = RepeatMass(m, inputs)
+			}
+			if in != nil && in.Gold != nil {
+				if links := HardLinks(m, in.SrcPieces, in.TgtPieces); links != nil {
+					sc.AER = AER(links, *in.Gold)
+				}
+			}
+			out[l][h] = sc
+		}
+	}
+	return out
+}
+
+// scoreHead computes the single-head metrics in one pass over m; it equals
+// calling Entropy, Confidence, … one by one (a test checks this).
+func scoreHead(m Matrix, prior []float64) HeadScores {
+	nan := math.NaN()
+	sc := HeadScores{
+		Entropy: nan, EntropyNorm: nan, Confidence: nan, ConfidenceNoEOS: nan, Diagonality: nan,
+		FirstMass: nan, LastMass: nan, HeadDiversity: nan, RepeatMass: nan, RowSumErr: nan, AER: nan,
+	}
+	if m.Rows == 0 || m.Cols == 0 {
+		return sc
+	}
+	var ent, conf, confNoEOS, off, first, last, rowErr float64
+	zero := 0
+	for t := range m.Rows {
+		row := m.Row(t)
+		var sum float64
+		best, bestNoEOS := float32(math.Inf(-1)), float32(math.Inf(-1))
+		w := prior[t*m.Cols : (t+1)*m.Cols]
+		for j, a := range row {
+			x := float64(a)
+			if a > 0 {
+				ent -= x * math.Log(x)
+			}
+			sum += x
+			off += x * w[j]
+			if a > best {
+				best = a
+			}
+			if j < m.Cols-1 && a > bestNoEOS {
+				bestNoEOS = a
+			}
+		}
+		if sum == 0 && allZero(row) {
+			zero++
+		}
+		conf += float64(best)
+		confNoEOS += float64(bestNoEOS)
+		first += float64(row[0])
+		last += float64(row[m.Cols-1])
+		rowErr = max(rowErr, math.Abs(sum-1))
+	}
+	n := float64(m.Rows)
+	sc.Entropy = ent / n
+	if m.Cols > 1 {
+		sc.EntropyNorm = sc.Entropy / math.Log(float64(m.Cols))
+		sc.ConfidenceNoEOS = confNoEOS / n
+	}
+	sc.Confidence = conf / n
+	sc.Diagonality = 1 - off/n
+	sc.FirstMass = first / n
+	sc.LastMass = last / n
+	sc.RowSumErr = rowErr
+	sc.ZeroRows = zero
+	return sc
+}
+
+func allZero(row []float32) bool {
+	return !slices.ContainsFunc(row, func(a float32) bool { return a != 0 })
+}
+
+func pluck(hs []HeadScores, f func(HeadScores) float64) []float64 {
+	out := make([]float64, len(hs))
+	for i, h := range hs {
+		out[i] = f(h)
+	}
+	return out
+}

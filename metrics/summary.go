@@ -1,0 +1,212 @@
+package metrics
+
+import (
+	"cmp"
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// Detector scores a sentence; HigherIsWorse orients it for AUROC.
+type Detector struct {
+	Name          string
+	HigherIsWorse bool
+	Score         func(SentenceScores) float64
+}
+
+// Detectors are the hallucination detectors evaluated in the run summary.
+var Detectors = []Detector{
+	{"seq_logprob", false, func(s SentenceScores) float64 { return s.SeqLogprob }},
+	{"wass_to_unif", true, func(s SentenceScores) float64 { return s.WassToUnif }},
+	{"wass_to_data", true, func(s SentenceScores) float64 { return s.WassToData }},
+	{"wass_combo", true, func(s SentenceScores) float64 { return s.WassCombo }},
+	{"ign_src", true, func(s SentenceScores) float64 { return s.IgnSrc }},
+}
+
+// DetectorEval is one detector's quality against binary labels.
+type DetectorEval struct {
+	Detector   string  `json:"detector"`
+	Against    string  `json:"against"` // "label" (the dataset's) or "detached" (detached vs forced pairs)
+	Positives  int     `json:"positives"`
+	Negatives  int     `json:"negatives"`
+	AUROC      float64 `json:"auroc"`
+	FPRAt90TPR float64 `json:"fpr_at_90_tpr"`
+}
+
+// EvaluateDetectors evaluates every detector on rows, where positive[i]
+// says whether rows[i] is a hallucination. Detectors without a score on
+// both classes are left out.
+func EvaluateDetectors(against string, rows []SentenceScores, positive []bool) []DetectorEval {
+	var out []DetectorEval
+	for _, d := range Detectors {
+		scores := make([]float64, len(rows))
+		for i, r := range rows {
+			scores[i] = d.Score(r)
+			if !d.HigherIsWorse {
+				scores[i] = -scores[i]
+			}
+		}
+		auc := AUROC(scores, positive)
+		if math.IsNaN(auc) {
+			continue
+		}
+		pos, neg := split(scores, positive)
+		out = append(out, DetectorEval{Detector: d.Name, Against: against, Positives: len(pos), Negatives: len(neg),
+			AUROC: auc, FPRAt90TPR: FPRAtTPR(scores, positive, 0.9)})
+	}
+	return out
+}
+
+// LayerSummary summarises the head metrics of one layer of one attention
+// kind and pass over all heads and examples.
+type LayerSummary struct {
+	Pass    string          `json:"pass"`
+	Kind    string          `json:"kind"`
+	Layer   int             `json:"layer"`
+	Metrics map[string]Dist `json:"metrics"`
+}
+
+// RunSummary is the metrics stage's summary of a run, stored in the
+// manifest. Values that cannot be computed are left out.
+type RunSummary struct {
+	Examples     int                       `json:"examples"`
+	Rows         map[string]int            `json:"rows"` // sentence rows per pass
+	References   int                       `json:"references"`
+	CorpusChrF   *float64                  `json:"corpus_chrf,omitempty"`
+	CorpusBLEU   *float64                  `json:"corpus_bleu,omitempty"`
+	Limits       Limits                    `json:"limits"`
+	WassCombo    WassCombo                 `json:"wass_combo"`
+	Flags        map[string]map[string]int `json:"flags"`         // pass → flag → sentences
+	SuspectShare float64                   `json:"suspect_share"` // of free-pass sentences
+	Detectors    []DetectorEval            `json:"detectors,omitempty"`
+	Heads        []LayerSummary            `json:"heads"`
+}
+
+// LayerMeans returns the mean of metric per layer for one pass and kind
+// (NaN for a layer without values), e.g. the cross-attention diagonality
+// per layer that `audit` gates on.
+func (r RunSummary) LayerMeans(pass, kind, metric string) []float64 {
+	var out []float64
+	for _, l := range r.Heads {
+		if l.Pass != pass || l.Kind != kind {
+			continue
+		}
+		for len(out) <= l.Layer {
+			out = append(out, math.NaN())
+		}
+		if d, ok := l.Metrics[metric]; ok {
+			out[l.Layer] = d.Mean
+		}
+	}
+	return out
+}
+
+// HeadMetricNames are the head metrics summarised per layer, in order.
+var HeadMetricNames = []string{
+	"entropy", "entropy_norm", "confidence", "confidence_noeos", "diagonality", "first_mass",
+	"last_mass", "head_diversity", "repeat_mass", "row_sum_err", "zero_rows", "aer",
+}
+
+func (h HeadScores) values() []float64 {
+	return []float64{h.Entropy, h.EntropyNorm, h.Confidence, h.ConfidenceNoEOS, h.Diagonality, h.FirstMass,
+		h.LastMass, h.HeadDiversity, h.RepeatMass, h.RowSumErr, float64(h.ZeroRows), h.AER}
+}
+
+// ReservoirSize bounds the values a HeadSummarizer keeps per layer and
+// metric: means are exact, quantiles exact up to this many values and
+// estimated from a uniform sample beyond.
+const ReservoirSize = 8192
+
+// HeadSummarizer accumulates head metrics into LayerSummary values in
+// bounded memory.
+type HeadSummarizer struct {
+	layers map[layerKey]*layerAcc
+	rng    *rand.Rand
+}
+
+type layerKey struct {
+	pass, kind string
+	layer      int
+}
+
+type layerAcc struct {
+	sum    []float64
+	n      []int
+	sample [][]float64
+}
+
+// NewHeadSummarizer returns an empty summarizer; its sampling is seeded, so
+// the same input gives the same summary.
+func NewHeadSummarizer() *HeadSummarizer {
+	return &HeadSummarizer{layers: map[layerKey]*layerAcc{}, rng: rand.New(rand.NewPCG(1, 2))}
+}
+
+// Add adds the heads of one layer of one example.
+func (s *HeadSummarizer) Add(pass, kind string, layer int, heads []HeadScores) {
+	k := layerKey{pass, kind, layer}
+	acc := s.layers[k]
+	if acc == nil {
+		m := len(HeadMetricNames)
+		acc = &layerAcc{sum: make([]float64, m), n: make([]int, m), sample: make([][]float64, m)}
+		s.layers[k] = acc
+	}
+	for _, h := range heads {
+		for i, v := range h.values() {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				continue
+			}
+			acc.sum[i] += v
+			acc.n[i]++
+			if len(acc.sample[i]) < ReservoirSize {
+				acc.sample[i] = append(acc.sample[i], v)
+			} else if j := s.rng.IntN(acc.n[i]); j < ReservoirSize {
+				acc.sample[i][j] = v
+			}
+		}
+	}
+}
+
+// Summaries returns one LayerSummary per pass, kind and layer seen, sorted.
+func (s *HeadSummarizer) Summaries() []LayerSummary {
+	var out []LayerSummary
+	for k, acc := range s.layers {
+		ls := LayerSummary{Pass: k.pass, Kind: k.kind, Layer: k.layer, Metrics: map[string]Dist{}}
+		for i, name := range HeadMetricNames {
+			if d, ok := Describe(acc.sample[i]); ok {
+				d.N = acc.n[i]
+				d.Mean = acc.sum[i] / float64(acc.n[i])
+				ls.Metrics[name] = d
+			}
+		}
+		out = append(out, ls)
+	}
+	slices.SortFunc(out, func(a, b LayerSummary) int {
+		return cmp.Or(cmp.Compare(a.Pass, b.Pass), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Layer, b.Layer))
+	})
+	return out
+}
+
+// ThresholdSummary records the detector thresholds a run used; a value the
+// pool could not give is left out.
+type ThresholdSummary struct {
+	SeqLogprob     *float64 `json:"seq_logprob,omitempty"`
+	SeqLogprobRule string   `json:"seq_logprob_rule"`
+	WassCombo      *float64 `json:"wass_combo,omitempty"`
+	WassComboRule  string   `json:"wass_combo_rule"`
+	// WassComboTau is τ of wass_combo: wass_to_unif above it is rescaled.
+	WassComboTau *float64 `json:"wass_combo_tau,omitempty"`
+}
+
+// NewThresholdSummary records l and c.
+func NewThresholdSummary(l Limits, c WassCombo) ThresholdSummary {
+	return ThresholdSummary{SeqLogprob: finite(l.SeqLogprob), SeqLogprobRule: l.SeqLogprobRule,
+		WassCombo: finite(l.WassCombo), WassComboRule: l.WassComboRule, WassComboTau: finite(c.Tau)}
+}
+
+// finite returns &x, or nil for NaN and ±Inf, which JSON cannot hold.
+func finite(x float64) *float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return nil
+	}
+	return &x
+}
