@@ -8,13 +8,14 @@
 #   BENCH_CHECKPOINT  checkpoint folder; default: the shipped final one, else the tiny test one
 #   BENCH_WORK        scratch folder for run folders and logs (default: a new one in /tmp)
 #   BENCH_KEEP=1      keep BENCH_WORK afterwards
+#   BENCH_BIN         the attnaudit binary (default bin/attnaudit, rebuilt when Go is there)
 #   BENCH_RESULTS     where the section is appended (default bench/RESULTS.md)
 #   BENCH_SENTENCES   the sentence set (default bench/sentences.txt, made from the demo set)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PY=${BENCH_PYTHON:-/usr/bin/python3}
 THREADS=${BENCH_THREADS:-$(nproc)}
-BIN=$ROOT/bin/attnaudit
+BIN=${BENCH_BIN:-$ROOT/bin/attnaudit}
 RESULTS=${BENCH_RESULTS:-$ROOT/bench/RESULTS.md}
 SENTENCES=${BENCH_SENTENCES:-$ROOT/bench/sentences.txt}
 DEMO=$ROOT/examples/data/demo.jsonl
@@ -24,6 +25,15 @@ mkdir -p "$WORK"
 SECTION=$WORK/section.md
 : >"$SECTION"
 FAILED=0
+
+# jget FILE EXPR: a Python expression over the JSON document d in FILE,
+# printed; None prints nothing. (Python, not jq: the GPU machine has no jq.)
+jget() {
+	"$PY" -c 'import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+v = eval(sys.argv[2])
+print("" if v is None else v)' "$1" "$2"
+}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 emit() { printf '%s\n' "$*" >>"$SECTION"; }
@@ -38,14 +48,17 @@ pick_checkpoint() {
 		[ -n "$CKPT" ] || CKPT=$ROOT/testdata/checkpoints/tiny
 	fi
 	[ -f "$CKPT/checkpoint.json" ] || { log "no checkpoint at $CKPT"; exit 2; }
-	CKPT_NAME=$(jq -r '"\(.name) epoch \(.epoch) step \(.step)"' "$CKPT/checkpoint.json")
+	CKPT_NAME=$(jget "$CKPT/checkpoint.json" '"{} epoch {} step {}".format(d.get("name"), d.get("epoch"), d.get("step"))')
 }
 
 # bench/sentences.txt: the demo set's Korean sources (made once, then committed).
 ensure_sentences() {
 	if [ ! -s "$SENTENCES" ]; then
 		[ -f "$DEMO" ] || { log "neither $SENTENCES nor $DEMO exists"; exit 2; }
-		jq -r '.source' "$DEMO" | grep -v '^[[:space:]]*$' >"$SENTENCES"
+		"$PY" -c 'import json, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    if line.strip() and json.loads(line)["source"].strip():
+        print(json.loads(line)["source"])' "$DEMO" >"$SENTENCES"
 		log "wrote $SENTENCES from $DEMO ($(wc -l <"$SENTENCES") sentences)"
 	fi
 }
@@ -58,9 +71,14 @@ first_n() {
 	head -n "$n" "$out" >"$out.tmp" && mv "$out.tmp" "$out"
 }
 
-# build_go: sets GO_OK=1 when bin/attnaudit builds.
+# build_go: sets GO_OK=1 when bin/attnaudit builds, or, where there is no Go
+# (the GPU machine), when a binary built elsewhere is already there.
 build_go() {
 	GO_OK=0
+	if ! command -v go >/dev/null; then
+		if [ -x "$BIN" ]; then GO_OK=1; else log "no go and no $BIN"; echo "no go toolchain and no $BIN" >"$WORK/go-build.log"; fi
+		return
+	fi
 	if go build -o "$BIN" ./cmd/attnaudit >"$WORK/go-build.log" 2>&1; then
 		GO_OK=1
 	else
@@ -107,7 +125,7 @@ manifest_of() {
 }
 
 # stage_seconds MANIFEST STAGE: stages.STAGE.seconds, or empty.
-stage_seconds() { jq -r --arg s "$2" '.stages[$s].seconds // empty | . * 100 | round / 100' "$1" 2>/dev/null; }
+stage_seconds() { jget "$1" "round(d['stages']['$2']['seconds'], 2) if '$2' in (d.get('stages') or {}) else None" 2>/dev/null; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 per_s() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.2f", n / s; else printf "n/a" }'; }
@@ -134,7 +152,7 @@ machine_header() {
 # sentences, alternating per batch size so both see the same machine state.
 # With SAMPLE_GPU=1 the peak of nvidia-smi's memory.used is taken per command.
 infer_compare() {
-	local provider=$1 device=$2 sizes=$3 n=$4 data=$WORK/infer-data.txt bs
+	local provider=$1 device=$2 sizes=$3 n=$4 data=$WORK/infer-data.txt bs used=""
 	first_n "$n" "$data"
 	emit ""
 	emit "### Inference: attnaudit infer (Go + ORT, $provider) vs PyTorch eager ($device), $n sentences"
@@ -157,7 +175,7 @@ infer_compare() {
 				--threads "$THREADS" --detached-pairs=false; then
 				go_wall=$WALL go_rss=$RSS_MB
 				m=$(manifest_of "infer-go-bs$bs" "$WORK/infer-go-bs$bs")
-				[ -n "$m" ] && go_s=$(stage_seconds "$m" infer)
+				[ -n "$m" ] && go_s=$(stage_seconds "$m" infer) && used=$(jget "$m" "d.get('provider')")
 				go_s=${go_s:-$go_wall}
 			else
 				fail_note "infer-go-bs$bs"
@@ -167,8 +185,8 @@ infer_compare() {
 		gpu_sample_start
 		if timed "infer-torch-bs$bs" "$PY" bench/torch_infer.py --checkpoint "$CKPT" --data "$data" \
 			--batch-sizes "$bs" --device "$device" --threads "$THREADS"; then
-			t_s=$(jq -r '.runs[0].seconds' "$WORK/infer-torch-bs$bs.out")
-			t_alloc=$(jq -r '.runs[0].peak_gpu_mem_bytes // empty | . / 1048576 | round' "$WORK/infer-torch-bs$bs.out")
+			t_s=$(jget "$WORK/infer-torch-bs$bs.out" "d['runs'][0]['seconds']")
+			t_alloc=$(jget "$WORK/infer-torch-bs$bs.out" "round(d['runs'][0].get('peak_gpu_mem_bytes', 0) / 2**20) or None")
 			t_rss=$RSS_MB
 			cat "$WORK/infer-torch-bs$bs.out" >>"$WORK/raw.txt"
 		else
@@ -185,6 +203,7 @@ infer_compare() {
 			emit "| $bs | ${go_s:-—} | ${go_wall:-—} | $go_rate | ${t_s:-—} | $t_rate | $r | $(meets "$r" 2) | ${go_rss:-—} | ${t_rss:-—} |"
 		fi
 	done
+	[ -z "$used" ] || { emit ""; emit "attnaudit's provider (manifest.json): $used."; }
 	if [ "$GO_OK" != 1 ]; then
 		emit ""
 		emit "attnaudit was not measured: \`go build ./cmd/attnaudit\` failed (\`$(head -n1 "$WORK/go-build.log")\`)."

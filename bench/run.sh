@@ -29,7 +29,12 @@ run_data() {
 		out=${out%.*}.jsonl
 		: >"$out"
 		while [ "$(wc -l <"$out")" -lt "$n" ]; do
-			jq -c --arg k "$k" '.id = "\(.id // input_line_number)-r\($k)"' "$DEMO" >>"$out"
+			"$PY" -c 'import json, sys
+for n, line in enumerate(open(sys.argv[1], encoding="utf-8"), 1):
+    if line.strip():
+        ex = json.loads(line)
+        ex["id"] = "{}-r{}".format(ex.get("id", n), sys.argv[2])
+        print(json.dumps(ex, ensure_ascii=False))' "$DEMO" "$k" >>"$out"
 			k=$((k + 1))
 		done
 		head -n "$n" "$out" >"$out.tmp" && mv "$out.tmp" "$out"
@@ -63,15 +68,14 @@ bench_run() {
 	emit "| stage | seconds | examples/s |"
 	emit "| --- | ---: | ---: |"
 	if [ -n "$RUN_MANIFEST" ]; then
-		jq -r --arg n "$RUN_N" '.stages | to_entries | sort_by(.value.finished)[] |
-			"| \(.key) | \(.value.seconds * 100 | round / 100) | \(($n | tonumber) / .value.seconds * 10 | round / 10) |"' \
-			"$RUN_MANIFEST" >>"$SECTION"
+		jget "$RUN_MANIFEST" "'\n'.join(f'| {k} | {v[\"seconds\"]:.2f} | {$RUN_N / v[\"seconds\"]:.1f} |'
+			for k, v in sorted(d['stages'].items(), key=lambda kv: kv[1].get('finished', '')))" >>"$SECTION"
 	else
 		emit "| (no manifest.json found) | | |"
 	fi
 	emit "| whole command (wall) | $RUN_WALL | $(per_s "$RUN_N" "$RUN_WALL") |"
 	emit ""
-	emit "Provider: $(jq -r '.provider // "?"' "$RUN_MANIFEST" 2>/dev/null); ORT $(jq -r '.tool.ort_version // "?"' "$RUN_MANIFEST" 2>/dev/null); peak RSS ${RUN_RSS} MB."
+	emit "Provider: $(jget "$RUN_MANIFEST" "d.get('provider')" 2>/dev/null); ORT $(jget "$RUN_MANIFEST" "d.get('tool', {}).get('ort_version')" 2>/dev/null); peak RSS ${RUN_RSS} MB."
 }
 
 bench_visualize() {
@@ -107,7 +111,7 @@ bench_visualize() {
 	emit ""
 	emit "Ratio seed / attnaudit: **$r** (target ≥ 10x: $(meets "$r" 10))."
 	if [ -s "$WORK/vis-seed.out" ]; then
-		emit "Seed breakdown: $(jq -r '"imports \(.seconds_imports) s, translate \(.seconds_translate) s, plot \(.seconds_plot) s"' "$WORK/vis-seed.out")."
+		emit "Seed breakdown: $(jget "$WORK/vis-seed.out" "f'imports {d[\"seconds_imports\"]} s, translate {d[\"seconds_translate\"]} s, plot {d[\"seconds_plot\"]} s'")."
 	fi
 	[ "$GO_OK" = 1 ] || emit "attnaudit not measured: bin/attnaudit does not build."
 }

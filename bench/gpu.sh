@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The inference comparison on a GPU machine: attnaudit infer --provider cuda
+# against bench/torch_infer.py --device cuda at batch 1/16/64/256, with the
+# peak of nvidia-smi's memory.used per command (ORT's memory is invisible to
+# torch) and torch.cuda.max_memory_allocated. Appends a section to bench/RESULTS.md.
+#
+# Needs: bin/attnaudit (built here or copied in; BENCH_BIN), a GPU build of
+# ONNX Runtime or a CPU build plus the CUDA provider plugin
+# (ATTNAUDIT_ORT_LIB, ATTNAUDIT_ORT_CUDA_PLUGIN, LD_LIBRARY_PATH as in
+# ../shared/tools/gpu-ort.md), and a Python with torch (CUDA), onnx and
+# sentencepiece (BENCH_PYTHON, default python3).
+#
+#   bench/gpu.sh                       512 sentences (the set repeated), batch 1/16/64/256
+#   BENCH_INFER_N=1024 bench/gpu.sh    more sentences
+#   QUICK=1 bench/gpu.sh               smoke test: 64 sentences, batch 1/64
+set -uo pipefail
+BENCH_PYTHON=${BENCH_PYTHON:-python3}
+. "$(dirname "$0")/lib.sh"
+SAMPLE_GPU=1
+GPU_INDEX=${CUDA_VISIBLE_DEVICES%%,*}
+GPU_INDEX=${GPU_INDEX:-0}
+
+if [ "${QUICK:-0}" = 1 ]; then
+	MODE="QUICK smoke test" SIZES="1 64" N=64
+else
+	MODE="full" SIZES="1 16 64 256" N=${BENCH_INFER_N:-512}
+fi
+
+command -v nvidia-smi >/dev/null || { log "no nvidia-smi: not a GPU machine"; exit 2; }
+pick_checkpoint
+ensure_sentences
+build_go
+machine_header "GPU, $MODE"
+emit "- GPU: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader -i "$GPU_INDEX")"
+emit "- Memory columns: peak of \`nvidia-smi --query-gpu=memory.used\` sampled every 100 ms while each command ran (whole device, CUDA context included); torch's own \`max_memory_allocated\` beside it."
+infer_compare cuda cuda "$SIZES" "$N"
+finish
+[ "$FAILED" = 0 ] && [ "$GO_OK" = 1 ]
