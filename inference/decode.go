@@ -116,9 +116,9 @@ func (m *Model) TranslateBatch(reqs []Request, opts DecodeOptions) ([]Result, er
 	}
 	var hyps [][]int32
 	if opts.Beam == 0 {
-		hyps, err = m.greedy(e, maxLen, penalty)
+		hyps, err = m.greedy(m.stepper(e), maxLen, penalty)
 	} else {
-		hyps, err = m.beam(e, maxLen, opts.Beam, penalty)
+		hyps, err = m.beam(m.stepper(e), maxLen, opts.Beam, penalty)
 	}
 	if err != nil {
 		return nil, err
@@ -350,36 +350,49 @@ func (m *Model) adjust(row []float32, prev []int32, penalty float32) {
 	}
 }
 
-// greedy returns each source's most likely next token at each step, until
+// nextLogits runs the decoder over rows [BOS, seqs[r]] (each of t-1 tokens)
+// against sources rowReq[r], and returns logits [rows, t, vocab].
+type nextLogits func(rowReq []int, seqs [][]int32, t int) ([]float32, error)
+
+// stepper is nextLogits for an encoded batch. It gathers the rows' memory
+// only when the rows change, i.e. when a sequence finishes.
+func (m *Model) stepper(e *encoded) nextLogits {
+	var built []int
+	var mem []float32
+	var src []int64
+	var S int
+	return func(rowReq []int, seqs [][]int32, t int) ([]float32, error) {
+		if !slices.Equal(built, rowReq) {
+			mem, src, S = m.rows(e, rowReq)
+			built = append(built[:0], rowReq...)
+		}
+		logits, _, _, err := m.decode(false, len(rowReq), t, m.prefixes(seqs, t), mem, src, S)
+		return logits, err
+	}
+}
+
+// greedy takes each source's most likely next token at each step, until
 // EOS or maxLen.
-func (m *Model) greedy(e *encoded, maxLen []int, penalty float32) ([][]int32, error) {
-	out := make([][]int32, e.n)
+func (m *Model) greedy(next nextLogits, maxLen []int, penalty float32) ([][]int32, error) {
+	out := make([][]int32, len(maxLen))
 	var active []int
-	for i := range e.n {
+	for i := range maxLen {
 		if maxLen[i] > 1 {
 			active = append(active, i)
 		}
 	}
 	eos, v := m.ck.meta.EosID, m.io.vocab
-	var built []int
-	var mem []float32
-	var src []int64
-	var S int
-	seqs := make([][]int32, 0, e.n)
+	seqs := make([][]int32, 0, len(maxLen))
 	for t := 1; len(active) > 0; t++ {
-		if !slices.Equal(built, active) {
-			mem, src, S = m.rows(e, active)
-			built = slices.Clone(active)
-		}
 		seqs = seqs[:0]
 		for _, i := range active {
 			seqs = append(seqs, out[i])
 		}
-		logits, _, _, err := m.decode(false, len(active), t, m.prefixes(seqs, t), mem, src, S)
+		logits, err := next(active, seqs, t)
 		if err != nil {
 			return nil, err
 		}
-		next := active[:0]
+		still := active[:0]
 		for r, i := range active {
 			row := logits[(r*t+t-1)*v : (r*t+t)*v]
 			m.adjust(row, out[i], penalty)
@@ -389,10 +402,10 @@ func (m *Model) greedy(e *encoded, maxLen []int, penalty float32) ([][]int32, er
 			}
 			out[i] = append(out[i], y)
 			if len(out[i]) < maxLen[i]-1 {
-				next = append(next, i)
+				still = append(still, i)
 			}
 		}
-		active = next
+		active = still
 	}
 	return out, nil
 }
@@ -450,21 +463,18 @@ func better(a, b candidate) bool {
 // live beam ends with EOS. The result is the ended hypothesis with the best
 // length-normalised score: summed log-probability over its length (EOS
 // included).
-func (m *Model) beam(e *encoded, maxLen []int, k int, penalty float32) ([][]int32, error) {
+func (m *Model) beam(next nextLogits, maxLen []int, k int, penalty float32) ([][]int32, error) {
 	type state struct {
 		live, done []hypothesis
 	}
-	states := make([]state, e.n)
+	states := make([]state, len(maxLen))
 	for i := range states {
 		if maxLen[i] > 1 {
 			states[i].live = []hypothesis{{}}
 		}
 	}
 	eos, v := m.ck.meta.EosID, m.io.vocab
-	var built, rowReq []int
-	var mem []float32
-	var src []int64
-	var S int
+	var rowReq []int
 	var seqs [][]int32
 	var cands, top []candidate
 	for t := 1; ; t++ {
@@ -477,11 +487,7 @@ func (m *Model) beam(e *encoded, maxLen []int, k int, penalty float32) ([][]int3
 		if len(rowReq) == 0 {
 			break
 		}
-		if !slices.Equal(built, rowReq) {
-			mem, src, S = m.rows(e, rowReq)
-			built = slices.Clone(rowReq)
-		}
-		logits, _, _, err := m.decode(false, len(rowReq), t, m.prefixes(seqs, t), mem, src, S)
+		logits, err := next(rowReq, seqs, t)
 		if err != nil {
 			return nil, err
 		}
@@ -541,7 +547,7 @@ func (m *Model) beam(e *encoded, maxLen []int, k int, penalty float32) ([][]int3
 			}
 		}
 	}
-	out := make([][]int32, e.n)
+	out := make([][]int32, len(maxLen))
 	for i, st := range states {
 		best := -1
 		for j, h := range st.done {

@@ -422,3 +422,98 @@ func BenchmarkTranslate(b *testing.B) {
 		})
 	}
 }
+
+// toyLM is a next-token model over pad 0, unk 1, bos 2, eos 3, A 4, B 5,
+// given as log-probabilities of the prefix so far.
+func toyLM(probs func(prefix []int32) map[int32]float64) nextLogits {
+	return func(rowReq []int, seqs [][]int32, t int) ([]float32, error) {
+		const v = 6
+		out := make([]float32, len(seqs)*t*v)
+		for r, y := range seqs {
+			if len(y) != t-1 {
+				return nil, fmt.Errorf("row %d holds %d tokens at step %d", r, len(y), t)
+			}
+			row := out[(r*t+t-1)*v : (r*t+t)*v]
+			for j := range row {
+				row[j] = -30
+			}
+			for tok, p := range probs(y) {
+				row[tok] = float32(math.Log(p))
+			}
+		}
+		return out, nil
+	}
+}
+
+func toyModel() *Model {
+	return &Model{ck: &Checkpoint{meta: Meta{PadID: 0, BosID: 2, EosID: 3}}, io: &contractIO{vocab: 6}}
+}
+
+// TestBeamFindsBetterHypothesis: greedy takes A (0.6) and then can only
+// end unlikely; beam search keeps B (0.4), which ends with probability 0.99.
+// Scores are length-normalised: [B, EOS] scores (ln .4 + ln .99)/2.
+func TestBeamFindsBetterHypothesis(t *testing.T) {
+	const A, B, eos = 4, 5, 3
+	lm := toyLM(func(prefix []int32) map[int32]float64 {
+		switch {
+		case len(prefix) == 0:
+			return map[int32]float64{A: 0.6, B: 0.4}
+		case prefix[0] == B:
+			return map[int32]float64{eos: 0.99, A: 0.005, B: 0.005}
+		default:
+			return map[int32]float64{eos: 0.2, A: 0.4, B: 0.4}
+		}
+	})
+	m := toyModel()
+	maxLen := []int{4, 4}
+	greedy, err := m.greedy(lm, maxLen, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beam, err := m.beam(lm, maxLen, 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxLen {
+		// Greedy: A, then A (ties go to the lower id) until max-len 4
+		// leaves room for EOS only.
+		if !slices.Equal(greedy[i], []int32{A, A, A}) {
+			t.Errorf("greedy %v, want [A A A]", greedy[i])
+		}
+		if !slices.Equal(beam[i], []int32{B}) {
+			t.Errorf("beam 2 %v, want [B]", beam[i])
+		}
+	}
+	one, err := m.beam(lm, maxLen, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(one[0], greedy[0]) {
+		t.Errorf("beam 1 %v, greedy %v", one[0], greedy[0])
+	}
+}
+
+// TestBatchShrinks: finished sequences leave the decoder batch.
+func TestBatchShrinks(t *testing.T) {
+	const A, eos = 4, 3
+	var rows []int
+	lm := toyLM(func(prefix []int32) map[int32]float64 {
+		return map[int32]float64{A: 0.6, eos: 0.4}
+	})
+	counting := func(rowReq []int, seqs [][]int32, t int) ([]float32, error) {
+		rows = append(rows, len(rowReq))
+		return lm(rowReq, seqs, t)
+	}
+	out, err := toyModel().greedy(counting, []int{2, 4, 3}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rows, []int{3, 2, 1}) {
+		t.Errorf("decoder rows per step %v, want [3 2 1]", rows)
+	}
+	for i, want := range [][]int32{{A}, {A, A, A}, {A, A}} {
+		if !slices.Equal(out[i], want) {
+			t.Errorf("sequence %d: %v, want %v", i, out[i], want)
+		}
+	}
+}
