@@ -2,6 +2,19 @@
 // the streaming writers and readers for them. Stages meet only here: infer
 // writes examples and attention, metrics reads them and writes head and
 // sentence metrics, report reads everything.
+//
+// Files: examples.parquet or parts examples-00000.parquet…; attention parts
+// attention-00000.parquet… or, per shard, attention-s003-00000.parquet…;
+// head_metrics.parquet; sentence_metrics.parquet. Every file is zstd
+// compressed, with dictionary-encoded pass/kind strings and token pieces,
+// byte-split floats, non-nullable columns, and rows sorted by (example_id,
+// pass, kind, layer, head) as far as the file has those columns; writers
+// refuse rows out of that order. Any Parquet reader reads them: in DuckDB,
+// SELECT * FROM read_parquet('run/attention-*.parquet').
+//
+// Writers hold one row group in memory and give a file its final name only
+// when it is complete. Readers take a run folder (or one file) and read
+// every part of a kind in name order (see Parts).
 package store
 
 import "attnaudit/metrics"
