@@ -3,6 +3,7 @@ package inference
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // koenData is ../shared/data/ko-en (SPEC §8), which is not committed with
@@ -42,7 +45,7 @@ var handWritten = []string{
 
 // trainSentencePiece trains a tokenizer with the DEVELOPERS.md settings on
 // text and returns the model file.
-func trainSentencePiece(t testing.TB, text []string, vocab int) string {
+func trainSentencePiece(t testing.TB, text []string, vocab int, override ...string) string {
 	t.Helper()
 	if _, err := exec.LookPath("spm_train"); err != nil {
 		t.Fatalf("spm_train not found (Debian package sentencepiece; `make setup` installs it): %v", err)
@@ -59,6 +62,7 @@ func trainSentencePiece(t testing.TB, text []string, vocab int) string {
 		"--pad_id=0", "--unk_id=1", "--bos_id=2", "--eos_id=3",
 		"--input_sentence_size=0", "--shuffle_input_sentence=false", "--num_threads=1",
 		"--max_sentence_length=8192", "--minloglevel=2")
+	cmd.Args = append(cmd.Args, override...) // later flags win
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("spm_train: %v\n%s", err, out)
@@ -193,4 +197,89 @@ func TestTokenizerMatchesSentencePiece(t *testing.T) {
 		t.Errorf("no byte-fallback pieces in %d lines: the test does not exercise byte fallback", total)
 	}
 	t.Logf("%d lines equal to spm_encode/spm_decode (%d byte pieces)", total, bytePieces)
+}
+
+// TestTokenizerRejects: a model the Go tokenizer would encode differently
+// from SentencePiece is refused, naming the file and the setting.
+func TestTokenizerRejects(t *testing.T) {
+	var text []string
+	for _, r := range testSentences {
+		text = append(text, r.Source, r.Reference)
+	}
+	text = append(text, handWritten...)
+	small := []string{"--byte_fallback=false", "--hard_vocab_limit=false"}
+	cases := []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--model_type=unigram"}, "model_type UNIGRAM"},
+		{[]string{"--add_dummy_prefix=true"}, "add_dummy_prefix=true"},
+		{[]string{"--remove_extra_whitespaces=true"}, "remove_extra_whitespaces=true"},
+		{[]string{"--normalization_rule_name=nmt_nfkc"}, "normalisation charsmap"},
+		{[]string{"--treat_whitespace_as_suffix=true"}, "treat_whitespace_as_suffix=true"},
+	}
+	for _, c := range cases {
+		model, err := os.ReadFile(trainSentencePiece(t, text, 120, append(small, c.flags...)...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = NewTokenizer("tokenizer.model", model)
+		if err == nil || !strings.Contains(err.Error(), "tokenizer.model: ") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error naming tokenizer.model and %q", c.flags, err, c.want)
+		}
+	}
+	model, err := os.ReadFile(trainSentencePiece(t, text, 120, small...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewTokenizer("tokenizer.model", model); err != nil {
+		t.Errorf("the DEVELOPERS.md settings: %v", err)
+	}
+}
+
+// TestMergeBuffer is the go-sentencepiece v0.6.0 case withMergeBuffer works
+// around: merging "abab" with "ab" concatenates six bytes in a buffer sized
+// to the longest piece, four.
+func TestMergeBuffer(t *testing.T) {
+	piece := func(s string, score float32, typ uint64) []byte {
+		var b []byte
+		b = protowire.AppendTag(b, spmPiece, protowire.BytesType)
+		b = protowire.AppendString(b, s)
+		b = protowire.AppendTag(b, 2, protowire.Fixed32Type)
+		b = protowire.AppendFixed32(b, math.Float32bits(score))
+		b = protowire.AppendTag(b, spmPieceType, protowire.VarintType)
+		return protowire.AppendVarint(b, typ)
+	}
+	var model []byte
+	for _, p := range [][]byte{
+		piece("<unk>", 0, 2), piece("<s>", 0, 3), piece("</s>", 0, 3),
+		piece("ab", -1, 1), piece("abab", -2, 1), piece("a", -3, 1), piece("b", -4, 1),
+	} {
+		model = protowire.AppendTag(model, spmPieces, protowire.BytesType)
+		model = protowire.AppendBytes(model, p)
+	}
+	var spec []byte
+	spec = protowire.AppendTag(spec, trainerModelType, protowire.VarintType)
+	spec = protowire.AppendVarint(spec, spmBPE)
+	model = protowire.AppendTag(model, spmTrainerSpec, protowire.BytesType)
+	model = protowire.AppendBytes(model, spec)
+	var norm []byte
+	for _, f := range []protowire.Number{normAddDummyPrefix, normRemoveWhitespace} {
+		norm = protowire.AppendTag(norm, f, protowire.VarintType)
+		norm = protowire.AppendVarint(norm, 0)
+	}
+	model = protowire.AppendTag(model, spmNormalizerSpec, protowire.BytesType)
+	model = protowire.AppendBytes(model, norm)
+
+	tok, err := NewTokenizer("hand-made.model", model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, pieces := tok.Encode("ababab")
+	if !slices.Equal(pieces, []string{"abab", "ab"}) || !slices.Equal(ids, []int32{4, 3}) {
+		t.Errorf("ababab: %v %v, want abab ab (4 3)", pieces, ids)
+	}
+	if tok.VocabSize() != 7 || tok.Decode(ids) != "ababab" {
+		t.Errorf("vocab %d (the workaround's piece must not count), decode %q", tok.VocabSize(), tok.Decode(ids))
+	}
 }
