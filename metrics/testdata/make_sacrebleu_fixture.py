@@ -50,13 +50,16 @@ def main():
             "hyp_13a": tok(hyp.rstrip()),
             "ref_13a": tok(ref.rstrip()),
         })
+    corpus_chrf = chrf.corpus_score(hyps, [refs]).score
+    corpus_bleu_score = corpus_bleu.corpus_score(hyps, [refs]).score
     out = {
         "sacrebleu_version": sacrebleu.__version__,
+        # signatures exist only once a metric has been evaluated
         "chrf_signature": str(chrf.get_signature()),
         "bleu_signature": str(corpus_bleu.get_signature()),
         "pairs": pairs,
-        "corpus_chrf": chrf.corpus_score(hyps, [refs]).score,
-        "corpus_bleu": corpus_bleu.corpus_score(hyps, [refs]).score,
+        "corpus_chrf": corpus_chrf,
+        "corpus_bleu": corpus_bleu_score,
     }
     json.dump(out, sys.stdout, ensure_ascii=False, indent=1)
     sys.stdout.write("\n")
