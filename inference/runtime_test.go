@@ -128,7 +128,7 @@ func TestShimPositions(t *testing.T) {
 		"kGetErrorMessage": "GetErrorMessage", "kCreateEnv": "CreateEnv", "kReleaseEnv": "ReleaseEnv",
 		"kReleaseStatus": "ReleaseStatus", "kGetEpDevices": "GetEpDevices",
 		"kSessionOptionsSetEpSelectionPolicy": "SessionOptionsSetEpSelectionPolicy",
-		"kHardwareDeviceType": "HardwareDevice_Type", "kEpDeviceDevice": "EpDevice_Device",
+		"kHardwareDeviceType":                 "HardwareDevice_Type", "kEpDeviceDevice": "EpDevice_Device",
 	}
 	found := regexp.MustCompile(`(k\w+) = (\d+),`).FindAllStringSubmatch(string(src), -1)
 	if len(found) != len(members) {
