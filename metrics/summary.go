@@ -74,8 +74,7 @@ type RunSummary struct {
 	References   int                       `json:"references"`
 	CorpusChrF   *float64                  `json:"corpus_chrf,omitempty"`
 	CorpusBLEU   *float64                  `json:"corpus_bleu,omitempty"`
-	Limits       Limits                    `json:"limits"`
-	WassCombo    WassCombo                 `json:"wass_combo"`
+	Thresholds   ThresholdSummary          `json:"thresholds"`
 	Flags        map[string]map[string]int `json:"flags"`         // pass → flag → sentences
 	SuspectShare float64                   `json:"suspect_share"` // of free-pass sentences
 	Detectors    []DetectorEval            `json:"detectors,omitempty"`

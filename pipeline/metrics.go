@@ -1,0 +1,361 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+
+	"attnaudit/metrics"
+	"attnaudit/store"
+)
+
+// MetricsOption adds inputs the run folder does not hold to ComputeMetrics.
+type MetricsOption func(*metricsInputs)
+
+type metricsInputs struct {
+	gold   map[int32]metrics.Alignment
+	labels map[int32]bool
+}
+
+// WithGold gives ComputeMetrics the dataset's gold word alignments (for
+// AER) and hallucination labels (for detector evaluation), by example_id.
+// Either map may be nil.
+func WithGold(alignments map[int32]metrics.Alignment, labels map[int32]bool) MetricsOption {
+	return func(in *metricsInputs) { in.gold, in.labels = alignments, labels }
+}
+
+// passResult is what the metrics stage keeps of one example × pass between
+// the streaming scan and the pool-dependent scores.
+type passResult struct {
+	exampleID int32
+	pass      string
+	scores    metrics.SentenceScores
+	pi        []float64
+	targetLen int
+	flags     metrics.Flags
+	reasons   string
+}
+
+// ComputeMetrics is the metrics stage. It reads examples and attention from
+// runDir, streaming the attention one example and pass at a time, writes
+// head_metrics.parquet while it goes and sentence_metrics.parquet at the
+// end (its pool-relative scores need every sentence), and returns the run
+// summary. Memory holds the examples' text and a few numbers per sentence,
+// never more than one example's attention.
+func ComputeMetrics(runDir string, cfg metrics.Config, opts ...MetricsOption) (*metrics.RunSummary, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var in metricsInputs
+	for _, o := range opts {
+		o(&in)
+	}
+	examples, err := store.ReadExamples(runDir)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: reading examples: %w", err)
+	}
+	index := make(map[int32]int, len(examples))
+	for i, ex := range examples {
+		index[ex.ExampleID] = i
+	}
+
+	hw, err := store.NewHeadMetricsWriter(runDir)
+	if err != nil {
+		return nil, err
+	}
+	defer hw.Abort()
+	heads := metrics.NewHeadSummarizer()
+	results := map[passKey]*passResult{}
+
+	var group []store.Attention
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		id, pass := group[0].ExampleID, group[0].Pass
+		i, ok := index[id]
+		if !ok {
+			return fmt.Errorf("metrics: attention of example %d, which examples.parquet does not hold", id)
+		}
+		pin, err := passInput(examples[i], pass, group, in)
+		if err != nil {
+			return err
+		}
+		sc := metrics.ScorePass(pin, cfg)
+		if err := writeHeadRows(hw, group, sc); err != nil {
+			return err
+		}
+		for kind, layers := range map[string][][]metrics.HeadScores{
+			store.KindEncoderSelf: sc.EncoderSelf, store.KindDecoderSelf: sc.DecoderSelf, store.KindCross: sc.Cross} {
+			for l, hs := range layers {
+				heads.Add(pass, kind, l, hs)
+			}
+		}
+		results[passKey{id, pass}] = &passResult{exampleID: id, pass: pass, scores: sc.Sentence, pi: sc.Pi, targetLen: sc.TargetLen}
+		group = group[:0]
+		return nil
+	}
+	err = store.ScanAttention(runDir, func(a store.Attention) error {
+		if len(group) > 0 && (a.ExampleID != group[0].ExampleID || a.Pass != group[0].Pass) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		group = append(group, a)
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if err := hw.Close(); err != nil {
+		return nil, err
+	}
+
+	rows, err := sentenceRows(examples, results, cfg, in)
+	if err != nil {
+		return nil, err
+	}
+	sum := poolScores(rows, cfg)
+	sum.Heads = heads.Summaries()
+	sum.Examples = len(examples)
+	corpusScores(sum, examples)
+	evaluateDetectors(sum, rows, in.labels)
+
+	sw, err := store.NewSentenceMetricsWriter(runDir)
+	if err != nil {
+		return nil, err
+	}
+	defer sw.Abort()
+	for _, r := range rows {
+		if err := sw.Write(sentenceRow(r)); err != nil {
+			return nil, err
+		}
+	}
+	if err := sw.Close(); err != nil {
+		return nil, err
+	}
+	return sum, nil
+}
+
+type passKey struct {
+	id   int32
+	pass string
+}
+
+// passInput assembles one pass's tokens and attention. Attention rows come
+// sorted by kind, layer and head.
+func passInput(ex store.Example, pass string, group []store.Attention, in metricsInputs) (metrics.PassInput, error) {
+	pin := metrics.PassInput{ExampleID: ex.ExampleID, SrcPieces: ex.SrcPieces}
+	switch pass {
+	case store.PassFree:
+		pin.Target, pin.TgtPieces, pin.TgtIDs, pin.Logprobs = ex.Hypothesis, ex.TgtPieces, ex.TgtIDs, ex.TokenLogprobs
+		pin.Reference, pin.HasReference = ex.Reference, ex.Reference != ""
+	case store.PassForced:
+		pin.Target, pin.TgtPieces, pin.TgtIDs, pin.Logprobs = ex.Reference, ex.RefPieces, ex.RefIDs, ex.RefLogprobs
+	}
+	// examples.parquet does not record the detached pass's target, so that
+	// pass gets the attention-only scores.
+	if g, ok := in.gold[ex.ExampleID]; ok && pass != store.PassDetached {
+		pin.Gold = &g
+	}
+	for _, a := range group {
+		var kind *[][]metrics.Matrix
+		switch a.Kind {
+		case store.KindEncoderSelf:
+			kind = &pin.EncoderSelf
+		case store.KindDecoderSelf:
+			kind = &pin.DecoderSelf
+		case store.KindCross:
+			kind = &pin.Cross
+		default:
+			return pin, fmt.Errorf("example %d: unknown attention kind %q", ex.ExampleID, a.Kind)
+		}
+		l, h := int(a.Layer), int(a.Head)
+		for len(*kind) <= l {
+			*kind = append(*kind, nil)
+		}
+		if h != len((*kind)[l]) {
+			return pin, fmt.Errorf("example %d, pass %s, %s layer %d: head %d follows %d heads", ex.ExampleID, pass, a.Kind, l, h, len((*kind)[l]))
+		}
+		(*kind)[l] = append((*kind)[l], a.Weights)
+	}
+	for _, layers := range [][][]metrics.Matrix{pin.EncoderSelf, pin.DecoderSelf, pin.Cross} {
+		for l, hs := range layers {
+			if len(hs) == 0 {
+				return pin, fmt.Errorf("example %d, pass %s: layer %d has no heads", ex.ExampleID, pass, l)
+			}
+		}
+	}
+	return pin, nil
+}
+
+// writeHeadRows writes one head_metrics row per attention row, in the
+// attention's (kind, layer, head) order.
+func writeHeadRows(w *store.HeadMetricsWriter, group []store.Attention, sc metrics.PassScores) error {
+	for _, a := range group {
+		var layers [][]metrics.HeadScores
+		switch a.Kind {
+		case store.KindEncoderSelf:
+			layers = sc.EncoderSelf
+		case store.KindDecoderSelf:
+			layers = sc.DecoderSelf
+		default:
+			layers = sc.Cross
+		}
+		h := layers[a.Layer][a.Head]
+		err := w.Write(store.HeadMetrics{
+			ExampleID: a.ExampleID, Pass: a.Pass, Kind: a.Kind, Layer: a.Layer, Head: a.Head,
+			QLen: int32(a.Weights.Rows), KLen: int32(a.Weights.Cols),
+			Entropy: f32(h.Entropy), EntropyNorm: f32(h.EntropyNorm), Confidence: f32(h.Confidence),
+			ConfidenceNoEOS: f32(h.ConfidenceNoEOS), Diagonality: f32(h.Diagonality),
+			FirstMass: f32(h.FirstMass), LastMass: f32(h.LastMass), HeadDiversity: f32(h.HeadDiversity),
+			RepeatMass: f32(h.RepeatMass), RowSumErr: f32(h.RowSumErr), ZeroRows: int32(h.ZeroRows), AER: f32(h.AER),
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func f32(x float64) float32 { return float32(x) }
+
+// sentenceRows lists one result per example and pass in file order:
+// every pass that had attention, plus the free pass, and the forced pass
+// when the example has a reference, scored without attention if the run
+// stored none for them.
+func sentenceRows(examples []store.Example, results map[passKey]*passResult, cfg metrics.Config, in metricsInputs) ([]*passResult, error) {
+	var out []*passResult
+	seen := 0
+	for _, ex := range examples {
+		for _, pass := range []string{store.PassDetached, store.PassForced, store.PassFree} {
+			r, ok := results[passKey{ex.ExampleID, pass}]
+			if ok {
+				seen++
+			} else if pass == store.PassFree || (pass == store.PassForced && len(ex.RefIDs) > 0) {
+				pin, err := passInput(ex, pass, nil, in)
+				if err != nil {
+					return nil, err
+				}
+				sc := metrics.ScorePass(pin, cfg)
+				r = &passResult{exampleID: ex.ExampleID, pass: pass, scores: sc.Sentence, targetLen: sc.TargetLen}
+			} else {
+				continue
+			}
+			out = append(out, r)
+		}
+	}
+	if seen != len(results) {
+		return nil, errors.New("metrics: attention holds passes other than detached, forced and free")
+	}
+	return out, nil
+}
+
+// poolScores fills in wass_to_data and wass_combo against the reference
+// pool (the run's free pass, leave-one-out), resolves the flag thresholds
+// and sets the flags.
+func poolScores(rows []*passResult, cfg metrics.Config) *metrics.RunSummary {
+	var entries []metrics.PoolEntry
+	for _, r := range rows {
+		if r.pass == store.PassFree {
+			entries = append(entries, metrics.PoolEntry{ID: r.exampleID, Len: r.targetLen, Pi: r.pi})
+		}
+	}
+	pool := metrics.NewPool(entries)
+	var unif, data []float64
+	for _, r := range rows {
+		r.scores.WassToData = pool.WassToData(r.exampleID, r.targetLen, r.pi, cfg.WassK, cfg.LengthTolerance)
+		if r.pass == store.PassFree {
+			unif = append(unif, r.scores.WassToUnif)
+			data = append(data, r.scores.WassToData)
+		}
+	}
+	combo := metrics.NewWassCombo(unif, data, cfg.ComboPercentile)
+	var seq, comboScores []float64
+	for _, r := range rows {
+		r.scores.WassCombo = combo.Score(r.scores.WassToUnif, r.scores.WassToData)
+		if r.pass == store.PassFree {
+			seq = append(seq, r.scores.SeqLogprob)
+			comboScores = append(comboScores, r.scores.WassCombo)
+		}
+	}
+	limits := metrics.ResolveLimits(cfg.Thresholds, seq, comboScores)
+	sum := &metrics.RunSummary{Rows: map[string]int{}, Flags: map[string]map[string]int{},
+		Thresholds: metrics.NewThresholdSummary(limits, combo)}
+	suspects, free := 0, 0
+	for _, r := range rows {
+		sum.Rows[r.pass]++
+		flags, why := metrics.FlagSentence(r.scores, limits)
+		r.flags, r.reasons = flags, metrics.JoinReasons(why)
+		if sum.Flags[r.pass] == nil {
+			sum.Flags[r.pass] = map[string]int{}
+		}
+		for _, name := range flags.Names() {
+			sum.Flags[r.pass][name]++
+		}
+		if r.pass == store.PassFree {
+			free++
+			if flags.HallucinationSuspect {
+				suspects++
+			}
+		}
+	}
+	if free > 0 {
+		sum.SuspectShare = float64(suspects) / float64(free)
+	}
+	return sum
+}
+
+// corpusScores sets corpus chrF and BLEU of the hypotheses against the
+// references, over the examples that have one.
+func corpusScores(sum *metrics.RunSummary, examples []store.Example) {
+	var chrf metrics.ChrFStats
+	var bleu metrics.BLEUStats
+	for _, ex := range examples {
+		if ex.Reference == "" {
+			continue
+		}
+		sum.References++
+		chrf.Add(metrics.ChrFStatistics(ex.Hypothesis, ex.Reference))
+		bleu.Add(metrics.BLEUStatistics(ex.Hypothesis, ex.Reference))
+	}
+	if sum.References > 0 {
+		c, b := chrf.Score(), bleu.Score(false)
+		sum.CorpusChrF, sum.CorpusBLEU = &c, &b
+	}
+}
+
+// evaluateDetectors scores the detectors against the dataset's labels
+// (free pass) and against detached pairs (detached vs forced passes).
+func evaluateDetectors(sum *metrics.RunSummary, rows []*passResult, labels map[int32]bool) {
+	var labelled, pairs []metrics.SentenceScores
+	var labelPos, pairPos []bool
+	for _, r := range rows {
+		switch r.pass {
+		case store.PassFree:
+			if l, ok := labels[r.exampleID]; ok {
+				labelled, labelPos = append(labelled, r.scores), append(labelPos, l)
+			}
+		case store.PassDetached, store.PassForced:
+			pairs, pairPos = append(pairs, r.scores), append(pairPos, r.pass == store.PassDetached)
+		}
+	}
+	sum.Detectors = append(metrics.EvaluateDetectors("label", labelled, labelPos),
+		metrics.EvaluateDetectors("detached", pairs, pairPos)...)
+}
+
+func sentenceRow(r *passResult) store.SentenceMetrics {
+	s := r.scores
+	return store.SentenceMetrics{
+		ExampleID: r.exampleID, Pass: r.pass,
+		SeqLogprob: f32(s.SeqLogprob), IgnSrc: f32(s.IgnSrc), WassToUnif: f32(s.WassToUnif),
+		WassToData: f32(s.WassToData), WassCombo: f32(s.WassCombo), RepeatMass: f32(s.RepeatMass),
+		RepNgram: f32(s.RepNgram), Chrf: f32(s.ChrF), Bleu: f32(s.BLEU), AER: f32(s.AER),
+		HallucinationSuspect: r.flags.HallucinationSuspect, DiffuseAttention: r.flags.DiffuseAttention,
+		SinkDominated: r.flags.SinkDominated, NoHeadDiversity: r.flags.NoHeadDiversity,
+		Copying: r.flags.Copying, BrokenMask: r.flags.BrokenMask, UntrainedLike: r.flags.UntrainedLike,
+		Reasons: r.reasons,
+	}
+}
