@@ -6,21 +6,21 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"attnaudit/metrics"
 )
 
 // Link is one alignment link between source word Src and target word Tgt,
-// 0-based over whitespace-separated words.
-type Link struct{ Src, Tgt int }
+// 0-based over whitespace-separated words. It is metrics.Link, so a parsed
+// alignment goes to AER as it is.
+type Link = metrics.Link
 
 // Alignment is a gold word alignment in the Pharaoh format: "i-j" links are
 // sure, "i?j" and "ipj" possible. Possible holds only the links marked
 // possible; by the AER convention (Och & Ney 2003) every sure link is also
 // possible. Both lists are sorted and hold no duplicates; a link marked
 // both ways is kept as sure.
-type Alignment struct {
-	Sure     []Link
-	Possible []Link
-}
+type Alignment = metrics.Alignment
 
 // ParseAlignment parses one line of Pharaoh links and checks every index
 // against the word counts of the source and target sentences.
