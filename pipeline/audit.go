@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"attnaudit/configs"
+	"attnaudit/metrics"
+	"attnaudit/store"
 )
 
 // SummaryName is the audit's machine-readable summary in the output folder.
@@ -184,33 +186,29 @@ func gate(runs []AuditRun, baseline string, cfg configs.AuditConfig) ([]Regressi
 	return out, nil
 }
 
-// compareRuns applies the gates of cfg to one pair of runs.
+// compareRuns applies the gates of cfg to one pair of runs. A metric that is
+// NaN on either side (no references, no gold alignments) gates nothing.
 func compareRuns(before, after AuditRun, cfg configs.AuditConfig) []Regression {
 	var out []Regression
-	add := func(gate string, layer int, b, a, limit float64, what string) {
-		out = append(out, Regression{Gate: gate, Run: after.Run, Against: before.Run, Before: b, After: a, Limit: limit, Layer: layer,
-			Message: fmt.Sprintf("%s: %s went from %.4g to %.4g (limit %.4g) against %s",
-				filepath.Base(after.Run), what, b, a, limit, filepath.Base(before.Run))})
-	}
-	if d := before.ChrF - after.ChrF; d > cfg.ChrFDrop {
-		add(configs.GateChrFDrop, 0, before.ChrF, after.ChrF, cfg.ChrFDrop, "corpus chrF")
-	}
-	if d := after.SuspectShare - before.SuspectShare; d > cfg.SuspectRise {
-		add(configs.GateSuspectRise, 0, before.SuspectShare, after.SuspectShare, cfg.SuspectRise, "hallucination-suspect share")
-	}
-	for l := range min(len(before.Diagonality), len(after.Diagonality)) {
-		if d := before.Diagonality[l] - after.Diagonality[l]; d > cfg.DiagonalityDrop {
-			add(configs.GateDiagonalityDrop, l, before.Diagonality[l], after.Diagonality[l], cfg.DiagonalityDrop,
-				fmt.Sprintf("layer %d cross-attention diagonality", l))
+	check := func(gate string, layer int, b, a Number, limit float64, worse float64, what string) {
+		if math.IsNaN(float64(a)) || math.IsNaN(float64(b)) || worse <= limit {
+			return
 		}
+		out = append(out, Regression{Gate: gate, Run: after.Run, Against: before.Run,
+			Before: float64(b), After: float64(a), Limit: limit, Layer: layer,
+			Message: fmt.Sprintf("%s: %s went from %.4g to %.4g (allowed change %.4g) against %s",
+				filepath.Base(after.Run), what, float64(b), float64(a), limit, filepath.Base(before.Run))})
+	}
+	check(configs.GateChrFDrop, 0, before.ChrF, after.ChrF, cfg.ChrFDrop, float64(before.ChrF-after.ChrF), "corpus chrF")
+	check(configs.GateSuspectRise, 0, Number(before.SuspectShare), Number(after.SuspectShare), cfg.SuspectRise,
+		after.SuspectShare-before.SuspectShare, "hallucination-suspect share")
+	for l := range min(len(before.Diagonality), len(after.Diagonality)) {
+		b, a := before.Diagonality[l], after.Diagonality[l]
+		check(configs.GateDiagonalityDrop, l, b, a, cfg.DiagonalityDrop, float64(b-a), fmt.Sprintf("layer %d cross-attention diagonality", l))
 	}
 	for l := range min(len(before.AER), len(after.AER)) {
-		if math.IsNaN(before.AER[l]) || math.IsNaN(after.AER[l]) {
-			continue
-		}
-		if d := after.AER[l] - before.AER[l]; d > cfg.AERRise {
-			add(configs.GateAERRise, l, before.AER[l], after.AER[l], cfg.AERRise, fmt.Sprintf("layer %d AER", l))
-		}
+		b, a := before.AER[l], after.AER[l]
+		check(configs.GateAERRise, l, b, a, cfg.AERRise, float64(a-b), fmt.Sprintf("layer %d AER", l))
 	}
 	return out
 }
@@ -280,4 +278,82 @@ func FindRuns(specs []string) ([]string, error) {
 		return nil, errors.New("no finished runs (folders with manifest.json) in " + strings.Join(specs, ", "))
 	}
 	return out, nil
+}
+
+// KeyMetrics are the numbers of a run that the audit summary reports and the
+// regression gates compare.
+type KeyMetrics struct {
+	Epoch        int                       `json:"epoch"`
+	Step         int64                     `json:"step"`
+	ChrF         Number                    `json:"chrf"`
+	BLEU         Number                    `json:"bleu"`
+	SuspectShare float64                   `json:"suspect_share"`
+	Flags        map[string]map[string]int `json:"flags"`
+	// Per decoder layer, free pass, mean over heads and examples.
+	Diagonality []Number `json:"cross_diagonality"`
+	AER         []Number `json:"aer"` // NaN (null) without gold alignments
+}
+
+// Number is a float64 that is null in JSON when it is NaN: a metric that
+// could not be computed (no references, no gold alignments).
+type Number float64
+
+func (n Number) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(n)) || math.IsInf(float64(n), 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(n))
+}
+
+func (n *Number) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*n = Number(math.NaN())
+		return nil
+	}
+	return json.Unmarshal(b, (*float64)(n))
+}
+
+func numbers(xs []float64) []Number {
+	out := make([]Number, len(xs))
+	for i, x := range xs {
+		out[i] = Number(x)
+	}
+	return out
+}
+
+// readKeyMetrics reads a finished run's key metrics from its manifest.
+func readKeyMetrics(dir string) (KeyMetrics, error) {
+	m, err := ReadManifest(dir)
+	if err != nil {
+		return KeyMetrics{}, err
+	}
+	if len(m.Summary) == 0 {
+		return KeyMetrics{}, fmt.Errorf("%s: no metrics summary in the manifest; run the metrics stage", dir)
+	}
+	var sum metrics.RunSummary
+	if err := json.Unmarshal(m.Summary, &sum); err != nil {
+		return KeyMetrics{}, fmt.Errorf("%s: metrics summary: %v", dir, err)
+	}
+	var meta struct {
+		Epoch int   `json:"epoch"`
+		Step  int64 `json:"step"`
+	}
+	if err := json.Unmarshal(m.Checkpoint.Meta, &meta); err != nil {
+		return KeyMetrics{}, fmt.Errorf("%s: checkpoint metadata: %v", dir, err)
+	}
+	km := KeyMetrics{
+		Epoch: meta.Epoch, Step: meta.Step,
+		ChrF: Number(math.NaN()), BLEU: Number(math.NaN()),
+		SuspectShare: sum.SuspectShare,
+		Flags:        sum.Flags,
+		Diagonality:  numbers(sum.LayerMeans(store.PassFree, store.KindCross, "diagonality")),
+		AER:          numbers(sum.LayerMeans(store.PassFree, store.KindCross, "aer")),
+	}
+	if sum.CorpusChrF != nil {
+		km.ChrF = Number(*sum.CorpusChrF)
+	}
+	if sum.CorpusBLEU != nil {
+		km.BLEU = Number(*sum.CorpusBLEU)
+	}
+	return km, nil
 }

@@ -129,9 +129,14 @@ func (r *run) inferChunk(model *inference.Model, c int) error {
 	return ew.Close()
 }
 
-// DecodeOptions returns the search settings of cfg.
+// DecodeOptions returns the search settings of cfg. A beam of one is run
+// as greedy search, which finds the same output without beam bookkeeping.
 func DecodeOptions(cfg configs.Config) inference.DecodeOptions {
-	return inference.DecodeOptions{Beam: cfg.Beam, MaxLen: cfg.MaxLen, RepetitionPenalty: float32(cfg.RepetitionPenalty)}
+	beam := cfg.Beam
+	if beam == 1 {
+		beam = 0
+	}
+	return inference.DecodeOptions{Beam: beam, MaxLen: cfg.MaxLen, RepetitionPenalty: float32(cfg.RepetitionPenalty)}
 }
 
 // detachedPasses force-decodes every source of a chunk with the reference of

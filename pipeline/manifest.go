@@ -53,6 +53,9 @@ type DatasetInfo struct {
 	Hash     string   `json:"hash"`
 	Examples int      `json:"examples"`
 	Problems []string `json:"problems,omitempty"` // lines skipped, with file:line
+	// SkippedLines are the 1-based lines of Problems, so a later stage that
+	// reloads the dataset numbers its examples as infer did.
+	SkippedLines []int `json:"skipped_lines,omitempty"`
 }
 
 // Stage records one stage's time and output row counts.

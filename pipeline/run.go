@@ -69,16 +69,7 @@ func openRun(env Env, in Inputs) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	limit := ckpt.MaxSourceTokens()
-	opts := dataset.Options{Strict: in.Config.Strict, MaxTokens: limit, CountTokens: ckpt.Tokenizer().Count}
-	var data *dataset.Dataset
-	dataPath := in.Data
-	if dataPath == "" {
-		dataPath = examples.DemoDataName
-		data, err = dataset.LoadBytes(examples.DemoDataName, examples.DemoData, opts)
-	} else {
-		data, err = dataset.Load(dataPath, opts)
-	}
+	data, dataPath, err := loadDataset(in.Data, ckpt, in.Config.Strict)
 	if err != nil {
 		return nil, err
 	}
@@ -97,11 +88,31 @@ func openRun(env Env, in Inputs) (*run, error) {
 	return r, nil
 }
 
-// OpenCheckpoint opens a checkpoint folder, or the embedded shipped one.
+// loadDataset loads a dataset file, or the embedded demo set when path is
+// empty, skipping lines longer than the checkpoint's positions.
+func loadDataset(path string, ckpt *inference.Checkpoint, strict bool) (*dataset.Dataset, string, error) {
+	tok := ckpt.Tokenizer()
+	opts := dataset.Options{
+		Strict:      strict,
+		MaxTokens:   ckpt.Meta().MaxPositions,
+		CountTokens: func(s string) int { return tok.Count(s) + 1 }, // + EOS
+	}
+	if path == "" {
+		data, err := dataset.LoadBytes(examples.DemoDataName, examples.DemoData, opts)
+		return data, examples.DemoDataName, err
+	}
+	data, err := dataset.Load(path, opts)
+	return data, path, err
+}
+
+// OpenCheckpoint opens a checkpoint folder, or the shipped final one when
+// dir is empty, and returns it with the folder it came from.
 func OpenCheckpoint(dir string) (*inference.Checkpoint, string, error) {
 	if dir == "" {
-		ck, err := inference.OpenCheckpoint(examples.Checkpoint, examples.CheckpointDir)
-		return ck, examples.CheckpointDir + " (embedded)", err
+		var err error
+		if dir, err = examples.DefaultCheckpoint(); err != nil {
+			return nil, "", err
+		}
 	}
 	ck, err := inference.OpenCheckpoint(os.DirFS(dir), ".")
 	if err != nil {
@@ -203,9 +214,9 @@ func (r *run) manifest(recs []shardRecord) *Manifest {
 		}
 	}
 	m := &Manifest{
-		RunID:   r.id,
-		Created: time.Now().UTC(),
-		Tool:    ToolInfo{GoVersion: runtime.Version(), ORTVersion: inference.ORTVersion()},
+		RunID:    r.id,
+		Created:  time.Now().UTC(),
+		Tool:     ToolInfo{GoVersion: runtime.Version(), ORTVersion: inference.ORTVersion()},
 		Provider: strings.Join(providers, "+"),
 		Checkpoint: CheckpointInfo{
 			Path: r.ckptPath, Hash: r.ckpt.Hash(), Meta: r.ckpt.MetaJSON(),
@@ -218,6 +229,9 @@ func (r *run) manifest(recs []shardRecord) *Manifest {
 	}
 	for _, p := range r.data.Problems {
 		m.Dataset.Problems = append(m.Dataset.Problems, p.String())
+		if p.Line > 0 {
+			m.Dataset.SkippedLines = append(m.Dataset.SkippedLines, p.Line)
+		}
 	}
 	return m
 }

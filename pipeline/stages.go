@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"attnaudit/configs"
+	"attnaudit/dataset"
+	"attnaudit/examples"
+	"attnaudit/metrics"
 )
 
 // Run runs every stage for one checkpoint and dataset, skipping stages the
@@ -35,7 +38,11 @@ func RunDir(env Env, in Inputs) (string, error) {
 // summary in the manifest. It is skipped when the manifest already has it.
 func Metrics(env Env, dir string, cfg configs.Config) error {
 	return stage(env, dir, StageMetrics, func(m *Manifest) (map[string]int64, error) {
-		sum, err := ComputeMetrics(dir, cfg.Metrics)
+		gold, labels, err := goldOf(m)
+		if err != nil {
+			return nil, err
+		}
+		sum, err := ComputeMetrics(dir, cfg.Metrics, WithGold(gold, labels))
 		if err != nil {
 			return nil, err
 		}
@@ -86,4 +93,44 @@ func stage(env Env, dir, name string, do func(*Manifest) (map[string]int64, erro
 	}
 	m.Stages[name] = Stage{Seconds: time.Since(start).Seconds(), Finished: time.Now().UTC(), Rows: rows}
 	return writeManifest(dir, m)
+}
+
+// goldOf reloads the run's dataset for what infer does not store: gold
+// alignments and hallucination labels, by example_id. The dataset must be
+// the one the run was made from (same hash).
+func goldOf(m *Manifest) (map[int32]metrics.Alignment, map[int32]bool, error) {
+	var data *dataset.Dataset
+	var err error
+	if m.Dataset.Path == examples.DemoDataName {
+		data, err = dataset.LoadBytes(examples.DemoDataName, examples.DemoData, dataset.Options{})
+	} else {
+		data, err = dataset.Load(m.Dataset.Path, dataset.Options{})
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("reloading the dataset for gold alignments and labels: %w", err)
+	}
+	if data.Hash != m.Dataset.Hash {
+		return nil, nil, fmt.Errorf("%s changed since the run was made (sha256 %.12s, run has %.12s)", m.Dataset.Path, data.Hash, m.Dataset.Hash)
+	}
+	// Example ids count kept examples; reapplying the run's skips keeps
+	// them aligned with the run's ids.
+	skipped := map[int]bool{}
+	for _, line := range m.Dataset.SkippedLines {
+		skipped[line] = true
+	}
+	gold, labels := map[int32]metrics.Alignment{}, map[int32]bool{}
+	id := int32(0)
+	for _, ex := range data.Examples {
+		if skipped[ex.Line] {
+			continue
+		}
+		if ex.Alignment != nil {
+			gold[id] = *ex.Alignment
+		}
+		if ex.Label != nil {
+			labels[id] = *ex.Label
+		}
+		id++
+	}
+	return gold, labels, nil
 }

@@ -38,7 +38,7 @@ func Visualize(env Env, in VisualizeInputs) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	layers := ckpt.Layers()
+	_, layers := ckpt.Layers()
 	layer := in.Layer
 	if layer < 0 {
 		layer += layers
@@ -73,7 +73,7 @@ func Visualize(env Env, in VisualizeInputs) ([]string, error) {
 			Hypothesis:     res.Hypothesis,
 			SrcPieces:      res.SrcPieces,
 			TgtPieces:      res.Free.Pieces,
-			TgtInputPieces: decoderInputPieces(ckpt, res.Free.Pieces),
+			TgtInputPieces: decoderInputPieces(ckpt.Tokenizer().Piece(ckpt.Meta().BosID), res.Free.Pieces),
 			Cross:          res.Free.Cross,
 			DecoderSelf:    res.Free.DecoderSelf,
 			EncoderSelf:    res.EncoderSelf,
@@ -92,13 +92,9 @@ func Visualize(env Env, in VisualizeInputs) ([]string, error) {
 }
 
 // decoderInputPieces labels the decoder's input positions: BOS, then every
-// predicted token but the last.
-func decoderInputPieces(ckpt *inference.Checkpoint, predicted []string) []string {
-	bos := "<s>"
-	if n := len(predicted); n > 0 {
-		return append([]string{bos}, predicted[:n-1]...)
-	}
-	return []string{bos}
+// predicted token but the last (EOS).
+func decoderInputPieces(bos string, predicted []string) []string {
+	return append([]string{bos}, predicted[:max(len(predicted)-1, 0)]...)
 }
 
 func visualizeSources(in VisualizeInputs) ([]string, error) {

@@ -44,10 +44,15 @@ var (
 	shardFlag      = &cli.StringFlag{Name: "shard", Usage: "process slice I/N only; \"/N\" takes I from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID"}
 )
 
-// withConfigFlags appends a flag for every configuration key.
+// withConfigFlags appends --config and a flag for every configuration key.
 func withConfigFlags(flags ...cli.Flag) []cli.Flag {
+	var own []string
+	for _, f := range flags {
+		own = append(own, f.Names()...)
+	}
 	flags = append(flags, configFileFlag)
-	for _, cf := range configFlags() {
+	for _, cf := range configFlags(own...) {
+		configFlagOf[cf.flag] = cf
 		flags = append(flags, cf.flag)
 	}
 	return flags

@@ -15,45 +15,70 @@ import (
 // generated from the config struct, so every setting has exactly one flag
 // and one documented default (the comment above its key in default.yaml).
 type configFlag struct {
-	path []string // yaml keys from the root, e.g. ["metrics", "sink_mass"]
-	flag cli.Flag
+	path  []string // yaml keys from the root, e.g. ["metrics", "thresholds", "sink_last_mass"]
+	flag  cli.Flag
+	value func(c *cli.Context, name string) any
 }
 
 // configFlags returns a flag for every leaf of configs.Config, named after
 // its yaml key with dashes, with usage taken from default.yaml's comments.
-func configFlags() []configFlag {
+// A leaf whose name is taken (by another leaf or by one of the command's own
+// flags in reserved) is named by its whole path: --metrics-layer.
+func configFlags(reserved ...string) []configFlag {
 	docs := defaultDocs()
-	var out []configFlag
-	var walk func(t reflect.Type, v reflect.Value, prefix []string)
-	walk = func(t reflect.Type, v reflect.Value, prefix []string) {
-		for i := 0; i < t.NumField(); i++ {
-			key := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+	taken := map[string]int{}
+	for _, r := range reserved {
+		taken[r] = 2
+	}
+	type leaf struct {
+		path []string
+		v    reflect.Value
+	}
+	var leaves []leaf
+	var walk func(v reflect.Value, prefix []string)
+	walk = func(v reflect.Value, prefix []string) {
+		for i := 0; i < v.NumField(); i++ {
+			key := strings.Split(v.Type().Field(i).Tag.Get("yaml"), ",")[0]
 			path := append(append([]string(nil), prefix...), key)
-			fv := v.Field(i)
-			if fv.Kind() == reflect.Struct {
-				walk(fv.Type(), fv, path)
-				continue
+			if fv := v.Field(i); fv.Kind() == reflect.Struct {
+				walk(fv, path)
+			} else {
+				leaves = append(leaves, leaf{path, fv})
+				taken[key]++
 			}
-			name := strings.ReplaceAll(key, "_", "-")
-			usage := docs[strings.Join(path, ".")]
-			var f cli.Flag
-			switch fv.Kind() {
-			case reflect.String:
-				f = &cli.StringFlag{Name: name, Usage: usage, Value: fv.String()}
-			case reflect.Int:
-				f = &cli.IntFlag{Name: name, Usage: usage, Value: int(fv.Int())}
-			case reflect.Float64:
-				f = &cli.Float64Flag{Name: name, Usage: usage, Value: fv.Float()}
-			case reflect.Bool:
-				f = &cli.BoolFlag{Name: name, Usage: usage, Value: fv.Bool()}
-			default:
-				panic(fmt.Sprintf("config key %s: no flag for kind %s", strings.Join(path, "."), fv.Kind()))
-			}
-			out = append(out, configFlag{path: path, flag: f})
 		}
 	}
-	def := configs.Default()
-	walk(reflect.TypeOf(def), reflect.ValueOf(def), nil)
+	walk(reflect.ValueOf(configs.Default()), nil)
+
+	var out []configFlag
+	for _, l := range leaves {
+		name := l.path[len(l.path)-1]
+		if taken[name] > 1 {
+			name = strings.Join(l.path, "_")
+		}
+		name = strings.ReplaceAll(name, "_", "-")
+		usage := docs[strings.Join(l.path, ".")]
+		get := func(c *cli.Context, name string) any { return c.Value(name) }
+		var f cli.Flag
+		switch fv := l.v; fv.Kind() {
+		case reflect.String:
+			f = &cli.StringFlag{Name: name, Usage: usage, Value: fv.String()}
+		case reflect.Int:
+			f = &cli.IntFlag{Name: name, Usage: usage, Value: int(fv.Int())}
+		case reflect.Float64:
+			f = &cli.Float64Flag{Name: name, Usage: usage, Value: fv.Float()}
+		case reflect.Bool:
+			f = &cli.BoolFlag{Name: name, Usage: usage, Value: fv.Bool()}
+		case reflect.Pointer: // an optional number: unset by default
+			f = &cli.Float64Flag{Name: name, Usage: usage + " (default: unset)"}
+		case reflect.Slice:
+			f = &cli.IntSliceFlag{Name: name, Usage: usage}
+			get = func(c *cli.Context, name string) any { return c.IntSlice(name) }
+		default:
+			panic(fmt.Sprintf("config key %s: no flag for kind %s", strings.Join(l.path, "."), fv.Kind()))
+		}
+		out = append(out, configFlag{path: l.path, flag: f, value: get})
+	}
 	return out
 }
 
@@ -95,12 +120,20 @@ func commentText(c string) string {
 	return strings.Join(words, " ")
 }
 
+// configFlagOf maps each generated flag back to its config key; commands
+// register theirs through withConfigFlags.
+var configFlagOf = map[cli.Flag]configFlag{}
+
 // loadConfig layers the defaults, --config and the config flags given on the
 // command line.
 func loadConfig(c *cli.Context) (configs.Config, error) {
 	set := map[string]any{}
-	for _, cf := range configFlags() {
-		name := cf.flag.Names()[0]
+	for _, f := range c.Command.Flags {
+		cf, ok := configFlagOf[f]
+		if !ok {
+			continue
+		}
+		name := f.Names()[0]
 		if !c.IsSet(name) {
 			continue
 		}
@@ -113,7 +146,7 @@ func loadConfig(c *cli.Context) (configs.Config, error) {
 			}
 			m = sub
 		}
-		m[cf.path[len(cf.path)-1]] = c.Value(name)
+		m[cf.path[len(cf.path)-1]] = cf.value(c, name)
 	}
 	return configs.Load(c.String("config"), set)
 }

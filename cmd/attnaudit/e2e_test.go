@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"attnaudit/pipeline"
+	"attnaudit/store"
+)
+
+// These tests run the built binary the way users and schedulers do: as a
+// process that can be killed, sharded and rerun.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "attnaudit-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "attnaudit")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building attnaudit:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const tinyCheckpoint = "../../testdata/checkpoints/tiny"
+
+// smallDataset writes n Korean–English pairs from the demo set as TSV.
+func smallDataset(t *testing.T, n int) string {
+	t.Helper()
+	lines := bytes.Split(demoJSONL(t), []byte("\n"))
+	var b strings.Builder
+	for _, line := range lines {
+		if n == 0 {
+			break
+		}
+		var ex struct{ Source, Reference string }
+		if len(line) == 0 || json.Unmarshal(line, &ex) != nil {
+			continue
+		}
+		fmt.Fprintf(&b, "%s\t%s\n", ex.Source, ex.Reference)
+		n--
+	}
+	path := filepath.Join(t.TempDir(), "small.tsv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func demoJSONL(t *testing.T) []byte {
+	data, err := os.ReadFile("../../examples/data/demo.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// attnaudit runs the binary to completion and returns its stdout.
+func attnaudit(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("attnaudit %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(stdout.String())
+}
+
+// Small chunks make the runs resumable and shardable at a fine grain.
+var smallChunks = []string{"--provider", "cpu", "--chunk-size", "4", "--batch-size", "4", "--max-len", "12"}
+
+func runArgs(cmd, data, out string, extra ...string) []string {
+	args := append([]string{cmd, "--checkpoint", tinyCheckpoint, "--data", data, "--output-dir", out}, smallChunks...)
+	return append(args, extra...)
+}
+
+// runDigest summarises everything a run holds in Parquet, row by row, so
+// two runs can be compared for equality.
+func runDigest(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	digest := map[string]string{}
+	h := sha256.New()
+	exs, err := store.ReadExamples(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ex := range exs {
+		fmt.Fprintf(h, "%d %q %v %v\n", ex.ExampleID, ex.Hypothesis, ex.TgtIDs, ex.TokenLogprobs)
+	}
+	digest["examples"] = fmt.Sprintf("%d rows %s", len(exs), hex.EncodeToString(h.Sum(nil)))
+	h.Reset()
+	n := 0
+	err = store.ScanAttention(dir, func(a store.Attention) error {
+		n++
+		fmt.Fprintf(h, "%d %s %s %d %d %v\n", a.ExampleID, a.Pass, a.Kind, a.Layer, a.Head, a.Weights.Data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest["attention"] = fmt.Sprintf("%d rows %s", n, hex.EncodeToString(h.Sum(nil)))
+	sms, err := store.ReadSentenceMetrics(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Reset()
+	for _, s := range sms {
+		fmt.Fprintf(h, "%+v\n", s)
+	}
+	digest["sentence_metrics"] = fmt.Sprintf("%d rows %s", len(sms), hex.EncodeToString(h.Sum(nil)))
+	return digest
+}
+
+func sameDigest(t *testing.T, what string, got, want map[string]string) {
+	t.Helper()
+	for k := range want {
+		if got[k] != want[k] {
+			t.Errorf("%s: %s differ:\n got  %s\n want %s", what, k, got[k], want[k])
+		}
+	}
+}
+
+// TestKilledRunResumesToTheSameResult kills `run` with SIGKILL part-way
+// through inference, reruns the same command, and checks the result equals
+// an uninterrupted run.
+func TestKilledRunResumesToTheSameResult(t *testing.T) {
+	data := smallDataset(t, 24)
+	whole := attnaudit(t, runArgs("run", data, t.TempDir())...)
+	want := runDigest(t, whole)
+
+	out := t.TempDir()
+	cmd := exec.Command(binary, runArgs("run", data, out)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill once the second chunk is on disk: mid-run, with parts written.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		parts, _ := filepath.Glob(filepath.Join(out, "*", store.ExamplesPartName(1)))
+		if len(parts) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the run wrote no second chunk within 2 minutes")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	dirs, _ := filepath.Glob(filepath.Join(out, "*"))
+	if len(dirs) != 1 {
+		t.Fatalf("want one run folder, got %v", dirs)
+	}
+	if _, err := pipeline.ReadManifest(dirs[0]); err == nil {
+		t.Skip("the run finished before it could be killed; nothing to resume")
+	}
+
+	resumed := attnaudit(t, runArgs("run", data, out)...)
+	if resumed != dirs[0] {
+		t.Errorf("rerun went to %s, want the interrupted folder %s", resumed, dirs[0])
+	}
+	sameDigest(t, "resumed run", runDigest(t, resumed), want)
+}
+
+// TestShardsEqualTheUnshardedRun runs infer as three shards into one folder,
+// then the remaining stages, and compares with an unsharded run row for row.
+func TestShardsEqualTheUnshardedRun(t *testing.T) {
+	data := smallDataset(t, 20)
+	want := runDigest(t, attnaudit(t, runArgs("run", data, t.TempDir())...))
+
+	out := t.TempDir()
+	for i := range 3 {
+		attnaudit(t, runArgs("infer", data, out, "--shard", fmt.Sprintf("%d/3", i))...)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(out, "*"))
+	if len(dirs) != 1 {
+		t.Fatalf("want one run folder, got %v", dirs)
+	}
+	if _, err := pipeline.ReadManifest(dirs[0]); err != nil {
+		t.Fatalf("after all shards: %v", err)
+	}
+	got := attnaudit(t, runArgs("run", data, out)...)
+	sameDigest(t, "sharded run", runDigest(t, got), want)
+}
+
+// TestShardIndexFromSchedulerEnvironment checks that "--shard /N" takes its
+// index from a Kubernetes Indexed Job.
+func TestShardIndexFromSchedulerEnvironment(t *testing.T) {
+	t.Setenv("JOB_COMPLETION_INDEX", "1")
+	s, err := pipeline.ParseShard("/4")
+	if err != nil || s != (pipeline.Shard{Index: 1, Count: 4}) {
+		t.Fatalf("ParseShard(/4) = %v, %v", s, err)
+	}
+	for _, bad := range []string{"4/4", "x/2", "1/0", "-1/2"} {
+		if _, err := pipeline.ParseShard(bad); err == nil {
+			t.Errorf("ParseShard(%q) accepted", bad)
+		}
+	}
+}
