@@ -258,8 +258,10 @@ func (th *theme) headGridFigure(heads []metrics.Matrix, xLabels, yLabels []strin
 		axisSty.XAlign, axisSty.YAlign = draw.XCenter, draw.YBottom
 		dc.FillText(axisSty, vg.Point{X: dc.Center().X, Y: dc.Min.Y + vg.Points(3)}, xTitle)
 		axisSty.Rotation = math.Pi / 2
+		axisSty.YAlign = draw.YTop // rotated a quarter turn, the text's top faces left
 		dc.FillText(axisSty, vg.Point{X: dc.Min.X + vg.Points(3), Y: dc.Center().Y}, yTitle)
-		area := draw.Crop(dc, 0.2*vg.Inch, -colorbarWidth, 0.2*vg.Inch, -suptitle)
+		pad := axisSty.Height(yTitle) + vg.Points(6)
+		area := draw.Crop(dc, pad, -colorbarWidth, pad, -suptitle)
 		tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: 0.12 * vg.Inch, PadY: 0.1 * vg.Inch}
 		canvases := plot.Align(plots, tiles, area)
 		var da vg.Rectangle

@@ -2,13 +2,16 @@ package report
 
 import (
 	"flag"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"attnaudit/metrics"
+	"attnaudit/store"
 )
 
 var (
@@ -98,4 +101,81 @@ func synthExample(seed uint64, layers, heads int, diag bool) VisualizeExample {
 		ex.EncoderSelf = append(ex.EncoderSelf, enc)
 	}
 	return ex
+}
+
+// synthRun is a run of n examples: every 7th a hallucination suspect with
+// attention on the source EOS, every 11th repeating itself, the rest clean.
+func synthRun(n, layers, heads int) RunData {
+	data := RunData{
+		Summary: Summary{
+			RunID: "3f2a9c1d00000000", Name: "ko-en-small-epoch0040-3f2a9c1d", Checkpoint: "ko-en-small",
+			CheckpointPath: "examples/checkpoints/ko-en-small", CheckpointHash: "ab12cd34ef56ab12cd34ef56",
+			Epoch: 40, Step: 12000, Dataset: "tatoeba-dev.tsv", DatasetHash: "0123456789abcdef",
+			Examples: n, Provider: "cpu", Tool: "attnaudit test, ORT 1.24",
+			CorpusChrF: 48.25, CorpusBLEU: 21.5,
+			Timings:   []Timing{{"infer", 12.5}, {"metrics", 1.25}},
+			Detectors: []DetectorScore{{"seq_logprob", "detached pairs", 0.91, 0.22}, {"wass_combo", "detached pairs", 0.87, 0.31}},
+			Problems:  []string{"tatoeba-dev.tsv:17: blank line"},
+		},
+		Attention: map[int32]ExampleAttention{},
+	}
+	agg := NewHeadAggregator()
+	for i := range n {
+		id := int32(i)
+		hall, rep := i%7 == 3, i%11 == 5
+		vex := synthExample(uint64(i), layers, heads, !hall)
+		ex := store.Example{
+			ExampleID: id, ID: fmt.Sprintf("tatoeba-%04d", i), Source: vex.Source, Reference: "I am going to school.",
+			Hypothesis: vex.Hypothesis, SrcPieces: vex.SrcPieces, TgtPieces: vex.TgtPieces,
+			Chrf: float32(40 + i%20), Bleu: float32(10 + i%15),
+		}
+		for t := range ex.TgtPieces {
+			ex.TokenLogprobs = append(ex.TokenLogprobs, -float32(t%4)*0.9-float32(i%3))
+		}
+		ex.SeqLogprob = -float32(i%3) - 1.35
+		if i == 1 {
+			ex.Reference, ex.Chrf, ex.Bleu = "", float32(math.NaN()), float32(math.NaN())
+		}
+		sm := store.SentenceMetrics{
+			ExampleID: id, Pass: store.PassFree, SeqLogprob: ex.SeqLogprob, IgnSrc: 0.1, WassToUnif: 0.2, WassToData: 0.1,
+			WassCombo: 0.1 + float32(i%5)/50, RepeatMass: 0.05, Chrf: ex.Chrf, Bleu: ex.Bleu, AER: float32(math.NaN()),
+		}
+		if hall {
+			sm.HallucinationSuspect, sm.SinkDominated, sm.WassCombo = true, true, 0.8
+			sm.Reasons = "wass_combo 0.80 above the pool's 95th percentile 0.41; 72% of cross-attention mass on the source EOS"
+		}
+		if rep {
+			sm.Copying, sm.RepNgram, sm.RepeatMass = true, 0.4, 0.6
+			sm.Reasons = strings.TrimPrefix(sm.Reasons+"; 40% of 3-grams repeat", "; ")
+		}
+		data.Examples = append(data.Examples, ex)
+		data.Sentences = append(data.Sentences, sm, store.SentenceMetrics{ExampleID: id, Pass: store.PassForced, BrokenMask: true})
+		data.Attention[id] = ExampleAttention{Cross: vex.Cross, DecoderSelf: vex.DecoderSelf, EncoderSelf: vex.EncoderSelf}
+		for _, kind := range kinds {
+			for l := range layers {
+				for h := range heads {
+					base := float32((l*heads+h)%10) / 10
+					r := store.HeadMetrics{
+						ExampleID: id, Pass: store.PassFree, Kind: kind, Layer: int16(l), Head: int16(h),
+						EntropyNorm: 0.2 + base/2, Confidence: 0.9 - base/2, ConfidenceNoEOS: 0.85 - base/2,
+						Diagonality: 0.95 - base/3 - float32(i%4)/20, FirstMass: 0.05, LastMass: 0.1 + base/4,
+						HeadDiversity: 0.3, RepeatMass: 0.1, RowSumErr: 1e-6, AER: float32(math.NaN()),
+					}
+					if hall {
+						r.Diagonality, r.EntropyNorm, r.LastMass = 0.3, 0.95, 0.7
+					}
+					if err := agg.Add(r); err != nil {
+						panic(err)
+					}
+					r.Pass = store.PassForced
+					r.Diagonality = -1 // must not count
+					if err := agg.Add(r); err != nil {
+						panic(err)
+					}
+				}
+			}
+		}
+	}
+	data.Heads = agg.Stats()
+	return data
 }

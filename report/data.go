@@ -1,0 +1,94 @@
+package report
+
+import (
+	"time"
+
+	"attnaudit/metrics"
+	"attnaudit/store"
+)
+
+// RunData is everything report.html shows about one run. pipeline fills it
+// from a run folder; tests build it in memory.
+type RunData struct {
+	Summary Summary
+	// Examples are the rows of examples.parquet, one per example.
+	Examples []store.Example
+	// Sentences are the free pass's rows of sentence_metrics.parquet (rows
+	// of other passes are ignored).
+	Sentences []store.SentenceMetrics
+	// Heads aggregates head_metrics.parquet (HeadAggregator).
+	Heads HeadStats
+	// Attention holds the free pass's attention of the examples the report
+	// shows (Select(...).IDs()); others may be left out.
+	Attention map[int32]ExampleAttention
+}
+
+// ExampleAttention is one example's attention, [layer][head], free pass.
+type ExampleAttention struct {
+	Cross, DecoderSelf, EncoderSelf [][]metrics.Matrix
+}
+
+// Summary describes a run in the page header and in compare.html.
+type Summary struct {
+	RunID          string
+	Name           string // the run folder's name
+	Checkpoint     string // checkpoint name from checkpoint.json
+	CheckpointPath string
+	CheckpointHash string
+	Epoch, Step    int
+	Dataset        string
+	DatasetHash    string
+	Examples       int
+	Problems       []string // dataset lines skipped, "file:line: message"
+	Provider       string
+	Created        time.Time
+	Tool           string
+	CorpusChrF     float64 // NaN without references
+	CorpusBLEU     float64 // NaN without references
+	Timings        []Timing
+	Detectors      []DetectorScore
+}
+
+// Timing is one stage's wall time.
+type Timing struct {
+	Stage   string
+	Seconds float64
+}
+
+// DetectorScore is how well a hallucination detector separates labelled
+// (or fully detached) pairs from the rest.
+type DetectorScore struct {
+	Name       string
+	Against    string // "labels" or "detached pairs"
+	AUROC      float64
+	FPRAt90TPR float64
+}
+
+// CompareData is everything compare.html shows: runs of one model on one
+// dataset, oldest first.
+type CompareData struct {
+	Runs []CompareRun
+	// Baseline is the index in Runs every run is compared with; -1
+	// compares each run with its predecessor.
+	Baseline int
+	Gates    Gates
+}
+
+// CompareRun is one run of a comparison. Examples need only ExampleID,
+// Source and Hypothesis (to show examples whose flags changed); pieces and
+// attention may be left out to save memory.
+type CompareRun struct {
+	Summary   Summary
+	Heads     HeadStats
+	Sentences []store.SentenceMetrics
+	Examples  []store.Example
+}
+
+// Gates are the regressions compare.html highlights, as the audit command
+// gates them (configs.AuditConfig).
+type Gates struct {
+	ChrFDrop        float64 // corpus chrF points
+	SuspectRise     float64 // share of hallucination_suspect sentences
+	DiagonalityDrop float64 // per layer, mean over cross heads
+	AERRise         float64 // per layer
+}

@@ -1,0 +1,322 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+
+	"attnaudit/store"
+)
+
+// reportPage is report.html's template data.
+type reportPage struct {
+	Title      string
+	S          Summary
+	FontNote   string
+	Sentences  int
+	Flags      []flagRow
+	AnyFlagged int
+	Kinds      []kindSection
+	HeadRows   int
+	LayerText  string
+	Gallery    []galleryView
+	Selection  Selection
+	Worst      []exampleView
+	Sampled    []exampleView
+	Problems   []string
+	MoreProbs  int
+}
+
+type flagRow struct {
+	Name, Rule, Example string
+	Count               int
+}
+
+type kindSection struct {
+	Kind, Title string
+	Figures     []img
+	Notes       []string
+}
+
+type galleryView struct {
+	Name, Why string
+	Items     []exampleView
+}
+
+type kv struct{ K, V string }
+
+type exampleView struct {
+	ID                            int32
+	Name                          string
+	Source, Reference, Hypothesis string
+	Flags                         []string
+	Reasons                       string
+	Scores                        []kv
+	Tokens                        []tokenView
+	Figures                       []img
+	Note                          string
+}
+
+var kindTitles = map[string]string{
+	store.KindCross:       "Cross-attention (decoder → source)",
+	store.KindDecoderSelf: "Decoder self-attention",
+	store.KindEncoderSelf: "Encoder self-attention",
+}
+
+const maxProblems = 20
+
+// Generate writes report.html for one run to w: a single self-contained
+// page (inline CSS, figures as data: URLs, no script, a CSP that forbids any
+// request) that reads the same offline and in any browser.
+func Generate(w io.Writer, data RunData, opts Options) error {
+	if err := opts.check(); err != nil {
+		return err
+	}
+	th, err := newTheme(opts.Plot)
+	if err != nil {
+		return err
+	}
+	sel := Select(data, opts)
+	page := reportPage{
+		Title:     fmt.Sprintf("attnaudit: %s on %s", orDash(data.Summary.Checkpoint), orDash(data.Summary.Dataset)),
+		S:         data.Summary,
+		FontNote:  th.fonts.warning,
+		Selection: sel,
+		LayerText: layerText(opts.Layer, data),
+		HeadRows:  data.Heads.Count,
+	}
+	page.Problems = data.Summary.Problems[:min(len(data.Summary.Problems), maxProblems)]
+	page.MoreProbs = len(data.Summary.Problems) - len(page.Problems)
+	sents := freeSentences(data.Sentences)
+	page.Sentences = len(sents)
+	for _, f := range sentenceFlags {
+		row := flagRow{Name: f.name, Rule: f.rule}
+		for _, s := range sents {
+			if f.get(s) {
+				if row.Count == 0 {
+					row.Example = fmt.Sprintf("#%d: %s", s.ExampleID, s.Reasons)
+				}
+				row.Count++
+			}
+		}
+		page.Flags = append(page.Flags, row)
+	}
+	page.AnyFlagged = sel.Flagged
+	if page.Kinds, err = th.headSections(data.Heads); err != nil {
+		return err
+	}
+	ev := newExampleViews(th, data, opts.Layer)
+	for _, g := range sel.Gallery {
+		gv := galleryView{Name: g.Name, Why: g.Why}
+		for _, id := range g.IDs {
+			v, err := ev.view(id, false)
+			if err != nil {
+				return err
+			}
+			gv.Items = append(gv.Items, v)
+		}
+		page.Gallery = append(page.Gallery, gv)
+	}
+	for _, ids := range []struct {
+		in  []int32
+		out *[]exampleView
+	}{{sel.Worst, &page.Worst}, {sel.Sampled, &page.Sampled}} {
+		for _, id := range ids.in {
+			v, err := ev.view(id, true)
+			if err != nil {
+				return err
+			}
+			*ids.out = append(*ids.out, v)
+		}
+	}
+	if err := templates.ExecuteTemplate(w, "report.html", page); err != nil {
+		return fmt.Errorf("writing report: %w", err)
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+// headSections draws the layer × head table of every head metric per kind.
+func (th *theme) headSections(st HeadStats) ([]kindSection, error) {
+	var out []kindSection
+	for _, kind := range kinds {
+		means, ok := st.Means[kind]
+		if !ok {
+			continue
+		}
+		sec := kindSection{Kind: kind, Title: kindTitles[kind]}
+		for _, m := range headMetrics {
+			mat, ok := means[m.name]
+			if !ok {
+				continue
+			}
+			if allNaN(mat) {
+				if m.name == "aer" {
+					sec.Notes = append(sec.Notes, "AER: no gold alignments in this dataset.")
+				}
+				continue
+			}
+			if m.name == "row_sum_err" {
+				if worst := maxFinite(mat.Data); worst < 1e-3 {
+					sec.Notes = append(sec.Notes, fmt.Sprintf("Rows sum to 1 within %.1g everywhere (no broken masks).", worst))
+					continue
+				}
+			}
+			f, err := th.metricGridFigure(mat, m.name, m.lo, m.hi)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", kind, m.name, err)
+			}
+			im, err := th.embed(f, fmt.Sprintf("%s %s by layer and head: %s", kind, m.name, m.desc))
+			if err != nil {
+				return nil, err
+			}
+			sec.Figures = append(sec.Figures, im)
+		}
+		out = append(out, sec)
+	}
+	return out, nil
+}
+
+func maxFinite(vs []float32) float64 {
+	w := 0.0
+	for _, v := range vs {
+		if f := float64(v); !math.IsNaN(f) && !math.IsInf(f, 0) {
+			w = math.Max(w, f)
+		}
+	}
+	return w
+}
+
+// exampleViews builds example sections, drawing each figure once even when
+// an example is in the gallery and in the list.
+type exampleViews struct {
+	th       *theme
+	data     RunData
+	layer    int
+	examples map[int32]*store.Example
+	sents    map[int32]store.SentenceMetrics
+	cross    map[int32]img
+}
+
+func newExampleViews(th *theme, data RunData, layer int) *exampleViews {
+	ev := &exampleViews{th: th, data: data, layer: layer, examples: map[int32]*store.Example{},
+		sents: map[int32]store.SentenceMetrics{}, cross: map[int32]img{}}
+	for i := range data.Examples {
+		ev.examples[data.Examples[i].ExampleID] = &data.Examples[i]
+	}
+	for _, s := range freeSentences(data.Sentences) {
+		ev.sents[s.ExampleID] = s
+	}
+	return ev
+}
+
+func (ev *exampleViews) view(id int32, full bool) (exampleView, error) {
+	v := exampleView{ID: id, Name: fmt.Sprintf("#%d", id)}
+	ex, ok := ev.examples[id]
+	if !ok {
+		v.Note = "This example is not in examples.parquet."
+		return v, nil
+	}
+	if ex.ID != "" {
+		v.Name = fmt.Sprintf("#%d (%s)", id, ex.ID)
+	}
+	v.Source, v.Reference, v.Hypothesis = ex.Source, ex.Reference, ex.Hypothesis
+	v.Tokens = logprobTokens(ex.TgtPieces, ex.TokenLogprobs)
+	v.Scores = append(v.Scores, kv{"Seq-Logprob", formatFloat(float64(ex.SeqLogprob), 3)},
+		kv{"chrF", formatFloat(float64(ex.Chrf), 1)}, kv{"BLEU", formatFloat(float64(ex.Bleu), 1)})
+	if s, ok := ev.sents[id]; ok {
+		v.Flags = flagNames(s)
+		v.Reasons = s.Reasons
+		v.Scores = append(v.Scores,
+			kv{"wass_to_unif", formatFloat(float64(s.WassToUnif), 3)}, kv{"wass_combo", formatFloat(float64(s.WassCombo), 3)},
+			kv{"ign_src", formatFloat(float64(s.IgnSrc), 3)}, kv{"repeat_mass", formatFloat(float64(s.RepeatMass), 3)},
+			kv{"rep_ngram", formatFloat(float64(s.RepNgram), 3)})
+		if !math.IsNaN(float64(s.AER)) {
+			v.Scores = append(v.Scores, kv{"AER", formatFloat(float64(s.AER), 3)})
+		}
+	}
+	if eh, ok := ev.data.Heads.Examples[id]; ok {
+		if l, err := resolveLayer(ev.layer, len(eh.Diagonality), crossName); err == nil {
+			v.Scores = append(v.Scores, kv{fmt.Sprintf("diagonality L%d", l), formatFloat(eh.Diagonality[l], 3)},
+				kv{fmt.Sprintf("entropy_norm L%d", l), formatFloat(eh.EntropyNorm[l], 3)})
+		}
+	}
+	att, ok := ev.data.Attention[id]
+	if !ok || len(att.Cross) == 0 {
+		v.Note = "No cross-attention stored for this example's free pass."
+		return v, nil
+	}
+	vex := VisualizeExample{Source: ex.Source, Hypothesis: ex.Hypothesis, SrcPieces: ex.SrcPieces, TgtPieces: ex.TgtPieces,
+		Cross: att.Cross, DecoderSelf: att.DecoderSelf, EncoderSelf: att.EncoderSelf}
+	if !full {
+		if im, ok := ev.cross[id]; ok {
+			v.Figures = []img{im}
+			return v, nil
+		}
+	}
+	figs, err := ev.th.exampleFigures(vex, ev.layer, full)
+	if err != nil {
+		// One example's odd attention should not sink the whole report.
+		v.Note = "Attention could not be drawn: " + err.Error()
+		return v, nil
+	}
+	crossImg, ok := ev.cross[id]
+	if !ok {
+		if crossImg, err = ev.th.embed(*figs.cross, "head-averaged cross-attention of example "+v.Name); err != nil {
+			return v, err
+		}
+		ev.cross[id] = crossImg
+	}
+	v.Figures = append(v.Figures, crossImg)
+	if !full {
+		return v, nil
+	}
+	for _, f := range []struct {
+		fig *figure
+		alt string
+	}{
+		{figs.multihead, "cross-attention of every head"},
+		{figs.decSelf, "head-averaged decoder self-attention"},
+		{figs.encSelf, "head-averaged encoder self-attention"},
+	} {
+		if f.fig == nil {
+			continue
+		}
+		im, err := ev.th.embed(*f.fig, f.alt+" of example "+v.Name)
+		if err != nil {
+			return v, err
+		}
+		v.Figures = append(v.Figures, im)
+	}
+	if strings.TrimSpace(v.Reference) == "" {
+		v.Reference = ""
+	}
+	return v, nil
+}
+
+// layerText names the layer the per-example figures show, resolved against
+// the run's cross-attention layers.
+func layerText(layer int, data RunData) string {
+	n := 0
+	if m, ok := data.Heads.Means[store.KindCross]["diagonality"]; ok {
+		n = m.Rows
+	}
+	for _, a := range data.Attention {
+		n = max(n, len(a.Cross))
+	}
+	l, err := resolveLayer(layer, n, crossName)
+	if err != nil {
+		return fmt.Sprintf("layer %d", layer)
+	}
+	if l == n-1 {
+		return fmt.Sprintf("layer %d (the last of %d)", l, n)
+	}
+	return fmt.Sprintf("layer %d of 0..%d", l, n-1)
+}
