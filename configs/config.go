@@ -11,6 +11,9 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"attnaudit/metrics"
+	"attnaudit/report"
 )
 
 //go:embed default.yaml
@@ -36,7 +39,9 @@ type Config struct {
 	Strict            bool    `yaml:"strict" json:"strict"`
 	DetachedPairs     bool    `yaml:"detached_pairs" json:"detached_pairs"`
 
-	Audit AuditConfig `yaml:"audit" json:"audit"`
+	Metrics metrics.Config `yaml:"metrics" json:"metrics"`
+	Report  report.Options `yaml:"report" json:"report"`
+	Audit   AuditConfig    `yaml:"audit" json:"audit"`
 }
 
 // Default returns the configuration of default.yaml.
@@ -101,6 +106,9 @@ func (c Config) Validate() error {
 	check(c.Beam >= 1, "beam %d: want ≥ 1", c.Beam)
 	check(c.MaxLen >= 0, "max_len %d: want ≥ 0", c.MaxLen)
 	check(c.RepetitionPenalty >= 1, "repetition_penalty %g: want ≥ 1", c.RepetitionPenalty)
+	if err := c.Metrics.Validate(); err != nil {
+		errs = append(errs, err.Error())
+	}
 	errs = append(errs, c.Audit.validate()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration: %s", strings.Join(errs, "; "))

@@ -2,9 +2,13 @@ package configs
 
 import (
 	"os"
+	"reflect"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"attnaudit/metrics"
+	"attnaudit/report"
 )
 
 func TestDefaultsAreValid(t *testing.T) {
@@ -14,6 +18,17 @@ func TestDefaultsAreValid(t *testing.T) {
 	}
 	if c.Provider != "auto" || c.BatchSize != 32 || c.Beam != 1 || c.RepetitionPenalty != 1 {
 		t.Errorf("unexpected defaults: %+v", c)
+	}
+}
+
+// The packages' own defaults and default.yaml must say the same thing.
+func TestDefaultYAMLMatchesPackageDefaults(t *testing.T) {
+	c := Default()
+	if got, want := c.Metrics, metrics.DefaultConfig(); !reflect.DeepEqual(got, want) {
+		t.Errorf("default.yaml metrics:\n got  %+v\n want %+v", got, want)
+	}
+	if got, want := c.Report, report.DefaultOptions(); !reflect.DeepEqual(got, want) {
+		t.Errorf("default.yaml report:\n got  %+v\n want %+v", got, want)
 	}
 }
 
