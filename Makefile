@@ -52,3 +52,31 @@ test-go: ort
 # BENCH_THREADS=1 on a shared host (bench/lib.sh lists every knob).
 bench: ort
 	bench/run.sh
+
+# The Python exporter (export/): its tests, and the shipped reference model.
+# Debian's python3 (torch 1.13) by default; the ONNX export runs on torch 1.13 or 2.x.
+EXPORT_PYTHON ?= /usr/bin/python3
+KO_EN_DATA    ?= ../shared/data/ko-en
+REF_WORK      := .work
+REF_EPOCHS    := 001 010 027
+REF_DEVICE    ?= auto
+.PHONY: test-python reference-model
+
+test-python:
+	cd export && $(EXPORT_PYTHON) -m unittest discover -s tests
+
+# split -> tokenizer -> train (27 epochs, states at 1, 10, 27) -> export into
+# examples/checkpoints/ko-en-small/. Minutes on a GPU, hours on a CPU; CUDA and
+# CPU runs differ numerically, so only a CUDA run reproduces the shipped weights.
+reference-model:
+	cd export && $(EXPORT_PYTHON) data.py --data $(abspath $(KO_EN_DATA)) --out ../$(REF_WORK)/data
+	cd export && $(EXPORT_PYTHON) tokenizer.py --train ../$(REF_WORK)/data/train.tsv --out ../$(REF_WORK)/tokenizer.model
+	cd export && $(EXPORT_PYTHON) train.py --data ../$(REF_WORK)/data --tokenizer ../$(REF_WORK)/tokenizer.model \
+		--out ../$(REF_WORK)/train --epochs 27 --save-epochs 1,10 --device $(REF_DEVICE) --test
+	cd export && for e in $(REF_EPOCHS); do \
+		$(EXPORT_PYTHON) export_onnx.py --state ../$(REF_WORK)/train/epoch-$$e.pt \
+			--metrics ../$(REF_WORK)/train/metrics.json --tokenizer ../$(REF_WORK)/tokenizer.model \
+			--out ../examples/checkpoints/ko-en-small/epoch-$$e || exit 1; \
+	done
+	cd export && $(EXPORT_PYTHON) export_onnx.py --random --d-model 32 --ffn 64 --seed 0 --name tiny-random \
+		--parity-sentences 2 --tokenizer ../$(REF_WORK)/tokenizer.model --out ../testdata/checkpoints/tiny

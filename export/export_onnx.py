@@ -18,6 +18,7 @@ Uses the TorchScript exporter (torch.onnx.export), written for torch 1.13.
 """
 
 import argparse
+import inspect
 import json
 import os
 import shutil
@@ -149,6 +150,9 @@ def export_graphs(model, out_dir):
     model.eval()
     src_ids = torch.tensor([[5, 6, 7, EOS_ID], [8, EOS_ID, PAD_ID, PAD_ID]], dtype=torch.long)
     tgt_ids = torch.tensor([[BOS_ID, 9, 10], [BOS_ID, 11, PAD_ID]], dtype=torch.long)
+    options = {"opset_version": OPSET, "do_constant_folding": True}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        options["dynamo"] = False  # torch >= 2.9 defaults to the other exporter
     model.set_store_attention(True)
     try:
         with torch.no_grad():
@@ -156,13 +160,11 @@ def export_graphs(model, out_dir):
             torch.onnx.export(
                 EncoderGraph(model), (src_ids,), os.path.join(out_dir, "encoder.onnx"),
                 input_names=ENCODER_INPUTS, output_names=ENCODER_OUTPUTS,
-                dynamic_axes={k: DYNAMIC_AXES[k] for k in ENCODER_INPUTS + ENCODER_OUTPUTS},
-                opset_version=OPSET, do_constant_folding=True)
+                dynamic_axes={k: DYNAMIC_AXES[k] for k in ENCODER_INPUTS + ENCODER_OUTPUTS}, **options)
             torch.onnx.export(
                 DecoderGraph(model), (tgt_ids, memory, src_ids), os.path.join(out_dir, "decoder.onnx"),
                 input_names=DECODER_INPUTS, output_names=DECODER_OUTPUTS,
-                dynamic_axes={k: DYNAMIC_AXES[k] for k in DECODER_INPUTS + DECODER_OUTPUTS},
-                opset_version=OPSET, do_constant_folding=True)
+                dynamic_axes={k: DYNAMIC_AXES[k] for k in DECODER_INPUTS + DECODER_OUTPUTS}, **options)
     finally:
         model.set_store_attention(False)
     _fix_static_dims(os.path.join(out_dir, "encoder.onnx"), {"memory": {2: model.cfg.d_model}})

@@ -1,0 +1,183 @@
+import json
+import os
+import tempfile
+import unittest
+
+import onnx
+import sentencepiece as spm
+import torch
+
+import export_onnx
+from model import ModelConfig, Transformer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TINY = os.path.join(HERE, "..", "..", "testdata", "checkpoints", "tiny")
+TOKENIZER = os.path.join(TINY, "tokenizer.model")
+
+REQUIRED_META = ("contract", "name", "epoch", "step", "bos_id", "eos_id", "pad_id", "src_lang", "tgt_lang",
+                 "train_loss", "valid_loss", "d_model", "layers", "heads", "vocab_size", "max_positions")
+
+
+def dims(value_info):
+    """[int or symbolic name] of an ONNX graph input/output."""
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def tensor(doc):
+    return torch.tensor(doc["data"]).reshape(doc["shape"])
+
+
+def check_attention(test, name, a, q_ids, k_ids, causal):
+    """Rows of real queries sum to 1; padded (and future) keys get 0."""
+    layers, batch, heads, q_len, k_len = a.shape
+    for b in range(batch):
+        q_real = int((q_ids[b] != 0).sum())
+        k_real = int((k_ids[b] != 0).sum())
+        rows = a[:, b, :, :q_real]
+        torch.testing.assert_close(rows.sum(-1), torch.ones(rows.shape[:-1]), atol=1e-5, rtol=0,
+                                   msg=f"{name} rows of example {b}")
+        test.assertTrue(torch.all(a[:, b, :, :, k_real:].abs() < 1e-6), f"{name}: padded keys of example {b}")
+        if causal:
+            future = torch.triu(torch.ones(q_len, k_len, dtype=torch.bool), diagonal=1)
+            test.assertTrue(torch.all(a[:, b][..., future].abs() < 1e-6), f"{name}: future keys")
+
+
+class ExportRoundTrip(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        torch.manual_seed(3)
+        vocab = spm.SentencePieceProcessor(model_file=TOKENIZER).get_piece_size()
+        cls.model = Transformer(ModelConfig(vocab_size=vocab, d_model=16, ffn=32, enc_layers=2, dec_layers=3))
+        cls.model.eval()
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dir = os.path.join(cls.tmp.name, "ckpt")
+        meta = export_onnx.checkpoint_meta(cls.model.cfg, "round-trip", 4, 400, 3.5, 3.25, {"seed": 3})
+        export_onnx.export_checkpoint(cls.model, TOKENIZER, cls.dir, meta)
+        with open(os.path.join(cls.dir, "parity.json"), encoding="utf-8") as f:
+            cls.parity = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_files(self):
+        self.assertEqual(sorted(os.listdir(self.dir)),
+                         ["checkpoint.json", "decoder.onnx", "encoder.onnx", "parity.json", "tokenizer.model"])
+        with open(TOKENIZER, "rb") as a, open(os.path.join(self.dir, "tokenizer.model"), "rb") as b:
+            self.assertEqual(a.read(), b.read())
+
+    def test_checkpoint_json(self):
+        with open(os.path.join(self.dir, "checkpoint.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        for key in REQUIRED_META:
+            self.assertIn(key, meta)
+        self.assertEqual(meta["contract"], 1)
+        self.assertEqual((meta["bos_id"], meta["eos_id"], meta["pad_id"]), (2, 3, 0))
+        self.assertEqual((meta["src_lang"], meta["tgt_lang"]), ("ko", "en"))
+        self.assertEqual((meta["epoch"], meta["step"], meta["train_loss"], meta["valid_loss"]), (4, 400, 3.5, 3.25))
+        self.assertEqual((meta["d_model"], meta["heads"], meta["enc_layers"], meta["dec_layers"]), (16, 8, 2, 3))
+        self.assertEqual((meta["vocab_size"], meta["max_positions"]), (4000, 512))
+
+    def test_encoder_graph(self):
+        g = onnx.load(os.path.join(self.dir, "encoder.onnx"))
+        onnx.checker.check_model(g)
+        self.assertEqual([i.name for i in g.graph.input], ["src_ids"])
+        self.assertEqual([o.name for o in g.graph.output], ["memory", "encoder_self_attn"])
+        src, = g.graph.input
+        memory, attn = g.graph.output
+        self.assertEqual(src.type.tensor_type.elem_type, onnx.TensorProto.INT64)
+        self.assertEqual(memory.type.tensor_type.elem_type, onnx.TensorProto.FLOAT)
+        self.assertEqual(dims(src), ["batch", "src_len"])
+        self.assertEqual(dims(memory), ["batch", "src_len", 16])
+        self.assertEqual(dims(attn), [2, "batch", 8, "src_len", "src_len"])
+
+    def test_decoder_graph(self):
+        g = onnx.load(os.path.join(self.dir, "decoder.onnx"))
+        onnx.checker.check_model(g)
+        self.assertEqual([i.name for i in g.graph.input], ["tgt_ids", "memory", "src_ids"])
+        self.assertEqual([o.name for o in g.graph.output], ["logits", "decoder_self_attn", "cross_attn"])
+        tgt, memory, src = g.graph.input
+        logits, self_attn, cross = g.graph.output
+        self.assertEqual(dims(tgt), ["batch", "tgt_len"])
+        self.assertEqual(dims(memory), ["batch", "src_len", 16])
+        self.assertEqual(dims(src), ["batch", "src_len"])
+        self.assertEqual(dims(logits), ["batch", "tgt_len", 4000])
+        self.assertEqual(dims(self_attn), [3, "batch", 8, "tgt_len", "tgt_len"])
+        self.assertEqual(dims(cross), [3, "batch", 8, "tgt_len", "src_len"])
+        for o in g.graph.output:
+            self.assertEqual(o.type.tensor_type.elem_type, onnx.TensorProto.FLOAT, o.name)
+
+    def test_embedding_stored_once_per_graph(self):
+        for name in ("encoder.onnx", "decoder.onnx"):
+            g = onnx.load(os.path.join(self.dir, name))
+            big = [t.name for t in g.graph.initializer if 4000 in t.dims]
+            self.assertEqual(len(big), 1, f"{name}: {big}")
+
+    def test_parity_matches_model(self):
+        src, tgt = tensor(self.parity["inputs"]["src_ids"]), tensor(self.parity["inputs"]["tgt_ids"])
+        want = export_onnx.run_pytorch(self.model, src, tgt)
+        self.assertEqual(sorted(self.parity["outputs"]), sorted(want))
+        for name, t in want.items():
+            torch.testing.assert_close(tensor(self.parity["outputs"][name]), t, atol=1e-6, rtol=0, msg=name)
+        self.assertFalse(any(getattr(m, "store_attention", False) for m in self.model.modules()),
+                         "export left attention capture on")
+
+
+class ParityFixture(unittest.TestCase):
+    """The committed tiny checkpoint's parity.json agrees with itself and its metadata."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(TINY, "parity.json"), encoding="utf-8") as f:
+            cls.parity = json.load(f)
+        with open(os.path.join(TINY, "checkpoint.json"), encoding="utf-8") as f:
+            cls.meta = json.load(f)
+        cls.src = tensor(cls.parity["inputs"]["src_ids"])
+        cls.tgt = tensor(cls.parity["inputs"]["tgt_ids"])
+
+    def test_inputs_follow_token_conventions(self):
+        sp = spm.SentencePieceProcessor(model_file=TOKENIZER)
+        sources, targets = self.parity["sources"], self.parity["targets"]
+        self.assertGreaterEqual(len(sources), 2)
+        self.assertEqual(len({len(sp.encode(s)) for s in sources}), len(sources), "lengths should differ")
+        for b, (s, t) in enumerate(zip(sources, targets)):
+            src = [i for i in self.src[b].tolist() if i != 0]
+            tgt = [i for i in self.tgt[b].tolist() if i != 0]
+            self.assertEqual(src, sp.encode(s) + [self.meta["eos_id"]])
+            self.assertEqual(tgt, [self.meta["bos_id"]] + sp.encode(t))
+            self.assertTrue(all(i == 0 for i in self.src[b, len(src):]), "source padding on the right")
+
+    def test_shapes_agree_with_metadata(self):
+        out = self.parity["outputs"]
+        batch, s = self.src.shape
+        t = self.tgt.shape[1]
+        L, H = self.meta["layers"], self.meta["heads"]
+        self.assertEqual(out["memory"]["shape"], [batch, s, self.meta["d_model"]])
+        self.assertEqual(out["encoder_self_attn"]["shape"], [L, batch, H, s, s])
+        self.assertEqual(out["logits"]["shape"], [batch, t, self.meta["vocab_size"]])
+        self.assertEqual(out["decoder_self_attn"]["shape"], [L, batch, H, t, t])
+        self.assertEqual(out["cross_attn"]["shape"], [L, batch, H, t, s])
+        for name, doc in list(out.items()) + list(self.parity["inputs"].items()):
+            n = 1
+            for d in doc["shape"]:
+                n *= d
+            self.assertEqual(len(doc["data"]), n, name)
+
+    def test_attention_is_masked_and_normalised(self):
+        out = self.parity["outputs"]
+        check_attention(self, "encoder_self_attn", tensor(out["encoder_self_attn"]), self.src, self.src, False)
+        check_attention(self, "decoder_self_attn", tensor(out["decoder_self_attn"]), self.tgt, self.tgt, True)
+        check_attention(self, "cross_attn", tensor(out["cross_attn"]), self.tgt, self.src, False)
+
+    def test_regenerates_from_seed(self):
+        """export_onnx.py --random --seed 0 --d-model 32 --ffn 64 made it; the code still gives it."""
+        torch.manual_seed(self.meta["seed"])
+        model = Transformer(ModelConfig(vocab_size=self.meta["vocab_size"], d_model=self.meta["d_model"],
+                                        ffn=self.meta["ffn"])).eval()
+        got = export_onnx.run_pytorch(model, self.src, self.tgt)
+        for name, t in got.items():
+            torch.testing.assert_close(tensor(self.parity["outputs"][name]), t, atol=1e-4, rtol=0, msg=name)
+
+
+if __name__ == "__main__":
+    unittest.main()
