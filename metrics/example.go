@@ -201,7 +201,7 @@ func scoreHead(m Matrix, prior []float64) HeadScores {
 		for j, a := range row {
 			x := float64(a)
 			if a > 0 {
-				ent -= x * math.Log(x)
+				ent -= x * fastLog(x)
 			}
 			sum += x
 			off += x * w[j]

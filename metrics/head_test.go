@@ -174,3 +174,19 @@ func randomAttention(rng *rand.Rand, rows, cols int) Matrix {
 	}
 	return m
 }
+
+func TestFastLog(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	for _, x := range []float64{1, 2, math.Sqrt2, 0.5, 1e-300, 5e-324, 1e-8, 0.999999, 1.000001, 123456.789} {
+		near(t, "fastLog", fastLog(x), math.Log(x), 1e-9*math.Max(1, math.Abs(math.Log(x))))
+	}
+	for range 10000 {
+		x := math.Exp(rng.Float64()*80 - 60)
+		if d := math.Abs(fastLog(x) - math.Log(x)); d > 1e-9*math.Max(1, math.Abs(math.Log(x))) {
+			t.Fatalf("fastLog(%g) off by %g", x, d)
+		}
+	}
+	if !math.IsInf(fastLog(0), -1) || !math.IsNaN(fastLog(-1)) {
+		t.Error("fastLog of 0 or −1")
+	}
+}
