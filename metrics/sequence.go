@@ -22,7 +22,7 @@ func SeqLogprob(logprobs []float32) float64 {
 
 // RepNgram is the share of the hypothesis' word 3-grams (whitespace words)
 // that repeat an earlier 3-gram: 1 − distinct/total. 0 for a hypothesis of
-// fewer than three words; "a b a b a b" gives 2/4 … a repetition loop
+// fewer than three words; "a b a b a b" gives ½, and a repetition loop
 // approaches 1.
 func RepNgram(hypothesis string) float64 {
 	words := strings.Fields(hypothesis)
