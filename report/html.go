@@ -15,9 +15,11 @@ import (
 var templateFS embed.FS
 
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
-	"f2":  func(v float64) string { return formatFloat(v, 2) },
-	"f3":  func(v float64) string { return formatFloat(v, 3) },
-	"f32": func(v float32) string { return formatFloat(float64(v), 3) },
+	"f2":      func(v float64) string { return formatFloat(v, 2) },
+	"f3":      func(v float64) string { return formatFloat(v, 3) },
+	"f32":     func(v float32) string { return formatFloat(float64(v), 3) },
+	"flags":   joinOrNone,
+	"runName": runLabel,
 	"pct": func(n, of int) string {
 		if of == 0 {
 			return "—"

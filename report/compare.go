@@ -1,0 +1,380 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+
+	"gonum.org/v1/plot"
+
+	"attnaudit/store"
+)
+
+// comparePage is compare.html's template data.
+type comparePage struct {
+	Title       string
+	FontNote    string
+	Runs        []compareRunView
+	Against     string
+	Regressions []regression
+	Quality     []img
+	Detectors   []img
+	Kinds       []kindSection
+	Changes     []flagChanges
+	XTitle      string
+}
+
+type compareRunView struct {
+	S                 Summary
+	Baseline          bool
+	Sentences         int
+	Suspects, Flagged int
+	Bad               bool // a regression fired for this run
+}
+
+type regression struct {
+	Run, Against, What string
+	Before, After      string
+	Limit              string
+}
+
+type flagChanges struct {
+	From, To string
+	Total    int
+	Shown    []flagChange
+}
+
+type flagChange struct {
+	ID                int32
+	Source            string
+	Before, After     []string
+	HypBefore, HypAft string
+}
+
+// compareDetectors are the sentence scores compare.html follows across runs
+// (mean over the free pass's sentences).
+var compareDetectors = []struct {
+	name string
+	get  func(store.SentenceMetrics) float32
+}{
+	{"seq_logprob", func(s store.SentenceMetrics) float32 { return s.SeqLogprob }},
+	{"wass_to_unif", func(s store.SentenceMetrics) float32 { return s.WassToUnif }},
+	{"wass_to_data", func(s store.SentenceMetrics) float32 { return s.WassToData }},
+	{"wass_combo", func(s store.SentenceMetrics) float32 { return s.WassCombo }},
+	{"ign_src", func(s store.SentenceMetrics) float32 { return s.IgnSrc }},
+	{"repeat_mass", func(s store.SentenceMetrics) float32 { return s.RepeatMass }},
+	{"rep_ngram", func(s store.SentenceMetrics) float32 { return s.RepNgram }},
+}
+
+// GenerateCompare writes compare.html for several runs to w: every run-level
+// metric against epoch (one line per layer), detector scores and flag counts
+// against epoch, the examples whose flags changed between consecutive runs,
+// and regressions against the baseline highlighted. Like report.html it is
+// self-contained and needs no network.
+func GenerateCompare(w io.Writer, data CompareData, opts Options) error {
+	if err := opts.check(); err != nil {
+		return err
+	}
+	if len(data.Runs) == 0 {
+		return fmt.Errorf("compare: no runs")
+	}
+	if data.Baseline >= len(data.Runs) || data.Baseline < -1 {
+		return fmt.Errorf("compare: baseline index %d, want -1..%d", data.Baseline, len(data.Runs)-1)
+	}
+	th, err := newTheme(opts.Plot)
+	if err != nil {
+		return err
+	}
+	first := data.Runs[0].Summary
+	page := comparePage{
+		Title:    fmt.Sprintf("attnaudit compare: %d runs of %s on %s", len(data.Runs), orDash(first.Checkpoint), orDash(first.Dataset)),
+		FontNote: th.fonts.warning,
+		Against:  "each run's predecessor",
+	}
+	if data.Baseline >= 0 {
+		page.Against = "the baseline " + runLabel(data.Runs[data.Baseline].Summary)
+	}
+	sents := make([][]store.SentenceMetrics, len(data.Runs))
+	for i, r := range data.Runs {
+		sents[i] = freeSentences(r.Sentences)
+		v := compareRunView{S: r.Summary, Baseline: i == data.Baseline, Sentences: len(sents[i])}
+		for _, s := range sents[i] {
+			if s.HallucinationSuspect {
+				v.Suspects++
+			}
+			if len(flagNames(s)) > 0 {
+				v.Flagged++
+			}
+		}
+		page.Runs = append(page.Runs, v)
+	}
+	page.Regressions = regressions(data, page.Runs)
+	for _, r := range page.Regressions {
+		for i := range page.Runs {
+			if runLabel(page.Runs[i].S) == r.Run {
+				page.Runs[i].Bad = true
+			}
+		}
+	}
+	xs, ticks, xTitle := runPositions(data.Runs)
+	page.XTitle = xTitle
+	if err := page.plots(th, data, sents, xs, ticks, xTitle); err != nil {
+		return err
+	}
+	page.Changes = changedFlags(data, sents, opts.ChangedExamples)
+	if err := templates.ExecuteTemplate(w, "compare.html", page); err != nil {
+		return fmt.Errorf("writing compare page: %w", err)
+	}
+	return nil
+}
+
+// runLabel names a run in tables: its folder name, else checkpoint and epoch.
+func runLabel(s Summary) string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return fmt.Sprintf("%s epoch %d step %d", orDash(s.Checkpoint), s.Epoch, s.Step)
+}
+
+// runPositions places runs on the x axis by epoch when epochs increase, else
+// by step, else in the given order.
+func runPositions(runs []CompareRun) ([]float64, []plot.Tick, string) {
+	epochs, steps := make([]float64, len(runs)), make([]float64, len(runs))
+	for i, r := range runs {
+		epochs[i], steps[i] = float64(r.Summary.Epoch), float64(r.Summary.Step)
+	}
+	increasing := func(v []float64) bool {
+		for i := 1; i < len(v); i++ {
+			if v[i] <= v[i-1] {
+				return false
+			}
+		}
+		return true
+	}
+	xs, title := epochs, "epoch"
+	switch {
+	case increasing(epochs):
+	case increasing(steps):
+		xs, title = steps, "step"
+	default:
+		xs, title = make([]float64, len(runs)), "run (in the order given)"
+		for i := range xs {
+			xs[i] = float64(i)
+		}
+	}
+	var ticks []plot.Tick
+	if len(runs) <= 12 {
+		for _, x := range xs {
+			ticks = append(ticks, plot.Tick{Value: x, Label: formatFloat(x, 0)})
+		}
+	}
+	return xs, ticks, title
+}
+
+func (page *comparePage) plots(th *theme, data CompareData, sents [][]store.SentenceMetrics, xs []float64, ticks []plot.Tick, xTitle string) error {
+	add := func(dst *[]img, title, yTitle string, ss []series) error {
+		f, err := th.linesFigure(title, xTitle, yTitle, ss, ticks)
+		if err != nil {
+			return err
+		}
+		im, err := th.embed(f, title+" against "+xTitle)
+		if err != nil {
+			return err
+		}
+		*dst = append(*dst, im)
+		return nil
+	}
+	n := len(data.Runs)
+	chrf, bleu := make([]float64, n), make([]float64, n)
+	for i, r := range data.Runs {
+		chrf[i], bleu[i] = r.Summary.CorpusChrF, r.Summary.CorpusBLEU
+	}
+	if err := add(&page.Quality, "Corpus chrF and BLEU", "score", []series{{"chrF", xs, chrf}, {"BLEU", xs, bleu}}); err != nil {
+		return err
+	}
+	var flagSeries []series
+	for _, f := range sentenceFlags {
+		ys := make([]float64, n)
+		for i := range sents {
+			for _, s := range sents[i] {
+				if f.get(s) {
+					ys[i]++
+				}
+			}
+		}
+		flagSeries = append(flagSeries, series{f.name, xs, ys})
+	}
+	if err := add(&page.Quality, "Flagged examples", "examples", flagSeries); err != nil {
+		return err
+	}
+	for _, d := range compareDetectors {
+		ys := make([]float64, n)
+		for i := range sents {
+			var a acc
+			for _, s := range sents[i] {
+				a.add(d.get(s))
+			}
+			ys[i] = a.mean()
+		}
+		if allNaNFloat(ys) {
+			continue
+		}
+		if err := add(&page.Detectors, "mean "+d.name, d.name, []series{{d.name, xs, ys}}); err != nil {
+			return err
+		}
+	}
+	for _, kind := range kinds {
+		sec := kindSection{Kind: kind, Title: kindTitles[kind]}
+		for _, m := range headMetrics {
+			if !m.appliesTo(kind) || m.name == "row_sum_err" {
+				continue
+			}
+			layers := 0
+			for _, r := range data.Runs {
+				layers = max(layers, r.Heads.Means[kind][m.name].Rows)
+			}
+			var ss []series
+			for l := range layers {
+				ys := make([]float64, n)
+				for i, r := range data.Runs {
+					ys[i] = math.NaN()
+					if mat, ok := r.Heads.Means[kind][m.name]; ok && l < mat.Rows {
+						ys[i] = layerMeans(mat)[l]
+					}
+				}
+				ss = append(ss, series{fmt.Sprintf("layer %d", l), xs, ys})
+			}
+			if len(ss) == 0 || allNaNSeries(ss) {
+				continue
+			}
+			if err := add(&sec.Figures, m.name+" (mean over heads)", m.name, ss); err != nil {
+				return err
+			}
+		}
+		if len(sec.Figures) > 0 {
+			page.Kinds = append(page.Kinds, sec)
+		}
+	}
+	return nil
+}
+
+func allNaNFloat(v []float64) bool {
+	for _, x := range v {
+		if !math.IsNaN(x) {
+			return false
+		}
+	}
+	return true
+}
+
+func allNaNSeries(ss []series) bool {
+	for _, s := range ss {
+		if !allNaNFloat(s.y) {
+			return false
+		}
+	}
+	return true
+}
+
+// regressions applies data.Gates to each run against the baseline, or its
+// predecessor without one.
+func regressions(data CompareData, views []compareRunView) []regression {
+	var out []regression
+	for i, r := range data.Runs {
+		j := data.Baseline
+		if j < 0 {
+			j = i - 1
+		}
+		if j < 0 || j == i {
+			continue
+		}
+		b := data.Runs[j]
+		add := func(what string, before, after, limit float64, prec int) {
+			out = append(out, regression{Run: runLabel(r.Summary), Against: runLabel(b.Summary), What: what,
+				Before: formatFloat(before, prec), After: formatFloat(after, prec), Limit: formatFloat(limit, prec)})
+		}
+		if d := b.Summary.CorpusChrF - r.Summary.CorpusChrF; d > data.Gates.ChrFDrop {
+			add("corpus chrF dropped", b.Summary.CorpusChrF, r.Summary.CorpusChrF, data.Gates.ChrFDrop, 2)
+		}
+		share := func(v compareRunView) float64 {
+			if v.Sentences == 0 {
+				return math.NaN()
+			}
+			return float64(v.Suspects) / float64(v.Sentences)
+		}
+		if d := share(views[i]) - share(views[j]); d > data.Gates.SuspectRise {
+			add("hallucination-suspect share rose", share(views[j]), share(views[i]), data.Gates.SuspectRise, 3)
+		}
+		perLayer := func(metric, what string, limit float64, worse func(before, after float64) float64) {
+			bm, ok1 := b.Heads.Means[store.KindCross][metric]
+			am, ok2 := r.Heads.Means[store.KindCross][metric]
+			if !ok1 || !ok2 {
+				return
+			}
+			bl, al := layerMeans(bm), layerMeans(am)
+			for l := range min(len(bl), len(al)) {
+				if d := worse(bl[l], al[l]); d > limit {
+					add(fmt.Sprintf("layer %d cross-attention %s", l, what), bl[l], al[l], limit, 3)
+				}
+			}
+		}
+		perLayer("diagonality", "diagonality dropped", data.Gates.DiagonalityDrop, func(b, a float64) float64 { return b - a })
+		perLayer("aer", "AER rose", data.Gates.AERRise, func(b, a float64) float64 { return a - b })
+	}
+	return out
+}
+
+// changedFlags lists, for each pair of consecutive runs, the examples whose
+// set of flags changed, at most limit per pair.
+func changedFlags(data CompareData, sents [][]store.SentenceMetrics, limit int) []flagChanges {
+	var out []flagChanges
+	for i := 1; i < len(data.Runs); i++ {
+		before := map[int32][]string{}
+		for _, s := range sents[i-1] {
+			before[s.ExampleID] = flagNames(s)
+		}
+		hyps := func(r CompareRun) map[int32]*store.Example {
+			m := map[int32]*store.Example{}
+			for k := range r.Examples {
+				m[r.Examples[k].ExampleID] = &r.Examples[k]
+			}
+			return m
+		}
+		hb, ha := hyps(data.Runs[i-1]), hyps(data.Runs[i])
+		fc := flagChanges{From: runLabel(data.Runs[i-1].Summary), To: runLabel(data.Runs[i].Summary)}
+		for _, s := range sents[i] {
+			b, ok := before[s.ExampleID]
+			a := flagNames(s)
+			if !ok || slices.Equal(a, b) {
+				continue
+			}
+			fc.Total++
+			if len(fc.Shown) >= limit {
+				continue
+			}
+			c := flagChange{ID: s.ExampleID, Before: b, After: a}
+			if e := ha[s.ExampleID]; e != nil {
+				c.Source, c.HypAft = e.Source, e.Hypothesis
+			}
+			if e := hb[s.ExampleID]; e != nil {
+				c.HypBefore = e.Hypothesis
+				if c.Source == "" {
+					c.Source = e.Source
+				}
+			}
+			fc.Shown = append(fc.Shown, c)
+		}
+		out = append(out, fc)
+	}
+	return out
+}
+
+// joinOrNone renders a flag list for a table cell.
+func joinOrNone(fs []string) string {
+	if len(fs) == 0 {
+		return "none"
+	}
+	return strings.Join(fs, ", ")
+}
