@@ -17,7 +17,7 @@ set -uo pipefail
 if [ "${QUICK:-0}" = 1 ]; then
 	MODE="QUICK smoke test" INFER_BS="1 16" INFER_N=16 RUN_N=100 RSS_NS="100 400" VIS_N=5
 else
-	MODE="full" INFER_BS="1 16 64" INFER_N=${BENCH_INFER_N:-64} RUN_N=1000 RSS_NS="1000 10000" VIS_N=20
+	MODE="full" INFER_BS="1 16 64" INFER_N=${BENCH_INFER_N:-128} RUN_N=1000 RSS_NS="1000 10000" VIS_N=20
 fi
 
 # run_data N OUT: a dataset of N examples, the demo set repeated (ids made
