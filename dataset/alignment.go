@@ -42,7 +42,7 @@ func ParseAlignment(s string, srcWords, tgtWords int) (*Alignment, error) {
 		if tgt >= tgtWords {
 			return nil, fmt.Errorf("link %q: target word %d is out of range (the target has %d words)", tok, tgt, tgtWords)
 		}
-		if l := (Link{src, tgt}); tok[i] == '-' {
+		if l := (Link{Src: src, Tgt: tgt}); tok[i] == '-' {
 			sure[l] = true
 		} else {
 			possible[l] = true

@@ -74,7 +74,7 @@ null
 `,
 			want: []Example{
 				{Index: 0, ID: "a", Line: 1, Source: "고양이 가 잔다", Reference: "the cat sleeps", HasReference: true,
-					Alignment: &Alignment{Sure: []Link{{0, 1}, {2, 2}}, Possible: []Link{{0, 0}, {1, 1}}}, Label: boolp(false)},
+					Alignment: &Alignment{Sure: []Link{{Src: 0, Tgt: 1}, {Src: 2, Tgt: 2}}, Possible: []Link{{Src: 0, Tgt: 0}, {Src: 1, Tgt: 1}}}, Label: boolp(false)},
 				{Index: 1, ID: "7", Line: 2, Source: "개", Reference: "dog", HasReference: true, Label: boolp(true)},
 				{Index: 2, ID: "line-3", Line: 3, Source: "새"},
 				{Index: 3, ID: "e", Line: 8, Source: "말", Reference: "horse", HasReference: true},
@@ -196,9 +196,9 @@ func TestParseAlignment(t *testing.T) {
 		err      string
 	}{
 		{in: "", src: 1, tgt: 1, want: &Alignment{Sure: []Link{}, Possible: []Link{}}},
-		{in: "0-0 1-2 2?1", src: 3, tgt: 3, want: &Alignment{Sure: []Link{{0, 0}, {1, 2}}, Possible: []Link{{2, 1}}}},
-		{in: " 1p0\t0-1  1p0 ", src: 2, tgt: 2, want: &Alignment{Sure: []Link{{0, 1}}, Possible: []Link{{1, 0}}}},
-		{in: "0?0 0-0", src: 1, tgt: 1, want: &Alignment{Sure: []Link{{0, 0}}, Possible: []Link{}}},
+		{in: "0-0 1-2 2?1", src: 3, tgt: 3, want: &Alignment{Sure: []Link{{Src: 0, Tgt: 0}, {Src: 1, Tgt: 2}}, Possible: []Link{{Src: 2, Tgt: 1}}}},
+		{in: " 1p0\t0-1  1p0 ", src: 2, tgt: 2, want: &Alignment{Sure: []Link{{Src: 0, Tgt: 1}}, Possible: []Link{{Src: 1, Tgt: 0}}}},
+		{in: "0?0 0-0", src: 1, tgt: 1, want: &Alignment{Sure: []Link{{Src: 0, Tgt: 0}}, Possible: []Link{}}},
 		{in: "0-0 3-1", src: 3, tgt: 2, err: `link "3-1": source word 3 is out of range (the source has 3 words)`},
 		{in: "0-2", src: 3, tgt: 2, err: `link "0-2": target word 2 is out of range (the target has 2 words)`},
 		{in: "0:1", src: 3, tgt: 3, err: `link "0:1": want i-j (sure), i?j or ipj (possible)`},
@@ -230,7 +230,7 @@ func TestAddAlignments(t *testing.T) {
 	if err := d.AddAlignments("dev.align", []byte(gold), false); err != nil {
 		t.Fatal(err)
 	}
-	if a := d.Examples[0].Alignment; a == nil || !reflect.DeepEqual(a.Sure, []Link{{0, 1}, {2, 2}}) || !reflect.DeepEqual(a.Possible, []Link{{1, 1}}) {
+	if a := d.Examples[0].Alignment; a == nil || !reflect.DeepEqual(a.Sure, []Link{{Src: 0, Tgt: 1}, {Src: 2, Tgt: 2}}) || !reflect.DeepEqual(a.Possible, []Link{{Src: 1, Tgt: 1}}) {
 		t.Errorf("example 0 alignment %+v", a)
 	}
 	if d.Examples[1].Alignment != nil || d.Examples[2].Alignment != nil {
