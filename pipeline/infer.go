@@ -104,22 +104,30 @@ func (r *run) inferChunk(model *inference.Model, c int) error {
 		}
 	}
 
+	// Abort drops a part that Close did not commit, so a failed chunk
+	// leaves no file under a final name.
 	aw, err := store.NewAttentionWriter(r.dir, store.AttentionOptions{Part: c, Float16: cfg.Float16})
 	if err != nil {
 		return err
 	}
-	defer aw.Close()
+	defer aw.Abort()
 	ew, err := store.NewExampleWriter(r.dir, c)
 	if err != nil {
 		return err
 	}
-	defer ew.Close()
+	defer ew.Abort()
 	for i, res := range results {
 		id := int32(exs[i].Index)
 		if err := writeAttention(aw, id, res, detached[i]); err != nil {
 			return err
 		}
-		if err := ew.Write(exampleRow(exs[i], res)); err != nil {
+		row := exampleRow(exs[i], res)
+		row.DetachedFrom = -1
+		if d := detached[i]; d != nil {
+			row.DetachedFrom = int32(exs[detachedPartner(i, len(exs))].Index)
+			row.DetPieces, row.DetIDs, row.DetLogprobs = d.Pieces, d.IDs, d.Logprobs
+		}
+		if err := ew.Write(row); err != nil {
 			return err
 		}
 	}
@@ -147,7 +155,7 @@ func (r *run) detachedPasses(model *inference.Model, exs []dataset.Example) ([]*
 	var srcs, refs []string
 	var at []int
 	for i, ex := range exs {
-		other := exs[(i+len(exs)/2)%len(exs)]
+		other := exs[detachedPartner(i, len(exs))]
 		if !other.HasReference {
 			continue
 		}
@@ -165,6 +173,10 @@ func (r *run) detachedPasses(model *inference.Model, exs []dataset.Example) ([]*
 	}
 	return passes, nil
 }
+
+// detachedPartner is the example, half a chunk of n away, whose reference
+// example i is forced with in the detached pass.
+func detachedPartner(i, n int) int { return (i + n/2) % n }
 
 // writeAttention writes an example's rows in the schema's sort order: pass,
 // then kind, then layer and head.
@@ -184,7 +196,14 @@ func writeAttention(w *store.AttentionWriter, id int32, res inference.Result, de
 		}{
 			{store.KindCross, p.pass.Cross},
 			{store.KindDecoderSelf, p.pass.DecoderSelf},
-			{store.KindEncoderSelf, res.EncoderSelf},
+		}
+		// The encoder reads only the source, so its attention is the same in
+		// every pass: it is stored once, with the free pass.
+		if p.name == store.PassFree {
+			kinds = append(kinds, struct {
+				kind string
+				m    [][]metrics.Matrix
+			}{store.KindEncoderSelf, res.EncoderSelf})
 		}
 		for _, k := range kinds {
 			for layer, heads := range k.m {

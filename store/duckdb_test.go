@@ -223,7 +223,7 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 	}
 	wantEx := "example_id INTEGER, id VARCHAR, source VARCHAR, reference VARCHAR, hypothesis VARCHAR, " +
 		"src_pieces VARCHAR[], tgt_pieces VARCHAR[], src_ids INTEGER[], tgt_ids INTEGER[], token_logprobs FLOAT[], " +
-		"seq_logprob FLOAT, ref_pieces VARCHAR[], ref_ids INTEGER[], ref_logprobs FLOAT[], chrf FLOAT, bleu FLOAT"
+		"seq_logprob FLOAT, ref_pieces VARCHAR[], ref_ids INTEGER[], ref_logprobs FLOAT[], detached_from INTEGER, det_pieces VARCHAR[], det_ids INTEGER[], det_logprobs FLOAT[], chrf FLOAT, bleu FLOAT"
 	if got := columnTypes(res["examples_types"]); got != wantEx {
 		t.Errorf("examples columns:\n got %s\nwant %s", got, wantEx)
 	}

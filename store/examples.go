@@ -27,6 +27,10 @@ var exampleSchema = &schema[Example]{
 		stringListCol("ref_pieces", func(r *Example) *[]string { return &r.RefPieces }),
 		int32ListCol("ref_ids", func(r *Example) *[]int32 { return &r.RefIDs }),
 		float32ListCol("ref_logprobs", func(r *Example) *[]float32 { return &r.RefLogprobs }),
+		int32Col("detached_from", func(r *Example) *int32 { return &r.DetachedFrom }),
+		stringListCol("det_pieces", func(r *Example) *[]string { return &r.DetPieces }),
+		int32ListCol("det_ids", func(r *Example) *[]int32 { return &r.DetIDs }),
+		float32ListCol("det_logprobs", func(r *Example) *[]float32 { return &r.DetLogprobs }),
 		float32Col("chrf", func(r *Example) *float32 { return &r.Chrf }),
 		float32Col("bleu", func(r *Example) *float32 { return &r.Bleu }),
 	},
@@ -34,20 +38,20 @@ var exampleSchema = &schema[Example]{
 	compare: func(a, b *Example) int { return cmp.Compare(a.ExampleID, b.ExampleID) },
 	key:     func(r *Example) string { return fmt.Sprintf("(example %d)", r.ExampleID) },
 	check: func(r *Example) error {
-		if len(r.SrcPieces) != len(r.SrcIDs) || len(r.TgtPieces) != len(r.TgtIDs) || len(r.RefPieces) != len(r.RefIDs) {
-			return fmt.Errorf("pieces and ids differ in length (src %d/%d, tgt %d/%d, ref %d/%d)",
-				len(r.SrcPieces), len(r.SrcIDs), len(r.TgtPieces), len(r.TgtIDs), len(r.RefPieces), len(r.RefIDs))
+		if len(r.SrcPieces) != len(r.SrcIDs) || len(r.TgtPieces) != len(r.TgtIDs) || len(r.RefPieces) != len(r.RefIDs) || len(r.DetPieces) != len(r.DetIDs) {
+			return fmt.Errorf("pieces and ids differ in length (src %d/%d, tgt %d/%d, ref %d/%d, det %d/%d)",
+				len(r.SrcPieces), len(r.SrcIDs), len(r.TgtPieces), len(r.TgtIDs), len(r.RefPieces), len(r.RefIDs), len(r.DetPieces), len(r.DetIDs))
 		}
 		return nil
 	},
 	size: func(r *Example) int {
 		n := 64 + len(r.ID) + len(r.Source) + len(r.Reference) + len(r.Hypothesis)
-		for _, ps := range [][]string{r.SrcPieces, r.TgtPieces, r.RefPieces} {
+		for _, ps := range [][]string{r.SrcPieces, r.TgtPieces, r.RefPieces, r.DetPieces} {
 			for _, p := range ps {
 				n += 4 + len(p)
 			}
 		}
-		return n + 4*(len(r.SrcIDs)+len(r.TgtIDs)+len(r.RefIDs)+len(r.TokenLogprobs)+len(r.RefLogprobs))
+		return n + 4*(len(r.SrcIDs)+len(r.TgtIDs)+len(r.RefIDs)+len(r.DetIDs)+len(r.TokenLogprobs)+len(r.RefLogprobs)+len(r.DetLogprobs))
 	},
 	exampleID: func(r *Example) int32 { return r.ExampleID },
 }

@@ -55,8 +55,14 @@ type Example struct {
 	RefPieces     []string
 	RefIDs        []int32
 	RefLogprobs   []float32
-	Chrf          float32 // NaN without a reference
-	Bleu          float32 // NaN without a reference
+	// DetachedFrom is the example whose reference the detached pass forced
+	// this source with (-1: no detached pass); Det* are that pass's tokens.
+	DetachedFrom int32
+	DetPieces    []string
+	DetIDs       []int32
+	DetLogprobs  []float32
+	Chrf         float32 // NaN without a reference
+	Bleu         float32 // NaN without a reference
 }
 
 // Attention is one row of attention.parquet: one head of one layer of one
