@@ -120,7 +120,12 @@ func NewRuntime(opts Options) (*Runtime, error) {
 	if r.log == nil {
 		r.log = os.Stderr
 	}
-	if opts.Provider != ProviderCPU {
+	switch {
+	case opts.Provider == ProviderAuto && !nvidiaDevicePresent():
+		// Probing ORT for CUDA on a machine without a GPU only makes it log
+		// loader errors; say plainly why the CPU runs instead.
+		r.noteFallback(errors.New("no NVIDIA GPU on this machine (no /dev/nvidiactl)"))
+	case opts.Provider != ProviderCPU:
 		if err := r.setupCUDA(); err != nil {
 			if opts.Provider == ProviderCUDA {
 				ort.DestroyEnvironment()
@@ -193,6 +198,12 @@ func versionAtLeast(v, min string) bool {
 		}
 	}
 	return true
+}
+
+// nvidiaDevicePresent reports whether the NVIDIA driver exposes a device.
+func nvidiaDevicePresent() bool {
+	_, err := os.Stat("/dev/nvidiactl")
+	return err == nil
 }
 
 // setupCUDA finds out how this library can run CUDA: a GPU build takes
