@@ -23,8 +23,13 @@ type series struct {
 func (th *theme) linesFigure(title, xTitle, yTitle string, ss []series, ticks []plot.Tick) (figure, error) {
 	p := th.newPlot(title)
 	p.X.Label.Text, p.Y.Label.Text = xTitle, yTitle
-	p.Legend.Top, p.Legend.Left = true, false
-	p.Legend.XOffs = -vg.Points(2)
+	// The legend goes in a strip right of the plot, where it cannot hide a
+	// line; a single series needs none.
+	legend := plot.NewLegend()
+	legend.TextStyle = th.style(8)
+	legend.Top, legend.Left = true, true
+	legend.Padding = vg.Points(2)
+	var legendW vg.Length
 	p.Add(plotter.NewGrid())
 	points := 0
 	for i, s := range ss {
@@ -52,7 +57,8 @@ func (th *theme) linesFigure(title, xTitle, yTitle string, ss []series, ticks []
 		pts.Shape = draw.CircleGlyph{}
 		pts.Radius = vg.Points(2)
 		p.Add(line, pts)
-		p.Legend.Add(s.name, line, pts)
+		legend.Add(s.name, line, pts)
+		legendW = max(legendW, th.textWidth(s.name, 8))
 	}
 	if points == 0 {
 		p.Add(emptyNote{th: th, text: "no values"})
@@ -63,8 +69,16 @@ func (th *theme) linesFigure(title, xTitle, yTitle string, ss []series, ticks []
 	}
 	widenFlatRange(&p.Y)
 	widenFlatRange(&p.X)
-	return figure{w: 5.2 * vg.Inch, h: 3 * vg.Inch, draw: func(dc draw.Canvas) {
-		p.Draw(draw.Crop(dc, vg.Points(3), -vg.Points(6), vg.Points(3), -vg.Points(3)))
+	if len(ss) < 2 {
+		legendW = 0
+	} else {
+		legendW += legend.ThumbnailWidth + vg.Points(14)
+	}
+	return figure{w: 4.6*vg.Inch + legendW, h: 2.8 * vg.Inch, draw: func(dc draw.Canvas) {
+		p.Draw(draw.Crop(dc, vg.Points(3), -legendW-vg.Points(6), vg.Points(3), -vg.Points(3)))
+		if legendW > 0 {
+			legend.Draw(draw.Crop(dc, dc.Size().X-legendW, 0, 0, -vg.Points(22)))
+		}
 	}}, nil
 }
 
