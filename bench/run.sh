@@ -116,8 +116,18 @@ bench_visualize() {
 	[ "$GO_OK" = 1 ] || emit "attnaudit not measured: bin/attnaudit does not build."
 }
 
+# too_big N: whether a run on N examples, extrapolated linearly from the
+# smallest measured run, would take more than half the available memory (a
+# shared machine must not be pushed into swap or the OOM killer).
+too_big() {
+	local n=$1 n0=$2 rss0=$3 avail
+	avail=$(awk '/MemAvailable/ { printf "%.0f", $2 / 1024 }' /proc/meminfo)
+	EXTRAPOLATED=$(awk -v n="$n" -v n0="$n0" -v r="$rss0" 'BEGIN { printf "%.0f", r * n / n0 }')
+	[ "$EXTRAPOLATED" -gt $((avail / 2)) ]
+}
+
 bench_rss() {
-	local n prev="" rss wall
+	local n prev="" prev_n="" rss wall
 	emit ""
 	emit "### Peak RSS of attnaudit run (GNU time, maximum resident set size)"
 	emit ""
@@ -127,11 +137,16 @@ bench_rss() {
 	for n in $RSS_NS; do
 		if [ -n "${RSS_DONE[$n]:-}" ]; then
 			rss=${RSS_DONE[$n]} wall=${WALL_DONE[$n]}
+		elif [ -n "$prev" ] && [ "${BENCH_FORCE_RSS:-0}" != 1 ] && too_big "$n" "$prev_n" "$prev"; then
+			emit "| $n | — | skipped | — |"
+			emit ""
+			emit "Skipped $n examples: were memory to grow linearly from the $prev_n-example run, it would need about $EXTRAPOLATED MB, more than half the memory available (BENCH_FORCE_RSS=1 runs it anyway)."
+			continue
 		else
 			attnaudit_run "$n" || continue
 			rss=$RUN_RSS wall=$RUN_WALL
 		fi
-		[ -n "$prev" ] || prev=$rss
+		[ -n "$prev" ] || prev=$rss prev_n=$n
 		emit "| $n | $wall | $rss | $(ratio "$rss" "$prev") |"
 	done
 	emit ""
