@@ -174,13 +174,51 @@ def _pad(rows, pad_id, device):
     return torch.tensor([r + [pad_id] * (n - len(r)) for r in rows], dtype=torch.long, device=device)
 
 
+def _greedy(model, memory, src, limits, bos, eos, pad, keep_finished):
+    """Token lists without BOS/EOS; the decoder re-run on the whole prefix each step."""
+    n = src.shape[0]
+    device = src.device
+    out = torch.full((n, max(int(limits.max()) - 1, 1)), pad, dtype=torch.long, device=device)
+    alive = torch.arange(n, device=device)
+    prefix = torch.full((n, 1), bos, dtype=torch.long, device=device)
+    done = limits <= 1
+    mem, src_a = memory, src
+    for step in range(int(limits.max()) - 1):
+        nxt = model.decode(prefix, mem, src_a)[:, -1].argmax(-1)
+        if keep_finished:
+            nxt = nxt.masked_fill(done, pad)
+        out[alive, step] = nxt
+        prefix = torch.cat([prefix, nxt.unsqueeze(1)], dim=1)
+        fin = (nxt == eos) | (limits[alive] - 1 <= step + 1)
+        if keep_finished:
+            done |= fin
+            if bool(done.all()):
+                break
+            continue
+        keep = ~fin
+        if not bool(keep.any()):
+            break
+        if not bool(keep.all()):
+            alive, prefix, mem, src_a = alive[keep], prefix[keep], mem[keep], src_a[keep]
+    hyps = []
+    for row in out.tolist():
+        toks = []
+        for t in row:
+            if t in (eos, pad):
+                break
+            toks.append(t)
+        hyps.append(toks)
+    return hyps
+
+
 @torch.no_grad()
-def translate(model, meta, sp, sources, batch_size, device):
+def translate(model, meta, sp, sources, batch_size, device, keep_finished=False):
     """Greedy decoding with attention capture; one result dict per source, in order.
 
     The longest output is 2 x source tokens + 10 with EOS (attnaudit's
-    max_len 0), capped by the model's positions. As in the seed, finished
-    rows stay in the batch until every row is done.
+    max_len 0), capped by the model's positions. Finished rows leave the
+    batch, as in attnaudit; keep_finished keeps them to the end, as the
+    seed's Transformer.greedy does.
     """
     bos, eos, pad = meta["bos_id"], meta["eos_id"], meta["pad_id"]
     max_pos = meta.get("max_positions") or 10 ** 9
@@ -198,22 +236,7 @@ def translate(model, meta, sp, sources, batch_size, device):
 
         # At most limit - 1 tokens before EOS, as attnaudit's greedy search.
         limits = torch.tensor([min(2 * len(s) + 10, max_pos) for s in srcs], device=device)
-        ys = torch.full((len(idx), 1), bos, dtype=torch.long, device=device)
-        done = limits <= 1
-        for step in range(int(limits.max()) - 1):
-            nxt = model.decode(ys, memory, src)[:, -1].argmax(-1).masked_fill(done, pad)
-            ys = torch.cat([ys, nxt.unsqueeze(1)], dim=1)
-            done |= (nxt == eos) | (limits - 1 <= step + 1)
-            if bool(done.all()):
-                break
-        hyps = []
-        for row in ys[:, 1:].tolist():
-            toks = []
-            for t in row:
-                if t in (eos, pad):
-                    break
-                toks.append(t)
-            hyps.append(toks)
+        hyps = _greedy(model, memory, src, limits, bos, eos, pad, keep_finished)
 
         # Teacher-forced pass over [bos, y1..yn] predicting [y1..yn, eos]: the
         # attention of generation time under causal masking.
@@ -276,6 +299,9 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0 leaves torch's default")
     ap.add_argument("--repeat", type=int, default=1, help="translate the sentence set this many times over")
+    ap.add_argument("--keep-finished", action="store_true",
+                    help="keep finished rows in the batch (the seed's Transformer.greedy); "
+                         "default: drop them, as attnaudit does")
     ap.add_argument("--no-verify", action="store_true", help="skip the parity.json check")
     args = ap.parse_args(argv)
     if args.threads > 0:
@@ -300,7 +326,7 @@ def main(argv=None):
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         t = time.perf_counter()
-        res = translate(model, meta, sp, sources, bs, device)
+        res = translate(model, meta, sp, sources, bs, device, args.keep_finished)
         _sync(device)
         secs = time.perf_counter() - t
         run = {
@@ -318,6 +344,7 @@ def main(argv=None):
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
         "threads": torch.get_num_threads(),
+        "finished_rows": "kept" if args.keep_finished else "dropped",
         "checkpoint": os.path.abspath(args.checkpoint),
         "checkpoint_name": meta.get("name"),
         "load_seconds": round(load_s, 3),
