@@ -157,7 +157,7 @@ infer_compare() {
 	emit ""
 	emit "### Inference: attnaudit infer (Go + ORT, $provider) vs PyTorch eager ($device), $n sentences"
 	emit ""
-	emit "Same algorithm on both sides: greedy, decoder re-run on the growing prefix (no cache), max_len 2·src+10, one teacher-forced pass capturing encoder self-, decoder self- and cross-attention for every layer and head. attnaudit also writes them to Parquet; torch only copies them to the host. attnaudit's time is the manifest's \`stages.infer.seconds\` (model load included; process wall beside it); torch's excludes model load and one warm-up batch."
+	emit "Same algorithm on both sides: batches sorted by source length, greedy, decoder re-run on the growing prefix (no cache), finished rows leaving the batch, max_len 2·src+10, one teacher-forced pass capturing encoder self-, decoder self- and cross-attention for every layer and head. attnaudit also writes them to Parquet; torch only copies them to the host. attnaudit's time is the manifest's \`stages.infer.seconds\` (model load included; process wall beside it); torch's excludes model load and one warm-up batch."
 	emit ""
 	if [ "${SAMPLE_GPU:-0}" = 1 ]; then
 		emit "| batch | attnaudit s | attnaudit wall s | attnaudit sent/s | torch s | torch sent/s | ratio | ≥ 2x | attnaudit RSS MB | attnaudit GPU MiB (nvidia-smi) | torch GPU MiB (nvidia-smi) | torch max_memory_allocated MiB |"
