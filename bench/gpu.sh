@@ -17,8 +17,8 @@ set -uo pipefail
 BENCH_PYTHON=${BENCH_PYTHON:-python3}
 . "$(dirname "$0")/lib.sh"
 SAMPLE_GPU=1
-GPU_INDEX=${CUDA_VISIBLE_DEVICES%%,*}
-GPU_INDEX=${GPU_INDEX:-0}
+GPU_INDEX=${CUDA_VISIBLE_DEVICES:-0}
+GPU_INDEX=${GPU_INDEX%%,*}
 
 if [ "${QUICK:-0}" = 1 ]; then
 	MODE="QUICK smoke test" SIZES="1 64" N=64

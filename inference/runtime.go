@@ -209,10 +209,18 @@ func nvidiaDevicePresent() bool {
 // setupCUDA finds out how this library can run CUDA: a GPU build takes
 // AppendExecutionProviderCUDA; a CPU build needs the CUDA EP plugin, which
 // is registered with the environment here and selected per session.
+//
+// A plugin named by --cuda-plugin or ATTNAUDIT_ORT_CUDA_PLUGIN is used
+// without probing the built-in path first: on a CPU build the probe makes
+// ORT's provider bridge load that same library the classic way, and a
+// session then run through the plugin crashes (seen with ORT 1.29 on an H200).
 func (r *Runtime) setupCUDA() error {
-	builtinErr := probeBuiltinCUDA()
-	if builtinErr == nil {
+	var builtinErr error
+	if r.opts.CUDAPluginPath != "" || os.Getenv("ATTNAUDIT_ORT_CUDA_PLUGIN") != "" {
+		builtinErr = errors.New("not tried: a CUDA provider plugin was named")
+	} else if builtinErr = probeBuiltinCUDA(); builtinErr == nil {
 		r.cuda = cudaBuiltin
+		fmt.Fprintln(r.log, "onnxruntime: CUDA through this library's built-in CUDA provider")
 		return nil
 	}
 	plugin, err := r.findCUDAPlugin()
@@ -230,6 +238,7 @@ func (r *Runtime) setupCUDA() error {
 		return fmt.Errorf("CUDA unavailable: the CUDA provider plugin %s found no GPU", plugin)
 	}
 	r.cuda = cudaPlugin
+	fmt.Fprintf(r.log, "onnxruntime: CUDA through the provider plugin %s (%d GPU)\n", plugin, n)
 	return nil
 }
 
