@@ -1,15 +1,19 @@
 package metrics
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
 
 // realisticPass is one example of the reference model: 6 layers × 8 heads
 // of each attention kind, 30 source and 30 target tokens.
-func realisticPass() PassInput {
-	rng := rand.New(rand.NewPCG(1, 1))
-	const layers, heads, n = 6, 8, 30
+func realisticPass() PassInput { return randomPass(rand.New(rand.NewPCG(1, 1)), 30) }
+
+// randomPass is a pass of the reference model's shape over n source and n
+// target tokens.
+func randomPass(rng *rand.Rand, n int) PassInput {
+	const layers, heads = 6, 8
 	kind := func() [][]Matrix {
 		out := make([][]Matrix, layers)
 		for l := range out {
@@ -65,5 +69,35 @@ func BenchmarkWassToData(b *testing.B) {
 	q := entries[0]
 	for b.Loop() {
 		pool.WassToData(q.ID, 30, q.Pi, DefaultWassK, DefaultLengthTolerance)
+	}
+}
+
+// A Scorer reused over passes of different shapes scores each exactly as a
+// fresh one does: no scratch space leaks from one pass into the next.
+func TestScorerReuse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	cfg := DefaultConfig()
+	var s Scorer
+	for _, n := range []int{30, 7, 12, 30, 2, 45, 7} {
+		in := randomPass(rng, n)
+		if n == 12 {
+			in.Gold = nil
+		}
+		got, want := s.ScorePass(in, cfg), ScorePass(in, cfg)
+		if g, w := fmt.Sprintf("%v", got), fmt.Sprintf("%v", want); g != w {
+			t.Fatalf("n = %d: reused Scorer gives\n%s\nfresh one\n%s", n, g, w)
+		}
+	}
+}
+
+// BenchmarkScorer is BenchmarkScorePass with one Scorer reused from pass to
+// pass, as each worker of the metrics stage does.
+func BenchmarkScorer(b *testing.B) {
+	in := realisticPass()
+	cfg := DefaultConfig()
+	var s Scorer
+	b.ReportAllocs()
+	for b.Loop() {
+		s.ScorePass(in, cfg)
 	}
 }

@@ -70,37 +70,79 @@ type PassScores struct {
 
 // ScorePass computes every metric of one pass that needs no other example.
 func ScorePass(in PassInput, cfg Config) PassScores {
+	var s Scorer
+	return s.ScorePass(in, cfg)
+}
+
+// Scorer computes ScorePass with scratch space (guided priors, per-head
+// sums, word maps) kept from one pass to the next, so that scoring a run
+// allocates little beyond the scores it returns. The zero value is ready to
+// use; a Scorer must not be used by two goroutines at once, so a stage
+// scoring in parallel keeps one per worker.
+type Scorer struct {
+	priors [3]prior // one per attention kind: their shapes differ
+	plogp  []float64
+	inputs []int32
+	mean   headMean
+	links  hardLinker
+}
+
+// prior is a GuidedPrior kept for the next matrix of the same shape.
+type prior struct {
+	rows, cols int
+	sigma      float64
+	w          []float64
+}
+
+func (p *prior) of(rows, cols int, sigma float64) []float64 {
+	if p.w == nil || p.rows != rows || p.cols != cols || p.sigma != sigma {
+		p.rows, p.cols, p.sigma = rows, cols, sigma
+		p.w = guidedPrior(p.w, rows, cols, sigma)
+	}
+	return p.w
+}
+
+// ScorePass is the package's ScorePass using s's scratch space. The scores
+// it returns share nothing with s.
+func (s *Scorer) ScorePass(in PassInput, cfg Config) PassScores {
 	nan := math.NaN()
 	out := PassScores{TargetLen: len(in.TgtIDs)}
-	s := &out.Sentence
-	*s = SentenceScores{
+	ss := &out.Sentence
+	*ss = SentenceScores{
 		SeqLogprob: SeqLogprob(in.Logprobs), IgnSrc: nan, WassToUnif: nan, WassToData: nan, WassCombo: nan,
 		RepeatMass: nan, RepNgram: RepNgram(in.Target), ChrF: nan, BLEU: nan, AER: nan,
 		CrossEntropyNormMedian: nan, CrossLastMass: nan, CrossHeadDiversity: nan, NonCausalEntropyNorm: nan,
 	}
 	if in.HasReference {
-		s.ChrF = SentenceChrF(in.Target, in.Reference)
-		s.BLEU = SentenceBLEU(in.Target, in.Reference)
+		ss.ChrF = SentenceChrF(in.Target, in.Reference)
+		ss.BLEU = SentenceBLEU(in.Target, in.Reference)
 	}
 
 	// Decoder input ids row by row: BOS (−1, equal to no token), then the
 	// target tokens but the last.
 	var inputs []int32
 	if n := len(in.TgtIDs); n > 0 {
-		inputs = append([]int32{-1}, in.TgtIDs[:n-1]...)
+		s.inputs = append(append(s.inputs[:0], -1), in.TgtIDs[:n-1]...)
+		inputs = s.inputs
 	}
-	out.EncoderSelf = scoreKind(in.EncoderSelf, cfg, nil, nil)
-	out.DecoderSelf = scoreKind(in.DecoderSelf, cfg, inputs, nil)
-	out.Cross = scoreKind(in.Cross, cfg, nil, &in)
+	var gold *goldSets
+	if in.Gold != nil {
+		g := newGoldSets(*in.Gold)
+		gold = &g
+		s.links.reset(in.SrcPieces, in.TgtPieces)
+	}
+	out.EncoderSelf = s.scoreKind(0, in.EncoderSelf, cfg, nil, nil)
+	out.DecoderSelf = s.scoreKind(1, in.DecoderSelf, cfg, inputs, nil)
+	out.Cross = s.scoreKind(2, in.Cross, cfg, nil, gold)
 
 	var noncausal []float64
 	for _, kind := range [][][]HeadScores{out.EncoderSelf, out.DecoderSelf, out.Cross} {
 		for _, layer := range kind {
 			for _, h := range layer {
 				if !math.IsNaN(h.RowSumErr) {
-					s.MaxRowSumErr = max(s.MaxRowSumErr, h.RowSumErr)
+					ss.MaxRowSumErr = max(ss.MaxRowSumErr, h.RowSumErr)
 				}
-				s.ZeroRows += h.ZeroRows
+				ss.ZeroRows += h.ZeroRows
 			}
 		}
 	}
@@ -111,27 +153,27 @@ func ScorePass(in PassInput, cfg Config) PassScores {
 			}
 		}
 	}
-	s.NonCausalEntropyNorm = Mean(noncausal)
+	ss.NonCausalEntropyNorm = Mean(noncausal)
 
 	// Copy behaviour: the decoder layer that looks back at copies most.
 	for _, layer := range out.DecoderSelf {
 		m := Mean(pluck(layer, func(h HeadScores) float64 { return h.RepeatMass }))
-		if !math.IsNaN(m) && (math.IsNaN(s.RepeatMass) || m > s.RepeatMass) {
-			s.RepeatMass = m
+		if !math.IsNaN(m) && (math.IsNaN(ss.RepeatMass) || m > ss.RepeatMass) {
+			ss.RepeatMass = m
 		}
 	}
 
 	if l, ok := resolveLayer(cfg.Layer, len(in.Cross)); ok {
 		heads := in.Cross[l]
-		avg := MeanHeads(heads...)
-		s.IgnSrc = IgnSrc(avg, cfg.IgnSrcLambda)
-		s.CrossLastMass = LastMass(avg)
-		s.CrossHeadDiversity = out.Cross[l][0].HeadDiversity
-		s.CrossEntropyNormMedian = Quantile(pluck(out.Cross[l], func(h HeadScores) float64 { return h.EntropyNorm }), 0.5)
+		avg := s.mean.of(heads)
+		ss.IgnSrc = IgnSrc(avg, cfg.IgnSrcLambda)
+		ss.CrossLastMass = LastMass(avg)
+		ss.CrossHeadDiversity = out.Cross[l][0].HeadDiversity
+		ss.CrossEntropyNormMedian = Quantile(pluck(out.Cross[l], func(h HeadScores) float64 { return h.EntropyNorm }), 0.5)
 		out.Pi = SourceDistribution(heads, cfg.DropEOS)
-		s.WassToUnif = WassToUnif(out.Pi)
+		ss.WassToUnif = WassToUnif(out.Pi)
 	}
-	if l, ok := resolveLayer(cfg.AERLayer, len(in.Cross)); ok && in.Gold != nil {
+	if l, ok := resolveLayer(cfg.AERLayer, len(in.Cross)); ok && gold != nil {
 		heads := in.Cross[l]
 		if len(cfg.AERHeads) > 0 {
 			heads = nil
@@ -141,55 +183,61 @@ func ScorePass(in PassInput, cfg Config) PassScores {
 				}
 			}
 		}
-		if links := HardLinks(MeanHeads(heads...), in.SrcPieces, in.TgtPieces); links != nil {
-			s.AER = AER(links, *in.Gold)
+		if links := s.links.links(s.mean.of(heads)); links != nil {
+			ss.AER = gold.aer(links)
 		}
 	}
 	return out
 }
 
-// scoreKind scores every head of one attention kind. inputs (decoder self
-// only) enable RepeatMass; in (cross only) enables per-head AER.
-func scoreKind(layers [][]Matrix, cfg Config, inputs []int32, in *PassInput) [][]HeadScores {
+// scoreKind scores every head of one attention kind; slot picks the kind's
+// kept prior. inputs (decoder self only) enable RepeatMass; gold (cross
+// only) enables per-head AER against s.links' pieces.
+func (s *Scorer) scoreKind(slot int, layers [][]Matrix, cfg Config, inputs []int32, gold *goldSets) [][]HeadScores {
 	if layers == nil {
 		return nil
 	}
+	n := 0
+	for _, heads := range layers {
+		n += len(heads)
+	}
+	all := make([]HeadScores, n) // one allocation for the kind's layers
 	out := make([][]HeadScores, len(layers))
-	var prior []float64
-	pr, pc := -1, -1
 	for l, heads := range layers {
-		out[l] = make([]HeadScores, len(heads))
-		div := HeadDiversity(heads)
+		out[l], all = all[:len(heads):len(heads)], all[len(heads):]
+		s.plogp = s.plogp[:0]
 		for h, m := range heads {
-			if m.Rows != pr || m.Cols != pc {
-				prior, pr, pc = GuidedPrior(m.Rows, m.Cols, cfg.GuidedSigma), m.Rows, m.Cols
-			}
-			sc := scoreHead(m, prior)
-			sc.HeadDiversity = div
+			sc, plogp := scoreHead(m, s.priors[slot].of(m.Rows, m.Cols, cfg.GuidedSigma))
+			s.plogp = append(s.plogp, plogp)
 			if inputs != nil {
 				sc.RepeatMass = RepeatMass(m, inputs)
 			}
-			if in != nil && in.Gold != nil {
-				if links := HardLinks(m, in.SrcPieces, in.TgtPieces); links != nil {
-					sc.AER = AER(links, *in.Gold)
+			if gold != nil {
+				if links := s.links.links(m); links != nil {
+					sc.AER = gold.aer(links)
 				}
 			}
 			out[l][h] = sc
+		}
+		div := headDiversity(heads, s.plogp)
+		for h := range out[l] {
+			out[l][h].HeadDiversity = div
 		}
 	}
 	return out
 }
 
 // scoreHead computes the single-head metrics in one pass over m; it equals
-// calling Entropy, Confidence, … one by one (a test checks this).
-func scoreHead(m Matrix, prior []float64) HeadScores {
+// calling Entropy, Confidence, … one by one (a test checks this). It also
+// returns Σ p ln p, which head diversity reuses.
+func scoreHead(m Matrix, prior []float64) (HeadScores, float64) {
 	nan := math.NaN()
 	sc := HeadScores{
 		Entropy: nan, EntropyNorm: nan, Confidence: nan, ConfidenceNoEOS: nan, Diagonality: nan,
 		FirstMass: nan, LastMass: nan, HeadDiversity: nan, RepeatMass: nan, RowSumErr: nan, AER: nan,
 	}
 	if m.Rows == 0 || m.Cols == 0 {
-		return sc
+		return sc, 0
 	}
 	var ent, conf, confNoEOS, off, first, last, rowErr float64
 	zero := 0
@@ -233,7 +281,7 @@ func scoreHead(m Matrix, prior []float64) HeadScores {
 	sc.LastMass = last / n
 	sc.RowSumErr = rowErr
 	sc.ZeroRows = zero
-	return sc
+	return sc, -ent
 }
 
 func allZero(row []float32) bool {

@@ -143,7 +143,7 @@ func TestMeanHeads(t *testing.T) {
 func TestScoreHeadMatchesFunctions(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	for _, m := range []Matrix{uniform, identity, sink, padded, overfull, oneCol, randomAttention(rng, 7, 5), randomAttention(rng, 30, 31)} {
-		sc := scoreHead(m, GuidedPrior(m.Rows, m.Cols, DefaultGuidedSigma))
+		sc, plogp := scoreHead(m, GuidedPrior(m.Rows, m.Cols, DefaultGuidedSigma))
 		near(t, "Entropy", sc.Entropy, Entropy(m), 1e-9)
 		near(t, "EntropyNorm", sc.EntropyNorm, EntropyNorm(m), 1e-9)
 		near(t, "Confidence", sc.Confidence, Confidence(m), 1e-9)
@@ -155,6 +155,7 @@ func TestScoreHeadMatchesFunctions(t *testing.T) {
 		if sc.ZeroRows != ZeroRows(m) {
 			t.Errorf("ZeroRows %d, want %d", sc.ZeroRows, ZeroRows(m))
 		}
+		near(t, "Σ p ln p", plogp, sumPLogP(m.Data), 0)
 	}
 }
 
@@ -188,5 +189,35 @@ func TestFastLog(t *testing.T) {
 	}
 	if !math.IsInf(fastLog(0), -1) || !math.IsNaN(fastLog(-1)) {
 		t.Error("fastLog of 0 or −1")
+	}
+	if !math.IsInf(fastLog(math.Inf(1)), 1) || !math.IsNaN(fastLog(math.NaN())) {
+		t.Error("fastLog of +Inf or NaN")
+	}
+}
+
+// TestFastLogBound checks the bound fastLog's doc promises: 2e-13 absolute
+// error over float32 attention weights' range and beyond, exact at powers
+// of two (so a one-hot row has entropy exactly 0).
+func TestFastLogBound(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for range 1_000_000 {
+		x := math.Exp(rng.Float64()*120 - 110)
+		if d := math.Abs(fastLog(x) - math.Log(x)); d > 2e-13 {
+			t.Fatalf("fastLog(%g) off by %g", x, d)
+		}
+	}
+	// Every table cell, at both ends.
+	for i := range 1 << logTableBits {
+		c := 1 + float64(i)/(1<<logTableBits)
+		for _, x := range []float64{c, math.Nextafter(c+1.0/(1<<logTableBits), 0), c / 3, c * 1e-7} {
+			if d := math.Abs(fastLog(x) - math.Log(x)); d > 2e-13 {
+				t.Fatalf("fastLog(%g) off by %g", x, d)
+			}
+		}
+	}
+	for e := -1074; e <= 1023; e++ {
+		if x := math.Ldexp(1, e); fastLog(x) != float64(e)*math.Ln2 && fastLog(x) != math.Log(x) {
+			t.Fatalf("fastLog(2^%d) = %v, want %v", e, fastLog(x), float64(e)*math.Ln2)
+		}
 	}
 }
