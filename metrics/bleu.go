@@ -38,12 +38,12 @@ func (s *BLEUStats) Add(o BLEUStats) {
 // clipped n-gram matches (Papineni et al. 2002, "BLEU: a Method for
 // Automatic Evaluation of Machine Translation").
 func BLEUStatistics(hyp, ref string) BLEUStats {
-	h := pyFields(Tokenize13a(strings.TrimRightFunc(hyp, pyIsSpace)))
-	r := pyFields(Tokenize13a(strings.TrimRightFunc(ref, pyIsSpace)))
-	st := BLEUStats{SysLen: len(h), RefLen: len(r)}
+	h := newTokens(Tokenize13a(strings.TrimRightFunc(hyp, pyIsSpace)))
+	r := newTokens(Tokenize13a(strings.TrimRightFunc(ref, pyIsSpace)))
+	st := BLEUStats{SysLen: h.len(), RefLen: r.len()}
 	for n := 1; n <= bleuOrder; n++ {
-		refCounts := wordNgrams(r, n)
-		for g, c := range wordNgrams(h, n) {
+		refCounts := r.ngrams(n)
+		for g, c := range h.ngrams(n) {
 			st.Total[n-1] += c
 			st.Correct[n-1] += min(c, refCounts[g])
 		}
@@ -51,10 +51,33 @@ func BLEUStatistics(hyp, ref string) BLEUStats {
 	return st
 }
 
-func wordNgrams(tokens []string, n int) map[string]int {
-	out := make(map[string]int, max(len(tokens)-n+1, 0))
-	for i := 0; i+n <= len(tokens); i++ {
-		out[strings.Join(tokens[i:i+n], " ")]++
+// tokens is a Tokenize13a line with each token's byte span. Its tokens are
+// separated by single spaces, so an n-gram joined by spaces is a substring
+// of it: counting n-grams then allocates the maps only.
+type tokens struct {
+	line       string
+	start, end []int
+}
+
+func newTokens(line string) tokens {
+	t := tokens{line: line}
+	for i := 0; i < len(line); {
+		j := strings.IndexByte(line[i:], ' ')
+		if j < 0 {
+			j = len(line) - i
+		}
+		t.start, t.end = append(t.start, i), append(t.end, i+j)
+		i += j + 1
+	}
+	return t
+}
+
+func (t tokens) len() int { return len(t.start) }
+
+func (t tokens) ngrams(n int) map[string]int {
+	out := make(map[string]int, max(t.len()-n+1, 0))
+	for i := 0; i+n <= t.len(); i++ {
+		out[t.line[t.start[i]:t.end[i+n-1]]]++
 	}
 	return out
 }

@@ -1,6 +1,9 @@
 package metrics
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // chrfOrder is chrF's character n-gram order; chrfBeta weighs recall β
 // times as much as precision (Popović 2015, "chrF: character n-gram F-score
@@ -31,12 +34,12 @@ func (s *ChrFStats) Add(o ChrFStats) {
 // sacreBLEU, an order the reference has no n-gram of counts no hypothesis
 // n-grams either.
 func ChrFStatistics(hyp, ref string) ChrFStats {
-	h := []rune(strings.Join(pyFields(hyp), ""))
-	r := []rune(strings.Join(pyFields(ref), ""))
+	h := newChars(strings.Join(pyFields(hyp), ""))
+	r := newChars(strings.Join(pyFields(ref), ""))
 	var st ChrFStats
 	for n := 1; n <= chrfOrder; n++ {
-		refCounts := charNgrams(r, n)
-		hypCounts := charNgrams(h, n)
+		refCounts := r.ngrams(n)
+		hypCounts := h.ngrams(n)
 		hypTotal, match, refTotal := 0, 0, 0
 		for g, c := range hypCounts {
 			hypTotal += c
@@ -54,10 +57,30 @@ func ChrFStatistics(hyp, ref string) ChrFStats {
 	return st
 }
 
-func charNgrams(rs []rune, n int) map[string]int {
-	out := make(map[string]int, max(len(rs)-n+1, 0))
-	for i := 0; i+n <= len(rs); i++ {
-		out[string(rs[i:i+n])]++
+// chars is a string with the byte offset of each character and its length
+// last, so that a character n-gram is a substring of it: counting n-grams
+// then allocates the maps only.
+type chars struct {
+	s  string
+	at []int
+}
+
+func newChars(s string) chars {
+	if !utf8.ValidString(s) {
+		s = string([]rune(s)) // each invalid byte a U+FFFD character
+	}
+	at := make([]int, 0, len(s)+1)
+	for i := range s {
+		at = append(at, i)
+	}
+	return chars{s: s, at: append(at, len(s))}
+}
+
+func (c chars) ngrams(n int) map[string]int {
+	k := len(c.at) - 1
+	out := make(map[string]int, max(k-n+1, 0))
+	for i := 0; i+n <= k; i++ {
+		out[c.s[c.at[i]:c.at[i+n]]]++
 	}
 	return out
 }

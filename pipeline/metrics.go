@@ -3,6 +3,8 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"attnaudit/metrics"
 	"attnaudit/store"
@@ -36,11 +38,12 @@ type passResult struct {
 }
 
 // ComputeMetrics is the metrics stage. It reads examples and attention from
-// runDir, streaming the attention one example and pass at a time, writes
-// head_metrics.parquet while it goes and sentence_metrics.parquet at the
-// end (its pool-relative scores need every sentence), and returns the run
-// summary. Memory holds the examples' text and a few numbers per sentence,
-// never more than one example's attention.
+// runDir, streaming the attention one example and pass at a time, scores the
+// passes on GOMAXPROCS workers, writes head_metrics.parquet while it goes
+// (in the attention's order) and sentence_metrics.parquet at the end (its
+// pool-relative scores need every sentence), and returns the run summary.
+// Memory holds the examples' text, a few numbers per sentence and the
+// attention of at most a bounded window of passes (see scoreWindow).
 func ComputeMetrics(runDir string, cfg metrics.Config, opts ...MetricsOption) (*metrics.RunSummary, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -65,6 +68,24 @@ func ComputeMetrics(runDir string, cfg metrics.Config, opts ...MetricsOption) (*
 	defer hw.Abort()
 	heads := metrics.NewHeadSummarizer()
 	results := map[passKey]*passResult{}
+	// keep runs on one goroutine, in scan order, so the rows, the
+	// summarizer's seeded sampling and the results are those of a serial
+	// scan.
+	keep := func(j *scoreJob) error {
+		if err := writeHeadRows(hw, j.group, j.scores); err != nil {
+			return err
+		}
+		for kind, layers := range map[string][][]metrics.HeadScores{
+			store.KindEncoderSelf: j.scores.EncoderSelf, store.KindDecoderSelf: j.scores.DecoderSelf, store.KindCross: j.scores.Cross} {
+			for l, hs := range layers {
+				heads.Add(j.pass, kind, l, hs)
+			}
+		}
+		results[passKey{j.input.ExampleID, j.pass}] = &passResult{exampleID: j.input.ExampleID, pass: j.pass,
+			scores: j.scores.Sentence, pi: j.scores.Pi, targetLen: j.scores.TargetLen}
+		return nil
+	}
+	pool := startScoring(cfg, runtime.GOMAXPROCS(0), keep)
 
 	var group []store.Attention
 	flush := func() error {
@@ -80,19 +101,9 @@ func ComputeMetrics(runDir string, cfg metrics.Config, opts ...MetricsOption) (*
 		if err != nil {
 			return err
 		}
-		sc := metrics.ScorePass(pin, cfg)
-		if err := writeHeadRows(hw, group, sc); err != nil {
-			return err
-		}
-		for kind, layers := range map[string][][]metrics.HeadScores{
-			store.KindEncoderSelf: sc.EncoderSelf, store.KindDecoderSelf: sc.DecoderSelf, store.KindCross: sc.Cross} {
-			for l, hs := range layers {
-				heads.Add(pass, kind, l, hs)
-			}
-		}
-		results[passKey{id, pass}] = &passResult{exampleID: id, pass: pass, scores: sc.Sentence, pi: sc.Pi, targetLen: sc.TargetLen}
-		group = group[:0]
-		return nil
+		err = pool.submit(&scoreJob{group: group, pass: pass, input: pin})
+		group = nil // the job owns it now
+		return err
 	}
 	err = store.ScanAttention(runDir, func(a store.Attention) error {
 		if len(group) > 0 && (a.ExampleID != group[0].ExampleID || a.Pass != group[0].Pass) {
@@ -105,6 +116,9 @@ func ComputeMetrics(runDir string, cfg metrics.Config, opts ...MetricsOption) (*
 	})
 	if err == nil {
 		err = flush()
+	}
+	if werr := pool.wait(); err == nil || errors.Is(err, errScoringStopped) {
+		err = werr
 	}
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
@@ -137,6 +151,85 @@ func ComputeMetrics(runDir string, cfg metrics.Config, opts ...MetricsOption) (*
 		return nil, err
 	}
 	return sum, nil
+}
+
+// scoreJob is one example × pass on its way through the scoring pool.
+type scoreJob struct {
+	group  []store.Attention
+	pass   string
+	input  metrics.PassInput
+	scores metrics.PassScores
+	done   chan struct{} // closed once scores are set
+}
+
+// scoring scores jobs on a fixed set of workers, each with its own
+// metrics.Scorer, and hands them to keep one at a time in submission order.
+// Submissions wait while scoreWindow(workers) jobs are in flight, which
+// bounds memory to that many passes' attention.
+type scoring struct {
+	work     chan *scoreJob // to the workers
+	inOrder  chan *scoreJob // to the keeper, in submission order; its capacity is the window
+	failed   chan struct{}  // closed when keep fails
+	finished chan struct{}  // closed when the keeper has returned
+	workers  sync.WaitGroup
+	err      error // keep's error; read after finished
+}
+
+// scoreWindow is how many passes may be in flight: twice the workers, so
+// each has a pass queued while the keeper waits for the oldest one.
+func scoreWindow(workers int) int { return 2 * workers }
+
+// errScoringStopped is submit's error once keep has failed; wait returns
+// the failure itself.
+var errScoringStopped = errors.New("scoring stopped")
+
+func startScoring(cfg metrics.Config, workers int, keep func(*scoreJob) error) *scoring {
+	workers = max(workers, 1)
+	p := &scoring{work: make(chan *scoreJob), inOrder: make(chan *scoreJob, scoreWindow(workers)),
+		failed: make(chan struct{}), finished: make(chan struct{})}
+	for range workers {
+		p.workers.Go(func() {
+			var s metrics.Scorer
+			for j := range p.work {
+				j.scores = s.ScorePass(j.input, cfg)
+				close(j.done)
+			}
+		})
+	}
+	go func() {
+		defer close(p.finished)
+		for j := range p.inOrder {
+			<-j.done
+			if p.err != nil {
+				continue // drain, so that no worker or submitter blocks
+			}
+			if p.err = keep(j); p.err != nil {
+				close(p.failed)
+			}
+		}
+	}()
+	return p
+}
+
+// submit queues j for scoring, waiting while the window is full.
+func (p *scoring) submit(j *scoreJob) error {
+	j.done = make(chan struct{})
+	select {
+	case p.inOrder <- j:
+	case <-p.failed:
+		return errScoringStopped
+	}
+	p.work <- j
+	return nil
+}
+
+// wait scores and keeps every job submitted and returns keep's error.
+func (p *scoring) wait() error {
+	close(p.work)
+	close(p.inOrder)
+	p.workers.Wait()
+	<-p.finished
+	return p.err
 }
 
 type passKey struct {

@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -253,4 +255,105 @@ func TestComputeMetrics(t *testing.T) {
 	if len(diag) != 2 || math.Abs(diag[0]-1) > 1e-6 {
 		t.Errorf("encoder self diagonality per layer %v, want [1 1]", diag)
 	}
+}
+
+// benchRun writes a run folder of n examples with free and forced passes in
+// the reference model's shape: 6 layers × 8 heads of each attention kind,
+// 29 words + EOS on both sides, peaked random attention.
+func benchRun(b *testing.B, n int) string {
+	b.Helper()
+	const layers, heads, words = 6, 8, 29
+	dir := b.TempDir()
+	rng := rand.New(rand.NewPCG(7, 7))
+	var exs []store.Example
+	for i := range n {
+		ex := store.Example{ExampleID: int32(i), ID: fmt.Sprint(i), Source: "소스"}
+		var hyp, ref []string
+		for j := range words {
+			w := fmt.Sprint("w", rng.IntN(40))
+			hyp, ref = append(hyp, w), append(ref, fmt.Sprint("w", rng.IntN(40)))
+			ex.SrcPieces, ex.SrcIDs = append(ex.SrcPieces, "▁s"), append(ex.SrcIDs, int32(10+j))
+			ex.TgtPieces, ex.TgtIDs = append(ex.TgtPieces, "▁"+w), append(ex.TgtIDs, int32(100+rng.IntN(40)))
+			ex.RefPieces, ex.RefIDs = append(ex.RefPieces, "▁"+ref[j]), append(ex.RefIDs, int32(100+rng.IntN(40)))
+			ex.TokenLogprobs, ex.RefLogprobs = append(ex.TokenLogprobs, -rng.Float32()), append(ex.RefLogprobs, -rng.Float32())
+		}
+		ex.SrcPieces, ex.SrcIDs = append(ex.SrcPieces, "</s>"), append(ex.SrcIDs, 3)
+		ex.TgtPieces, ex.TgtIDs, ex.TokenLogprobs = append(ex.TgtPieces, "</s>"), append(ex.TgtIDs, 3), append(ex.TokenLogprobs, -0.05)
+		ex.RefPieces, ex.RefIDs, ex.RefLogprobs = append(ex.RefPieces, "</s>"), append(ex.RefIDs, 3), append(ex.RefLogprobs, -0.05)
+		ex.Hypothesis, ex.Reference = strings.Join(hyp, " "), strings.Join(ref, " ")
+		ex.SeqLogprob = float32(metrics.SeqLogprob(ex.TokenLogprobs))
+		exs = append(exs, ex)
+	}
+	ew, err := store.NewExampleWriter(dir, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := ew.Write(exs...); err != nil {
+		b.Fatal(err)
+	}
+	if err := ew.Close(); err != nil {
+		b.Fatal(err)
+	}
+	aw, err := store.NewAttentionWriter(dir, store.AttentionOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, ex := range exs {
+		for _, pass := range []string{store.PassForced, store.PassFree} {
+			for _, kind := range []string{store.KindCross, store.KindDecoderSelf, store.KindEncoderSelf} {
+				for l := range layers {
+					for h := range heads {
+						m := randomAttention(rng, words+1, words+1, kind == store.KindDecoderSelf)
+						a := store.Attention{ExampleID: ex.ExampleID, Pass: pass, Kind: kind, Layer: int16(l), Head: int16(h), Weights: m}
+						if err := aw.Write(a); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			}
+		}
+	}
+	if err := aw.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+// randomAttention is a softmax of log-normal scores: peaked rows like a
+// trained model's, causal (zero above the diagonal) when asked.
+func randomAttention(rng *rand.Rand, rows, cols int, causal bool) metrics.Matrix {
+	m := metrics.NewMatrix(rows, cols)
+	for t := range rows {
+		row := m.Row(t)
+		n := cols
+		if causal {
+			n = min(t+1, cols)
+		}
+		var s float64
+		for j := range n {
+			row[j] = float32(math.Exp(3 * rng.NormFloat64()))
+			s += float64(row[j])
+		}
+		for j := range n {
+			row[j] = float32(float64(row[j]) / s)
+		}
+	}
+	return m
+}
+
+// BenchmarkComputeMetrics measures the metrics stage end to end (reading
+// the attention, scoring, writing both metric files) over 32 examples × 2
+// passes of the reference model's shape; the pass/s metric is what to
+// compare with inference's throughput.
+func BenchmarkComputeMetrics(b *testing.B) {
+	const n = 32
+	dir := benchRun(b, n)
+	cfg := metrics.DefaultConfig()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ComputeMetrics(dir, cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(2*n*b.N)/b.Elapsed().Seconds(), "pass/s")
 }
