@@ -1,9 +1,13 @@
 package pipeline
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -356,4 +360,62 @@ func BenchmarkComputeMetrics(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(2*n*b.N)/b.Elapsed().Seconds(), "pass/s")
+}
+
+// The stage's output does not depend on how many workers score: rows,
+// summary and sentence scores equal those of one worker.
+func TestComputeMetricsWorkers(t *testing.T) {
+	dir, _ := writeRun(t)
+	run := func(procs int) string {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		sum, err := ComputeMetrics(dir, metrics.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		hm, err := store.ReadHeadMetrics(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sm, err := store.ReadSentenceMetrics(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := json.Marshal(sum)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%s\n%+v\n%+v", js, hm, sm)
+	}
+	if one, many := run(1), run(8); one != many {
+		t.Errorf("8 workers give\n%s\none gives\n%s", many, one)
+	}
+}
+
+// A failing keep stops submissions and surfaces from wait; keep sees jobs
+// in submission order and nothing blocks.
+func TestScoringStopsOnError(t *testing.T) {
+	boom := errors.New("disk full")
+	var kept []int32
+	p := startScoring(metrics.DefaultConfig(), 3, func(j *scoreJob) error {
+		kept = append(kept, j.input.ExampleID)
+		if len(kept) == 5 {
+			return boom
+		}
+		return nil
+	})
+	var err error
+	for i := range 1000 {
+		if err = p.submit(&scoreJob{input: metrics.PassInput{ExampleID: int32(i)}}); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, errScoringStopped) {
+		t.Errorf("submit after a failed keep: %v", err)
+	}
+	if err := p.wait(); !errors.Is(err, boom) {
+		t.Errorf("wait: %v, want %v", err, boom)
+	}
+	if !slices.Equal(kept, []int32{0, 1, 2, 3, 4}) {
+		t.Errorf("kept %v", kept)
+	}
 }
