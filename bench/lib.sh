@@ -157,17 +157,17 @@ infer_compare() {
 	emit ""
 	emit "### Inference: attnaudit infer (Go + ORT, $provider) vs PyTorch eager ($device), $n sentences"
 	emit ""
-	emit "Same algorithm on both sides: batches sorted by source length, greedy, decoder re-run on the growing prefix (no cache), finished rows leaving the batch, max_len 2·src+10, one teacher-forced pass capturing encoder self-, decoder self- and cross-attention for every layer and head. attnaudit also writes them to Parquet; torch only copies them to the host. attnaudit's time is the manifest's \`stages.infer.seconds\` (model load included; process wall beside it); torch's excludes model load and one warm-up batch."
+	emit "Same algorithm on both sides: batches sorted by source length, greedy, decoder re-run on the growing prefix (no cache), finished rows leaving the batch, max_len 2·src+10, one teacher-forced pass capturing encoder self-, decoder self- and cross-attention for every layer and head. attnaudit also writes them to Parquet; torch only copies them to the host. attnaudit's time is the manifest's \`stages.infer.seconds\` (model load included; process wall beside it); torch's excludes model load and one warm-up batch. \"seed greedy\" is the same torch code keeping finished rows in the batch until all are done, as the seed's \`Transformer.greedy\` (export/model.py) does (\`--keep-finished\`; BENCH_SEED_GREEDY=0 skips it)."
 	emit ""
 	if [ "${SAMPLE_GPU:-0}" = 1 ]; then
 		emit "| batch | attnaudit s | attnaudit wall s | attnaudit sent/s | torch s | torch sent/s | ratio | ≥ 2x | attnaudit RSS MB | attnaudit GPU MiB (nvidia-smi) | torch GPU MiB (nvidia-smi) | torch max_memory_allocated MiB |"
 		emit "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | :-: | ---: | ---: | ---: | ---: |"
 	else
-		emit "| batch | attnaudit s | attnaudit wall s | attnaudit sent/s | torch s | torch sent/s | ratio | ≥ 2x | attnaudit RSS MB | torch RSS MB |"
-		emit "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | :-: | ---: | ---: |"
+		emit "| batch | attnaudit s | attnaudit wall s | attnaudit sent/s | torch s | torch sent/s | ratio | ≥ 2x | seed greedy s | ratio vs seed greedy | attnaudit RSS MB | torch RSS MB |"
+		emit "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | :-: | ---: | ---: | ---: | ---: |"
 	fi
 	for bs in $sizes; do
-		local go_s="" go_wall="" go_rss="" go_gpu="" t_s="" t_rss="" t_gpu="" t_alloc="" m
+		local go_s="" go_wall="" go_rss="" go_gpu="" t_s="" t_rss="" t_gpu="" t_alloc="" k_s="" m
 		if [ "$GO_OK" = 1 ]; then
 			gpu_sample_start
 			if timed "infer-go-bs$bs" "$BIN" infer --checkpoint "$CKPT" --data "$data" \
@@ -193,6 +193,15 @@ infer_compare() {
 			fail_note "infer-torch-bs$bs"
 		fi
 		t_gpu=$(gpu_sample_stop)
+		if [ "${SAMPLE_GPU:-0}" != 1 ] && [ "${BENCH_SEED_GREEDY:-1}" = 1 ]; then
+			if timed "infer-seed-bs$bs" "$PY" bench/torch_infer.py --checkpoint "$CKPT" --data "$data" \
+				--batch-sizes "$bs" --device "$device" --threads "$THREADS" --keep-finished; then
+				k_s=$(jget "$WORK/infer-seed-bs$bs.out" "d['runs'][0]['seconds']")
+				cat "$WORK/infer-seed-bs$bs.out" >>"$WORK/raw.txt"
+			else
+				fail_note "infer-seed-bs$bs"
+			fi
+		fi
 		local go_rate t_rate r
 		go_rate=$(per_s "$n" "${go_s:-0}")
 		t_rate=$(per_s "$n" "${t_s:-0}")
@@ -200,7 +209,7 @@ infer_compare() {
 		if [ "${SAMPLE_GPU:-0}" = 1 ]; then
 			emit "| $bs | ${go_s:-—} | ${go_wall:-—} | $go_rate | ${t_s:-—} | $t_rate | $r | $(meets "$r" 2) | ${go_rss:-—} | ${go_gpu:-—} | ${t_gpu:-—} | ${t_alloc:-—} |"
 		else
-			emit "| $bs | ${go_s:-—} | ${go_wall:-—} | $go_rate | ${t_s:-—} | $t_rate | $r | $(meets "$r" 2) | ${go_rss:-—} | ${t_rss:-—} |"
+			emit "| $bs | ${go_s:-—} | ${go_wall:-—} | $go_rate | ${t_s:-—} | $t_rate | $r | $(meets "$r" 2) | ${k_s:-—} | $(ratio "${k_s:-0}" "${go_s:-0}") | ${go_rss:-—} | ${t_rss:-—} |"
 		fi
 	done
 	[ -z "$used" ] || { emit ""; emit "attnaudit's provider (manifest.json): $used."; }

@@ -10,14 +10,15 @@
 #   BENCH=infer,visualize bench/run.sh   a subset (default: all)
 #   QUICK=1 bench/run.sh                 smoke test: fewer sentences, smaller runs
 # Environment knobs of bench/lib.sh: BENCH_PYTHON, BENCH_THREADS, BENCH_CHECKPOINT,
-# BENCH_WORK, BENCH_KEEP, BENCH_RESULTS.
+# BENCH_WORK, BENCH_KEEP, BENCH_RESULTS; BENCH_INFER_N (sentences for infer, 128),
+# BENCH_RSS_NS (run sizes for rss, "1000 10000"), BENCH_FORCE_RSS=1 (no memory guard).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 if [ "${QUICK:-0}" = 1 ]; then
 	MODE="QUICK smoke test" INFER_BS="1 16" INFER_N=16 RUN_N=100 RSS_NS="100 400" VIS_N=5
 else
-	MODE="full" INFER_BS="1 16 64" INFER_N=${BENCH_INFER_N:-128} RUN_N=1000 RSS_NS="1000 10000" VIS_N=20
+	MODE="full" INFER_BS="1 16 64" INFER_N=${BENCH_INFER_N:-128} RUN_N=1000 RSS_NS=${BENCH_RSS_NS:-"1000 10000"} VIS_N=20
 fi
 
 # run_data N OUT: a dataset of N examples, the demo set repeated (ids made
