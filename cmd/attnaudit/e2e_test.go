@@ -24,6 +24,12 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// The binary runs from temporary folders: point it at the repository's
+	// ONNX Runtime unless the caller chose one (`make test` does).
+	if os.Getenv("ATTNAUDIT_ORT_LIB") == "" {
+		lib, _ := filepath.Abs("../../third_party/onnxruntime/libonnxruntime.so.1")
+		os.Setenv("ATTNAUDIT_ORT_LIB", lib)
+	}
 	dir, err := os.MkdirTemp("", "attnaudit-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
