@@ -146,3 +146,23 @@ func TestWriteReportAndCompare(t *testing.T) {
 		t.Error("a folder without a manifest was accepted")
 	}
 }
+
+// BenchmarkWriteReport times the report stage over a real run folder named
+// by ATTNAUDIT_BENCH_RUN (a finished `attnaudit run`), e.g.
+//
+//	ATTNAUDIT_BENCH_RUN=runs/ko-en-small-epoch0027-… go test ./pipeline -run '^$' -bench WriteReport -benchtime 1x -cpuprofile cpu.out
+func BenchmarkWriteReport(b *testing.B) {
+	run := os.Getenv("ATTNAUDIT_BENCH_RUN")
+	if run == "" {
+		b.Skip("set ATTNAUDIT_BENCH_RUN to a finished run folder")
+	}
+	for range b.N {
+		path, err := WriteReport(run, report.DefaultOptions())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st, err := os.Stat(path); err == nil {
+			b.ReportMetric(float64(st.Size())/1e6, "MB")
+		}
+	}
+}

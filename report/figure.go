@@ -1,10 +1,11 @@
 package report
 
 import (
-	"bytes"
 	"fmt"
+	"image"
 	"image/color"
 	"math"
+	"slices"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
@@ -24,7 +25,13 @@ type figure struct {
 type theme struct {
 	opts  PlotOptions
 	fonts *fontSet
+	scale []color.NRGBA // the colormap in scaleSteps steps, low to high
 }
+
+// scaleSteps is how many colours a heatmap's scale has: smooth to the eye,
+// and few enough that the scale and the shades of anti-aliased text fit
+// one 256-colour PNG palette (encodePNG).
+const scaleSteps = 128
 
 func newTheme(opts PlotOptions) (*theme, error) {
 	opts, err := opts.withDefaults()
@@ -35,7 +42,16 @@ func newTheme(opts PlotOptions) (*theme, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &theme{opts: opts, fonts: fs}, nil
+	return themeWith(opts, fs), nil
+}
+
+// themeWith makes a theme of checked options and loaded fonts.
+func themeWith(opts PlotOptions, fs *fontSet) *theme {
+	th := &theme{opts: opts, fonts: fs}
+	for _, c := range colormap(opts.Colormap, 0, 1).Palette(scaleSteps).Colors() {
+		th.scale = append(th.scale, color.NRGBAModel.Convert(c).(color.NRGBA))
+	}
+	return th
 }
 
 // style returns a text style of the given size drawn with the theme's fonts.
@@ -80,11 +96,11 @@ func (th *theme) render(f figure) (data []byte, err error) {
 	}()
 	c := vgimg.NewWith(vgimg.UseWH(f.w, f.h), vgimg.UseDPI(th.opts.DPI), vgimg.UseBackgroundColor(color.White))
 	f.draw(draw.New(c))
-	var buf bytes.Buffer
-	if _, err := (vgimg.PngCanvas{Canvas: c}).WriteTo(&buf); err != nil {
-		return nil, fmt.Errorf("encoding PNG: %w", err)
+	img, ok := c.Image().(*image.RGBA)
+	if !ok {
+		return nil, fmt.Errorf("drawing figure: canvas image is %T, want *image.RGBA", c.Image())
 	}
-	return buf.Bytes(), nil
+	return encodePNG(img, slices.Concat(th.scale, []color.NRGBA{nanColor, overflowColor, underflowColor}))
 }
 
 // clampInches bounds an automatic size to something a viewer can open.

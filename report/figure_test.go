@@ -28,7 +28,7 @@ func liberationTheme(t testing.TB) *theme {
 			if err != nil {
 				t.Fatal(err)
 			}
-			return &theme{opts: opts, fonts: newFontSet(f.Face, "")}
+			return themeWith(opts, newFontSet(f.Face, ""))
 		}
 	}
 	t.Fatal("no Liberation Sans in gonum's collection")

@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	imagedraw "image/draw"
 	"math"
 	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/palette"
-	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
@@ -23,15 +23,98 @@ var (
 	underflowColor = color.NRGBA{0x20, 0x40, 0xe0, 255}
 )
 
-// matrixGrid shows a Matrix as a plotter.GridXYZ with query row 0 at the
-// top: gonum draws grid row 0 at the bottom, so rows are flipped here, and
-// labelTicks flips the query labels to match.
-type matrixGrid struct{ m metrics.Matrix }
+// cellRaster draws a Matrix as a heatmap with query row 0 at the top. It
+// paints the cells straight into the canvas's pixels, where gonum's vector
+// HeatMap fills one path per cell: on a real run's long sentences that was
+// most of the report stage's time, for the same picture. The data range is
+// -0.5..Cols-0.5 by -0.5..Rows-0.5, a cell per integer, and labelTicks
+// numbers the query rows from the top to match.
+type cellRaster struct {
+	m      metrics.Matrix
+	scale  []color.NRGBA // the colour scale in steps, lo to hi
+	lo, hi float64
+}
 
-func (g matrixGrid) Dims() (c, r int)   { return g.m.Cols, g.m.Rows }
-func (g matrixGrid) Z(c, r int) float64 { return float64(g.m.At(g.m.Rows-1-r, c)) }
-func (g matrixGrid) X(c int) float64    { return float64(c) }
-func (g matrixGrid) Y(r int) float64    { return float64(r) }
+func (cr cellRaster) DataRange() (xmin, xmax, ymin, ymax float64) {
+	return -0.5, float64(cr.m.Cols) - 0.5, -0.5, float64(cr.m.Rows) - 0.5
+}
+
+// scaleColor is the colour of v on a scale of steps from lo to hi: NaN
+// grey, out-of-range values in the under- and overflow colours.
+func scaleColor(scale []color.NRGBA, lo, hi, v float64) color.NRGBA {
+	switch {
+	case math.IsNaN(v):
+		return nanColor
+	case v < lo:
+		return underflowColor
+	case v > hi:
+		return overflowColor
+	}
+	return scale[int((v-lo)/(hi-lo)*float64(len(scale)-1)+0.5)]
+}
+
+// pixelCanvas is a raster canvas (vgimg's) whose pixels cellRaster can set
+// directly: scaling an image onto it goes through a bilinear kernel, which
+// costs more than every other part of a figure and blurs the cell edges.
+type pixelCanvas interface {
+	Image() imagedraw.Image
+	DPI() float64
+}
+
+// rasterOf finds the raster canvas under c's layers of cropping.
+func rasterOf(c draw.Canvas) (pixelCanvas, bool) {
+	var cv vg.Canvas = c
+	for {
+		switch v := cv.(type) {
+		case pixelCanvas:
+			return v, true
+		case draw.Canvas:
+			cv = v.Canvas
+		default:
+			return nil, false
+		}
+	}
+}
+
+func (cr cellRaster) Plot(c draw.Canvas, p *plot.Plot) {
+	tx, ty := p.Transforms(&c)
+	rect := vg.Rectangle{
+		Min: vg.Point{X: tx(-0.5), Y: ty(-0.5)},
+		Max: vg.Point{X: tx(float64(cr.m.Cols) - 0.5), Y: ty(float64(cr.m.Rows) - 0.5)},
+	}
+	colors := make([]color.NRGBA, len(cr.m.Data))
+	for i, v := range cr.m.Data {
+		colors[i] = scaleColor(cr.scale, cr.lo, cr.hi, float64(v))
+	}
+	paintCells(c, rect, colors, cr.m.Cols, cr.m.Rows)
+}
+
+// paintCells fills rect with a cols × rows grid of colours, row 0 at the
+// top, pixel by pixel on a raster canvas and as an image elsewhere.
+func paintCells(c draw.Canvas, rect vg.Rectangle, colors []color.NRGBA, cols, rows int) {
+	pc, ok := rasterOf(c)
+	if !ok {
+		img := image.NewNRGBA(image.Rect(0, 0, cols, rows))
+		for i, col := range colors {
+			img.SetNRGBA(i%cols, i/cols, col)
+		}
+		c.DrawImage(rect, img)
+		return
+	}
+	// vgimg's y axis points down from the top edge of the image.
+	dst, dpi := pc.Image(), pc.DPI()
+	top := dst.Bounds().Max.Y
+	dots := func(l vg.Length) int { return int(math.Round(l.Dots(dpi))) }
+	x0, x1 := dots(rect.Min.X), dots(rect.Max.X)
+	y0, y1 := top-dots(rect.Max.Y), top-dots(rect.Min.Y)
+	w, h := max(1, x1-x0), max(1, y1-y0)
+	for y := range h {
+		r := min(rows-1, y*rows/h)
+		for x := range w {
+			dst.Set(x0+x, y0+y, colors[r*cols+min(cols-1, x*cols/w)])
+		}
+	}
+}
 
 // scaleRange is the colour scale of matrices: from 0 (attention is a
 // probability) to the largest finite weight, or 0..1 when there is none
@@ -79,6 +162,7 @@ type heatmapPlot struct {
 	lo, hi         float64
 	tickSize       vg.Length
 	cell           vg.Length // drawn size of one cell, to thin labels
+	xRotation      float64   // of the key labels: 0, π/4 or π/2
 }
 
 func (th *theme) checkLabels(m metrics.Matrix, xLabels, yLabels []string) error {
@@ -105,11 +189,7 @@ func (th *theme) labels(ls []string) []string {
 // plot builds the gonum plot of h.
 func (th *theme) heatmap(h heatmapPlot) *plot.Plot {
 	p := th.newPlot(h.title)
-	cm := colormap(th.opts.Colormap, h.lo, h.hi)
-	hm := plotter.NewHeatMap(matrixGrid{h.m}, cm.Palette(256))
-	hm.Min, hm.Max = h.lo, h.hi
-	hm.NaN, hm.Overflow, hm.Underflow = nanColor, overflowColor, underflowColor
-	p.Add(hm)
+	p.Add(cellRaster{m: h.m, scale: th.scale, lo: h.lo, hi: h.hi})
 	p.X.Label.Text, p.Y.Label.Text = h.xTitle, h.yTitle
 	p.X.Tick.Label.Font.Size, p.Y.Tick.Label.Font.Size = h.tickSize, h.tickSize
 	step := 1
@@ -118,9 +198,12 @@ func (th *theme) heatmap(h heatmapPlot) *plot.Plot {
 	}
 	p.X.Tick.Marker = labelTicks(th.labels(h.xLabels), step, false)
 	p.Y.Tick.Marker = labelTicks(th.labels(h.yLabels), step, true)
-	p.X.Tick.Label.Rotation = math.Pi / 2
-	p.X.Tick.Label.XAlign = draw.XRight
-	p.X.Tick.Label.YAlign = draw.YCenter
+	p.X.Tick.Label.Rotation = h.xRotation
+	if h.xRotation == 0 {
+		p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = draw.XCenter, draw.YTop
+	} else {
+		p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = draw.XRight, draw.YCenter
+	}
 	p.X.Padding, p.Y.Padding = 0, 0
 	p.X.Tick.Length, p.Y.Tick.Length = vg.Points(2), vg.Points(2)
 	return p
@@ -140,18 +223,13 @@ const colorbarWidth = 0.85 * vg.Inch
 // drawColorbar draws a vertical colour bar for [lo, hi] with labelled ticks
 // beside the data area da, in the strip of dc to the right of it.
 func (th *theme) drawColorbar(dc draw.Canvas, da vg.Rectangle, lo, hi float64) {
-	cm := colormap(th.opts.Colormap, lo, hi)
-	const steps = 128
-	img := image.NewNRGBA(image.Rect(0, 0, 1, steps))
-	for i := range steps {
-		c, err := cm.At(lo + (hi-lo)*float64(i)/float64(steps-1))
-		if err == nil {
-			img.Set(0, steps-1-i, c)
-		}
-	}
 	x0 := da.Max.X + 0.12*vg.Inch
 	bar := vg.Rectangle{Min: vg.Point{X: x0, Y: da.Min.Y}, Max: vg.Point{X: x0 + 0.14*vg.Inch, Y: da.Max.Y}}
-	dc.DrawImage(bar, img)
+	steps := make([]color.NRGBA, len(th.scale))
+	for i, c := range th.scale {
+		steps[len(steps)-1-i] = c
+	}
+	paintCells(dc, bar, steps, 1, len(steps))
 	dc.SetLineWidth(vg.Points(0.5))
 	dc.SetColor(color.Black)
 	dc.Stroke(bar.Path())
@@ -167,29 +245,58 @@ func (th *theme) drawColorbar(dc draw.Canvas, da vg.Rectangle, lo, hi float64) {
 	}
 }
 
+// tokenLayout is how a heatmap's tokens are drawn: the size of a cell, of
+// the tick labels, and the key labels' rotation, with the height they take.
+type tokenLayout struct {
+	cell, tick vg.Length
+	rotation   float64
+	xh, yw     vg.Length // key labels' drawn height, query labels' width
+}
+
+// layoutTokens sizes the cells of a cols × rows heatmap so its data area
+// stays within maxData a side (long sentences get smaller cells, not larger
+// figures), at most maxCell each; labels shrink with the cells between
+// minTick and maxTick, and every label is kept while it fits (labelTicks
+// thins them past that). Key labels are written horizontally when the
+// widest fits in a cell, else at 45°, which reads better than upright
+// Hangul and takes less height.
+func (th *theme) layoutTokens(cols, rows int, xLabels, yLabels []string, maxCell, maxData, minTick, maxTick vg.Length) tokenLayout {
+	cell := min(maxCell, maxData/vg.Length(max(cols, rows)))
+	tick := max(minTick, min(maxTick, cell*0.8))
+	l := tokenLayout{cell: cell, tick: tick, rotation: math.Pi / 4}
+	xw := th.maxLabelWidth(xLabels, tick)
+	l.yw = th.maxLabelWidth(yLabels, tick)
+	switch {
+	case xw <= cell*0.9:
+		l.rotation = 0
+		l.xh = tick * 1.2
+	default:
+		l.xh = (xw + tick) * vg.Length(math.Sqrt2/2)
+	}
+	return l
+}
+
 // attentionFigure is one heatmap with its colour bar, sized from the token
 // counts unless PlotOptions fix the size.
 func (th *theme) attentionFigure(m metrics.Matrix, xLabels, yLabels []string, title, xTitle, yTitle string) (figure, error) {
 	if err := th.checkLabels(m, xLabels, yLabels); err != nil {
 		return figure{}, err
 	}
-	const tick = 8
 	lo, hi := scaleRange(m)
-	cell := 0.28 * vg.Inch
-	yw := th.maxLabelWidth(yLabels, tick)
-	xh := th.maxLabelWidth(xLabels, tick)
+	lay := th.layoutTokens(m.Cols, m.Rows, xLabels, yLabels, 0.26*vg.Inch, 6*vg.Inch, 5.5, 8)
+	yw, xh := lay.yw, lay.xh
 	minW := float64(th.textWidth(th.fonts.label(title), 11))/vg.Inch.Points() + 0.4
-	w := clampInches(max(minW, float64(yw+cell*vg.Length(m.Cols)+colorbarWidth)/vg.Inch.Points()+0.5), 3.5, maxInches)
-	h := clampInches(float64(xh+cell*vg.Length(m.Rows))/vg.Inch.Points()+0.75, 2.5, maxInches)
+	w := clampInches(max(minW, float64(yw+lay.cell*vg.Length(m.Cols)+colorbarWidth)/vg.Inch.Points()+0.5), 3.5, maxInches)
+	h := clampInches(float64(xh+lay.cell*vg.Length(m.Rows))/vg.Inch.Points()+0.75, 2.5, maxInches)
 	if th.opts.PlotWidth > 0 {
 		w = vg.Length(th.opts.PlotWidth) * vg.Inch
 	}
 	if th.opts.PlotHeight > 0 {
 		h = vg.Length(th.opts.PlotHeight) * vg.Inch
 	}
-	cell = min((w-yw-colorbarWidth-0.5*vg.Inch)/vg.Length(m.Cols), (h-xh-0.75*vg.Inch)/vg.Length(m.Rows))
+	cell := min((w-yw-colorbarWidth-0.5*vg.Inch)/vg.Length(m.Cols), (h-xh-0.75*vg.Inch)/vg.Length(m.Rows))
 	p := th.heatmap(heatmapPlot{m: m, xLabels: xLabels, yLabels: yLabels, title: title, xTitle: xTitle, yTitle: yTitle,
-		lo: lo, hi: hi, tickSize: tick, cell: cell})
+		lo: lo, hi: hi, tickSize: lay.tick, cell: cell, xRotation: lay.rotation})
 	p.Title.Text = ""
 	return figure{w: w, h: h, draw: func(dc draw.Canvas) {
 		dc = th.drawTitle(dc, title, 11)
@@ -210,16 +317,14 @@ func (th *theme) headGridFigure(heads []metrics.Matrix, xLabels, yLabels []strin
 			return figure{}, fmt.Errorf("head %d: %w", i, err)
 		}
 	}
-	const tick = 6
 	cols := min(4, len(heads))
 	rows := (len(heads) + cols - 1) / cols
 	lo, hi := scaleRange(heads...)
 	m0 := heads[0]
-	cell := 0.14 * vg.Inch
-	yw := th.maxLabelWidth(yLabels, tick)
-	xh := th.maxLabelWidth(xLabels, tick)
-	tileW := cell*vg.Length(m0.Cols) + 0.15*vg.Inch
-	tileH := cell*vg.Length(m0.Rows) + 0.3*vg.Inch
+	lay := th.layoutTokens(m0.Cols, m0.Rows, xLabels, yLabels, 0.14*vg.Inch, 2.4*vg.Inch, 4.5, 6)
+	yw, xh := lay.yw, lay.xh
+	tileW := lay.cell*vg.Length(m0.Cols) + 0.15*vg.Inch
+	tileH := lay.cell*vg.Length(m0.Rows) + 0.3*vg.Inch
 	const suptitle = 0.4 * vg.Inch
 	minW := float64(th.textWidth(th.fonts.label(title), 11))/vg.Inch.Points() + 0.4
 	w := clampInches(max(minW, float64(yw+tileW*vg.Length(cols)+colorbarWidth)/vg.Inch.Points()+0.6), 5, maxInches)
@@ -230,7 +335,7 @@ func (th *theme) headGridFigure(heads []metrics.Matrix, xLabels, yLabels []strin
 	if th.opts.PlotHeight > 0 {
 		h = vg.Length(th.opts.PlotHeight) * vg.Inch * vg.Length(rows) / 2
 	}
-	cell = min((w-yw-colorbarWidth-0.6*vg.Inch)/vg.Length(cols*m0.Cols), (h-xh-suptitle-0.6*vg.Inch)/vg.Length(rows*m0.Rows))
+	cell := min((w-yw-colorbarWidth-0.6*vg.Inch)/vg.Length(cols*m0.Cols), (h-xh-suptitle-0.6*vg.Inch)/vg.Length(rows*m0.Rows))
 	plots := make([][]*plot.Plot, rows)
 	for r := range plots {
 		plots[r] = make([]*plot.Plot, cols)
@@ -240,7 +345,7 @@ func (th *theme) headGridFigure(heads []metrics.Matrix, xLabels, yLabels []strin
 				continue
 			}
 			hp := heatmapPlot{m: heads[i], xLabels: xLabels, yLabels: yLabels, title: "head " + strconv.Itoa(i),
-				lo: lo, hi: hi, tickSize: tick, cell: cell}
+				lo: lo, hi: hi, tickSize: lay.tick, cell: cell, xRotation: lay.rotation}
 			p := th.heatmap(hp)
 			p.Title.TextStyle.Font.Size = 8
 			if c != 0 {
@@ -348,8 +453,6 @@ func (th *theme) metricGridFigure(m metrics.Matrix, title string, lo, hi float64
 		yl[i] = "L" + strconv.Itoa(i)
 	}
 	p := th.heatmap(heatmapPlot{m: m, xLabels: xl, yLabels: yl, title: title, lo: lo, hi: hi, tickSize: 7})
-	p.X.Tick.Label.Rotation = 0
-	p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = draw.XCenter, draw.YTop
 	p.Title.TextStyle.Font.Size = 9
 	p.Add(cellValues{th: th, m: m, cm: colormap(th.opts.Colormap, lo, hi), format: "%.2f"})
 	cell := 0.34 * vg.Inch
