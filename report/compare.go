@@ -19,8 +19,8 @@ type comparePage struct {
 	Runs        []compareRunView
 	Against     string
 	Regressions []regression
-	Quality     []img
-	Detectors   []img
+	Quality     []*img
+	Detectors   []*img
 	Kinds       []kindSection
 	Changes     []flagChanges
 	XTitle      string
@@ -120,7 +120,11 @@ func GenerateCompare(w io.Writer, data CompareData, opts Options) error {
 	}
 	xs, ticks, xTitle := runPositions(data.Runs)
 	page.XTitle = xTitle
-	if err := page.plots(th, data, sents, xs, ticks, xTitle); err != nil {
+	q := &figureQueue{th: th}
+	if err := page.plots(q, data, sents, xs, ticks, xTitle); err != nil {
+		return err
+	}
+	if err := q.render(); err != nil {
 		return err
 	}
 	page.Changes = changedFlags(data, sents, opts.ChangedExamples)
@@ -173,17 +177,13 @@ func runPositions(runs []CompareRun) ([]float64, []plot.Tick, string) {
 	return xs, ticks, title
 }
 
-func (page *comparePage) plots(th *theme, data CompareData, sents [][]store.SentenceMetrics, xs []float64, ticks []plot.Tick, xTitle string) error {
-	add := func(dst *[]img, title, yTitle string, ss []series) error {
-		f, err := th.linesFigure(title, xTitle, yTitle, ss, ticks)
+func (page *comparePage) plots(q *figureQueue, data CompareData, sents [][]store.SentenceMetrics, xs []float64, ticks []plot.Tick, xTitle string) error {
+	add := func(dst *[]*img, title, yTitle string, ss []series) error {
+		f, err := q.th.linesFigure(title, xTitle, yTitle, ss, ticks)
 		if err != nil {
 			return err
 		}
-		im, err := th.embed(f, title+" against "+xTitle)
-		if err != nil {
-			return err
-		}
-		*dst = append(*dst, im)
+		*dst = append(*dst, q.add(f, title+" against "+xTitle))
 		return nil
 	}
 	n := len(data.Runs)

@@ -108,10 +108,19 @@ func paintCells(c draw.Canvas, rect vg.Rectangle, colors []color.NRGBA, cols, ro
 	x0, x1 := dots(rect.Min.X), dots(rect.Max.X)
 	y0, y1 := top-dots(rect.Max.Y), top-dots(rect.Min.Y)
 	w, h := max(1, x1-x0), max(1, y1-y0)
+	rgba, fast := dst.(*image.RGBA)
+	fast = fast && image.Rect(x0, y0, x0+w, y0+h).In(rgba.Bounds())
 	for y := range h {
 		r := min(rows-1, y*rows/h)
 		for x := range w {
-			dst.Set(x0+x, y0+y, colors[r*cols+min(cols-1, x*cols/w)])
+			col := colors[r*cols+min(cols-1, x*cols/w)]
+			if !fast {
+				dst.Set(x0+x, y0+y, col)
+				continue
+			}
+			// The scale's colours are opaque, so NRGBA is RGBA.
+			o := rgba.PixOffset(x0+x, y0+y)
+			rgba.Pix[o], rgba.Pix[o+1], rgba.Pix[o+2], rgba.Pix[o+3] = col.R, col.G, col.B, col.A
 		}
 	}
 }

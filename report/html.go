@@ -3,10 +3,13 @@ package report
 import (
 	"embed"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"html/template"
 	"math"
+	"runtime"
 	"strings"
+	"sync"
 
 	"gonum.org/v1/plot/vg"
 )
@@ -55,16 +58,58 @@ type img struct {
 	W, H int // CSS pixels
 }
 
-// embed renders f and wraps it for a page.
-func (th *theme) embed(f figure, alt string) (img, error) {
-	data, err := th.render(f)
-	if err != nil {
-		return img{}, fmt.Errorf("%s: %w", alt, err)
+// figureQueue collects a page's figures and renders them together,
+// GOMAXPROCS at a time: drawing and PNG encoding are most of a report's
+// time, and figures are independent (gonum's fonts and canvases are safe
+// for concurrent use).
+type figureQueue struct {
+	th   *theme
+	jobs []figureJob
+}
+
+type figureJob struct {
+	f  figure
+	im *img
+}
+
+// add queues f and returns the image that stands for it on the page; its
+// Src is filled in by render.
+func (q *figureQueue) add(f figure, alt string) *img {
+	im := &img{Alt: alt, W: cssPixels(f.w), H: cssPixels(f.h)}
+	q.jobs = append(q.jobs, figureJob{f, im})
+	return im
+}
+
+// render draws every queued figure; a figure that fails is named in the
+// error.
+func (q *figureQueue) render() error {
+	errs := make([]error, len(q.jobs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(q.jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				j := q.jobs[i]
+				data, err := q.th.render(j.f)
+				if err != nil {
+					errs[i] = fmt.Errorf("%s: %w", j.im.Alt, err)
+					continue
+				}
+				// The data URL is built here from PNG bytes we encoded
+				// ourselves, so it is safe to mark as a URL for html/template.
+				j.im.Src = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(data))
+			}
+		}()
 	}
-	// The data URL is built here from PNG bytes we encoded ourselves, so it
-	// is safe to mark as a URL for html/template.
-	src := template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(data))
-	return img{Src: src, Alt: alt, W: cssPixels(f.w), H: cssPixels(f.h)}, nil
+	for i := range q.jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	q.jobs = nil
+	return errors.Join(errs...)
 }
 
 func cssPixels(l vg.Length) int { return int(math.Round(float64(l / vg.Inch * 96))) }

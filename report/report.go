@@ -35,7 +35,7 @@ type flagRow struct {
 
 type kindSection struct {
 	Kind, Title string
-	Figures     []img
+	Figures     []*img
 	Notes       []string
 }
 
@@ -54,7 +54,7 @@ type exampleView struct {
 	Reasons                       string
 	Scores                        []kv
 	Tokens                        []tokenView
-	Figures                       []img
+	Figures                       []*img
 	Note                          string
 }
 
@@ -103,10 +103,11 @@ func Generate(w io.Writer, data RunData, opts Options) error {
 		page.Flags = append(page.Flags, row)
 	}
 	page.AnyFlagged = sel.Flagged
-	if page.Kinds, err = th.headSections(data.Heads); err != nil {
+	q := &figureQueue{th: th}
+	if page.Kinds, err = headSections(q, data.Heads); err != nil {
 		return err
 	}
-	ev := newExampleViews(th, data, opts.Layer)
+	ev := newExampleViews(q, data, opts.Layer)
 	for _, g := range sel.Gallery {
 		gv := galleryView{Name: g.Name, Why: g.Why}
 		for _, id := range g.IDs {
@@ -130,6 +131,9 @@ func Generate(w io.Writer, data RunData, opts Options) error {
 			*ids.out = append(*ids.out, v)
 		}
 	}
+	if err := q.render(); err != nil {
+		return err
+	}
 	if err := templates.ExecuteTemplate(w, "report.html", page); err != nil {
 		return fmt.Errorf("writing report: %w", err)
 	}
@@ -144,7 +148,7 @@ func orDash(s string) string {
 }
 
 // headSections draws the layer × head table of every head metric per kind.
-func (th *theme) headSections(st HeadStats) ([]kindSection, error) {
+func headSections(q *figureQueue, st HeadStats) ([]kindSection, error) {
 	var out []kindSection
 	for _, kind := range kinds {
 		means, ok := st.Means[kind]
@@ -169,15 +173,11 @@ func (th *theme) headSections(st HeadStats) ([]kindSection, error) {
 					continue
 				}
 			}
-			f, err := th.metricGridFigure(mat, m.name, m.lo, m.hi)
+			f, err := q.th.metricGridFigure(mat, m.name, m.lo, m.hi)
 			if err != nil {
 				return nil, fmt.Errorf("%s %s: %w", kind, m.name, err)
 			}
-			im, err := th.embed(f, fmt.Sprintf("%s %s by layer and head: %s", kind, m.name, m.desc))
-			if err != nil {
-				return nil, err
-			}
-			sec.Figures = append(sec.Figures, im)
+			sec.Figures = append(sec.Figures, q.add(f, fmt.Sprintf("%s %s by layer and head: %s", kind, m.name, m.desc)))
 		}
 		out = append(out, sec)
 	}
@@ -197,17 +197,17 @@ func maxFinite(vs []float32) float64 {
 // exampleViews builds example sections, drawing each figure once even when
 // an example is in the gallery and in the list.
 type exampleViews struct {
-	th       *theme
+	q        *figureQueue
 	data     RunData
 	layer    int
 	examples map[int32]*store.Example
 	sents    map[int32]store.SentenceMetrics
-	cross    map[int32]img
+	cross    map[int32]*img
 }
 
-func newExampleViews(th *theme, data RunData, layer int) *exampleViews {
-	ev := &exampleViews{th: th, data: data, layer: layer, examples: map[int32]*store.Example{},
-		sents: map[int32]store.SentenceMetrics{}, cross: map[int32]img{}}
+func newExampleViews(q *figureQueue, data RunData, layer int) *exampleViews {
+	ev := &exampleViews{q: q, data: data, layer: layer, examples: map[int32]*store.Example{},
+		sents: map[int32]store.SentenceMetrics{}, cross: map[int32]*img{}}
 	for i := range data.Examples {
 		ev.examples[data.Examples[i].ExampleID] = &data.Examples[i]
 	}
@@ -257,11 +257,11 @@ func (ev *exampleViews) view(id int32, full bool) (exampleView, error) {
 		Cross: att.Cross, DecoderSelf: att.DecoderSelf, EncoderSelf: att.EncoderSelf}
 	if !full {
 		if im, ok := ev.cross[id]; ok {
-			v.Figures = []img{im}
+			v.Figures = []*img{im}
 			return v, nil
 		}
 	}
-	figs, err := ev.th.exampleFigures(vex, ev.layer, full)
+	figs, err := ev.q.th.exampleFigures(vex, ev.layer, full)
 	if err != nil {
 		// One example's odd attention should not sink the whole report.
 		v.Note = "Attention could not be drawn: " + err.Error()
@@ -269,9 +269,7 @@ func (ev *exampleViews) view(id int32, full bool) (exampleView, error) {
 	}
 	crossImg, ok := ev.cross[id]
 	if !ok {
-		if crossImg, err = ev.th.embed(*figs.cross, "head-averaged cross-attention of example "+v.Name); err != nil {
-			return v, err
-		}
+		crossImg = ev.q.add(*figs.cross, "head-averaged cross-attention of example "+v.Name)
 		ev.cross[id] = crossImg
 	}
 	v.Figures = append(v.Figures, crossImg)
@@ -289,11 +287,7 @@ func (ev *exampleViews) view(id int32, full bool) (exampleView, error) {
 		if f.fig == nil {
 			continue
 		}
-		im, err := ev.th.embed(*f.fig, f.alt+" of example "+v.Name)
-		if err != nil {
-			return v, err
-		}
-		v.Figures = append(v.Figures, im)
+		v.Figures = append(v.Figures, ev.q.add(*f.fig, f.alt+" of example "+v.Name))
 	}
 	if strings.TrimSpace(v.Reference) == "" {
 		v.Reference = ""
