@@ -321,6 +321,16 @@ func (r *Runtime) configure(so *ort.SessionOptions, cuda bool) error {
 	if err := so.SetInterOpNumThreads(1); err != nil {
 		return err
 	}
+	// Decoding runs the decoder on ever-changing shapes (batch × prefix
+	// length): ORT's CPU arena and memory patterns keep a block for each and
+	// grew the resident set to 2 GB on the demo set; plain malloc keeps it
+	// bounded by the largest batch.
+	if err := so.SetCpuMemArena(false); err != nil {
+		return err
+	}
+	if err := so.SetMemPattern(false); err != nil {
+		return err
+	}
 	if !cuda {
 		return nil
 	}
