@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 
 	"attnaudit/metrics"
@@ -247,9 +248,11 @@ func passInput(ex store.Example, pass string, group []store.Attention, in metric
 		pin.Reference, pin.HasReference = ex.Reference, ex.Reference != ""
 	case store.PassForced:
 		pin.Target, pin.TgtPieces, pin.TgtIDs, pin.Logprobs = ex.Reference, ex.RefPieces, ex.RefIDs, ex.RefLogprobs
+	case store.PassDetached:
+		pin.Target, pin.TgtPieces, pin.TgtIDs, pin.Logprobs = piecesText(ex.DetPieces), ex.DetPieces, ex.DetIDs, ex.DetLogprobs
 	}
-	// examples.parquet does not record the detached pass's target, so that
-	// pass gets the attention-only scores.
+	// Gold alignments belong to the example's own reference, not to the
+	// other example's that the detached pass was forced with.
 	if g, ok := in.gold[ex.ExampleID]; ok && pass != store.PassDetached {
 		pin.Gold = &g
 	}
@@ -282,6 +285,16 @@ func passInput(ex store.Example, pass string, group []store.Attention, in metric
 		}
 	}
 	return pin, nil
+}
+
+// piecesText is the text of SentencePiece pieces ending with EOS, as the
+// tokenizer decodes it ("▁" is a space); the detached pass stores only
+// pieces.
+func piecesText(pieces []string) string {
+	if len(pieces) == 0 {
+		return ""
+	}
+	return strings.ReplaceAll(strings.Join(pieces[:len(pieces)-1], ""), "▁", " ")
 }
 
 // writeHeadRows writes one head_metrics row per attention row, in the
