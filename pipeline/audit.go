@@ -79,7 +79,7 @@ func (e *RegressionError) Error() string {
 // writes compare.html over all runs in epoch/step order and the summary, and
 // gates each run against the baseline or its predecessor.
 func Audit(env Env, in AuditInputs) (*AuditSummary, error) {
-	sum := &AuditSummary{Created: time.Now().UTC(), Data: in.Data, FailOn: in.Config.Audit.FailOnList()}
+	sum := &AuditSummary{Created: time.Now().UTC(), Data: in.Data, FailOn: append([]string{}, in.Config.Audit.FailOnList()...)}
 	if sum.Data == "" {
 		sum.Data = "(embedded demo set)"
 	}
@@ -116,6 +116,9 @@ func Audit(env Env, in AuditInputs) (*AuditSummary, error) {
 	var err error
 	if sum.Regressions, err = gate(sum.Runs, in.Baseline, in.Config.Audit); err != nil {
 		return nil, err
+	}
+	if sum.Regressions == nil {
+		sum.Regressions = []Regression{} // [] rather than null for readers of the JSON
 	}
 	var failing []Regression
 	for _, r := range sum.Regressions {

@@ -226,3 +226,61 @@ func TestShardIndexFromSchedulerEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditSkipsAndGates audits the shipped checkpoints on a few sentences,
+// checks that a second audit skips them all, and that a regression gate
+// named by --fail-on exits with code 3.
+func TestAuditSkipsAndGates(t *testing.T) {
+	data := smallDataset(t, 6)
+	out := t.TempDir()
+	args := []string{"audit", "--checkpoints", "../../examples/checkpoints/ko-en-small", "--data", data, "--output-dir", out,
+		"--provider", "cpu", "--max-len", "20"}
+	summaryPath := attnaudit(t, args...)
+	var sum pipeline.AuditSummary
+	readJSON(t, summaryPath, &sum)
+	if len(sum.Runs) != 3 {
+		t.Fatalf("audit summary has %d runs, want 3", len(sum.Runs))
+	}
+	for i, r := range sum.Runs {
+		if r.Skipped {
+			t.Errorf("first audit skipped %s", r.Checkpoint)
+		}
+		if i > 0 && r.Epoch <= sum.Runs[i-1].Epoch {
+			t.Errorf("runs not in epoch order: %d after %d", r.Epoch, sum.Runs[i-1].Epoch)
+		}
+	}
+	if _, err := os.Stat(sum.Compare); err != nil {
+		t.Errorf("compare.html: %v", err)
+	}
+
+	readJSON(t, attnaudit(t, args...), &sum)
+	for _, r := range sum.Runs {
+		if !r.Skipped || !strings.Contains(r.Reason, "already audited") {
+			t.Errorf("second audit: %s skipped=%v (%q)", r.Checkpoint, r.Skipped, r.Reason)
+		}
+	}
+
+	// Gated against the final checkpoint, the first epoch's chrF is a drop.
+	final := sum.Runs[len(sum.Runs)-1].Run
+	cmd := exec.Command(binary, append(args, "--baseline", final, "--fail-on", "chrf_drop", "--chrf-drop", "0")...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != exitRegression {
+		t.Fatalf("gated audit: exit code %d (%v), want %d\n%s", code, err, exitRegression, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "corpus chrF") {
+		t.Errorf("gated audit does not name the regression:\n%s", stderr.String())
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
