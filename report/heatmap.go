@@ -169,8 +169,8 @@ type heatmapPlot struct {
 	title          string
 	xTitle, yTitle string
 	lo, hi         float64
-	tickSize       vg.Length
-	cell           vg.Length // drawn size of one cell, to thin labels
+	xTick, yTick   vg.Length // label font sizes
+	cellW, cellH   vg.Length // drawn size of one cell, to thin labels; 0: keep all
 	xRotation      float64   // of the key labels: 0, π/4 or π/2
 }
 
@@ -200,13 +200,15 @@ func (th *theme) heatmap(h heatmapPlot) *plot.Plot {
 	p := th.newPlot(h.title)
 	p.Add(cellRaster{m: h.m, scale: th.scale, lo: h.lo, hi: h.hi})
 	p.X.Label.Text, p.Y.Label.Text = h.xTitle, h.yTitle
-	p.X.Tick.Label.Font.Size, p.Y.Tick.Label.Font.Size = h.tickSize, h.tickSize
-	step := 1
-	if h.cell > 0 && h.cell < h.tickSize*1.1 {
-		step = int(math.Ceil(float64(h.tickSize * 1.1 / h.cell)))
+	p.X.Tick.Label.Font.Size, p.Y.Tick.Label.Font.Size = h.xTick, h.yTick
+	step := func(cell, tick vg.Length) int {
+		if cell > 0 && cell < tick*1.1 {
+			return int(math.Ceil(float64(tick * 1.1 / cell)))
+		}
+		return 1
 	}
-	p.X.Tick.Marker = labelTicks(th.labels(h.xLabels), step, false)
-	p.Y.Tick.Marker = labelTicks(th.labels(h.yLabels), step, true)
+	p.X.Tick.Marker = labelTicks(th.labels(h.xLabels), step(h.cellW, h.xTick), false)
+	p.Y.Tick.Marker = labelTicks(th.labels(h.yLabels), step(h.cellH, h.yTick), true)
 	p.X.Tick.Label.Rotation = h.xRotation
 	if h.xRotation == 0 {
 		p.X.Tick.Label.XAlign, p.X.Tick.Label.YAlign = draw.XCenter, draw.YTop
@@ -257,30 +259,41 @@ func (th *theme) drawColorbar(dc draw.Canvas, da vg.Rectangle, lo, hi float64) {
 // tokenLayout is how a heatmap's tokens are drawn: the size of a cell, of
 // the tick labels, and the key labels' rotation, with the height they take.
 type tokenLayout struct {
-	cell, tick vg.Length
-	rotation   float64
-	xh, yw     vg.Length // key labels' drawn height, query labels' width
+	cellW, cellH vg.Length
+	xTick, yTick vg.Length
+	rotation     float64
+	xh, yw       vg.Length // key labels' drawn height, query labels' width
 }
 
 // layoutTokens sizes the cells of a cols × rows heatmap so its data area
 // stays within maxData a side (long sentences get smaller cells, not larger
-// figures), at most maxCell each; labels shrink with the cells between
-// minTick and maxTick, and every label is kept while it fits (labelTicks
-// thins them past that). Key labels are written horizontally when the
-// widest fits in a cell, else at 45°, which reads better than upright
-// Hangul and takes less height.
+// figures), at most maxCell each; width and height are sized apart, so a
+// short source keeps cells wide enough for its labels however long the
+// translation. Labels shrink with the cells between minTick and maxTick,
+// and every label is kept while it fits (labelTicks thins them past that).
+// Key labels are written horizontally when the widest fits in a cell, else
+// at 45° (which reads better than upright Hangul) when the cells leave a
+// line's room between slanted labels, else upright.
 func (th *theme) layoutTokens(cols, rows int, xLabels, yLabels []string, maxCell, maxData, minTick, maxTick vg.Length) tokenLayout {
-	cell := min(maxCell, maxData/vg.Length(max(cols, rows)))
-	tick := max(minTick, min(maxTick, cell*0.8))
-	l := tokenLayout{cell: cell, tick: tick, rotation: math.Pi / 4}
-	xw := th.maxLabelWidth(xLabels, tick)
-	l.yw = th.maxLabelWidth(yLabels, tick)
+	l := tokenLayout{cellW: min(maxCell, maxData/vg.Length(cols)), cellH: min(maxCell, maxData/vg.Length(rows))}
+	l.xTick = max(minTick, min(maxTick, l.cellW*0.8))
+	l.yTick = max(minTick, min(maxTick, l.cellH*0.8))
+	xw := th.maxLabelWidth(xLabels, l.xTick)
+	l.yw = th.maxLabelWidth(yLabels, l.yTick)
+	if slanted := max(minTick, l.cellW*math.Sqrt2/2/1.2); xw > l.cellW*0.9 && slanted < l.xTick {
+		// Slightly smaller labels that fit at 45° read better than upright ones.
+		l.xTick, xw = slanted, th.maxLabelWidth(xLabels, slanted)
+	}
 	switch {
-	case xw <= cell*0.9:
-		l.rotation = 0
-		l.xh = tick * 1.2
+	case xw <= l.cellW*0.9:
+		l.xh = l.xTick * 1.2
+	case l.cellW*math.Sqrt2/2 >= l.xTick*1.2:
+		// At 45° neighbouring labels are cell·sin 45° apart: room for a line.
+		l.rotation = math.Pi / 4
+		l.xh = (xw + l.xTick) * vg.Length(math.Sqrt2/2)
 	default:
-		l.xh = (xw + tick) * vg.Length(math.Sqrt2/2)
+		l.rotation = math.Pi / 2
+		l.xh = xw
 	}
 	return l
 }
@@ -295,17 +308,17 @@ func (th *theme) attentionFigure(m metrics.Matrix, xLabels, yLabels []string, ti
 	lay := th.layoutTokens(m.Cols, m.Rows, xLabels, yLabels, 0.26*vg.Inch, 6*vg.Inch, 5.5, 8)
 	yw, xh := lay.yw, lay.xh
 	minW := float64(th.textWidth(th.fonts.label(title), 11))/vg.Inch.Points() + 0.4
-	w := clampInches(max(minW, float64(yw+lay.cell*vg.Length(m.Cols)+colorbarWidth)/vg.Inch.Points()+0.5), 3.5, maxInches)
-	h := clampInches(float64(xh+lay.cell*vg.Length(m.Rows))/vg.Inch.Points()+0.75, 2.5, maxInches)
+	w := clampInches(max(minW, float64(yw+lay.cellW*vg.Length(m.Cols)+colorbarWidth)/vg.Inch.Points()+0.5), 3.5, maxInches)
+	h := clampInches(float64(xh+lay.cellH*vg.Length(m.Rows))/vg.Inch.Points()+0.75, 2.5, maxInches)
 	if th.opts.PlotWidth > 0 {
 		w = vg.Length(th.opts.PlotWidth) * vg.Inch
 	}
 	if th.opts.PlotHeight > 0 {
 		h = vg.Length(th.opts.PlotHeight) * vg.Inch
 	}
-	cell := min((w-yw-colorbarWidth-0.5*vg.Inch)/vg.Length(m.Cols), (h-xh-0.75*vg.Inch)/vg.Length(m.Rows))
 	p := th.heatmap(heatmapPlot{m: m, xLabels: xLabels, yLabels: yLabels, title: title, xTitle: xTitle, yTitle: yTitle,
-		lo: lo, hi: hi, tickSize: lay.tick, cell: cell, xRotation: lay.rotation})
+		lo: lo, hi: hi, xTick: lay.xTick, yTick: lay.yTick, xRotation: lay.rotation,
+		cellW: (w - yw - colorbarWidth - 0.5*vg.Inch) / vg.Length(m.Cols), cellH: (h - xh - 0.75*vg.Inch) / vg.Length(m.Rows)})
 	p.Title.Text = ""
 	return figure{w: w, h: h, draw: func(dc draw.Canvas) {
 		dc = th.drawTitle(dc, title, 11)
@@ -332,8 +345,8 @@ func (th *theme) headGridFigure(heads []metrics.Matrix, xLabels, yLabels []strin
 	m0 := heads[0]
 	lay := th.layoutTokens(m0.Cols, m0.Rows, xLabels, yLabels, 0.14*vg.Inch, 2.4*vg.Inch, 4.5, 6)
 	yw, xh := lay.yw, lay.xh
-	tileW := lay.cell*vg.Length(m0.Cols) + 0.15*vg.Inch
-	tileH := lay.cell*vg.Length(m0.Rows) + 0.3*vg.Inch
+	tileW := lay.cellW*vg.Length(m0.Cols) + 0.15*vg.Inch
+	tileH := lay.cellH*vg.Length(m0.Rows) + 0.3*vg.Inch
 	const suptitle = 0.4 * vg.Inch
 	minW := float64(th.textWidth(th.fonts.label(title), 11))/vg.Inch.Points() + 0.4
 	w := clampInches(max(minW, float64(yw+tileW*vg.Length(cols)+colorbarWidth)/vg.Inch.Points()+0.6), 5, maxInches)
@@ -344,7 +357,8 @@ func (th *theme) headGridFigure(heads []metrics.Matrix, xLabels, yLabels []strin
 	if th.opts.PlotHeight > 0 {
 		h = vg.Length(th.opts.PlotHeight) * vg.Inch * vg.Length(rows) / 2
 	}
-	cell := min((w-yw-colorbarWidth-0.6*vg.Inch)/vg.Length(cols*m0.Cols), (h-xh-suptitle-0.6*vg.Inch)/vg.Length(rows*m0.Rows))
+	cellW := (w - yw - colorbarWidth - 0.6*vg.Inch) / vg.Length(cols*m0.Cols)
+	cellH := (h - xh - suptitle - 0.6*vg.Inch) / vg.Length(rows*m0.Rows)
 	plots := make([][]*plot.Plot, rows)
 	for r := range plots {
 		plots[r] = make([]*plot.Plot, cols)
@@ -354,7 +368,7 @@ func (th *theme) headGridFigure(heads []metrics.Matrix, xLabels, yLabels []strin
 				continue
 			}
 			hp := heatmapPlot{m: heads[i], xLabels: xLabels, yLabels: yLabels, title: "head " + strconv.Itoa(i),
-				lo: lo, hi: hi, tickSize: lay.tick, cell: cell, xRotation: lay.rotation}
+				lo: lo, hi: hi, xTick: lay.xTick, yTick: lay.yTick, cellW: cellW, cellH: cellH, xRotation: lay.rotation}
 			p := th.heatmap(hp)
 			p.Title.TextStyle.Font.Size = 8
 			if c != 0 {
@@ -461,7 +475,7 @@ func (th *theme) metricGridFigure(m metrics.Matrix, title string, lo, hi float64
 	for i := range yl {
 		yl[i] = "L" + strconv.Itoa(i)
 	}
-	p := th.heatmap(heatmapPlot{m: m, xLabels: xl, yLabels: yl, title: title, lo: lo, hi: hi, tickSize: 7})
+	p := th.heatmap(heatmapPlot{m: m, xLabels: xl, yLabels: yl, title: title, lo: lo, hi: hi, xTick: 7, yTick: 7})
 	p.Title.TextStyle.Font.Size = 9
 	p.Add(cellValues{th: th, m: m, cm: colormap(th.opts.Colormap, lo, hi), format: "%.2f"})
 	cell := 0.34 * vg.Inch
