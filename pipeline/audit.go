@@ -110,11 +110,8 @@ func Audit(env Env, in AuditInputs) (*AuditSummary, error) {
 		dirs[i] = r.Run
 	}
 	sum.Compare = filepath.Join(in.OutputDir, "compare.html")
-	if err := WriteCompare(dirs, in.Baseline, sum.Compare, in.Config.Report); err != nil {
-		return nil, err
-	}
 	var err error
-	if sum.Regressions, err = gate(sum.Runs, in.Baseline, in.Config.Audit); err != nil {
+	if sum.Regressions, err = WriteCompare(dirs, in.Baseline, sum.Compare, in.Config.Report, in.Config.Audit); err != nil {
 		return nil, err
 	}
 	if sum.Regressions == nil {

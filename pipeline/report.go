@@ -180,11 +180,12 @@ func loadAttention(runDir string, ids []int32) (map[int32]report.ExampleAttentio
 }
 
 // WriteCompare writes compare.html at out for the given finished runs, in
-// epoch/step order. baseline (a run folder, which need not be among
-// runDirs) is the run every other is compared with; empty compares each
-// run with its predecessor. Regressions are highlighted with the default
-// audit gates (configs/default.yaml audit:).
-func WriteCompare(runDirs []string, baseline, out string, opts report.Options) error {
+// epoch/step order, and returns the regressions it highlights. baseline (a
+// run folder, which need not be among runDirs) is the run every other is
+// gated against; empty gates each run against its predecessor. The gates
+// are the audit's (gate, compareRuns), so the page and the audit's exit
+// code never disagree.
+func WriteCompare(runDirs []string, baseline, out string, opts report.Options, gates configs.AuditConfig) ([]Regression, error) {
 	dirs := append([]string(nil), runDirs...)
 	if baseline != "" && !containsPath(dirs, baseline) {
 		dirs = append(dirs, baseline)
@@ -193,7 +194,7 @@ func WriteCompare(runDirs []string, baseline, out string, opts report.Options) e
 	for i, d := range dirs {
 		rd, err := loadRunSummary(d, false)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		runs[i] = report.CompareRun{Summary: rd.Summary, Heads: rd.Heads, Sentences: rd.Sentences, Examples: rd.Examples}
 	}
@@ -208,26 +209,56 @@ func WriteCompare(runDirs []string, baseline, out string, opts report.Options) e
 		}
 		return ra.Step < rb.Step
 	})
-	gates := configs.Default().Audit
-	data := report.CompareData{Baseline: -1, Gates: report.Gates{
-		ChrFDrop: gates.ChrFDrop, SuspectRise: gates.SuspectRise, DiagonalityDrop: gates.DiagonalityDrop, AERRise: gates.AERRise,
-	}}
+	data := report.CompareData{Baseline: -1}
+	var gated []AuditRun
+	labels := map[string]string{} // run folder → its name on the page
 	for k, i := range order {
 		data.Runs = append(data.Runs, runs[i])
+		labels[dirs[i]] = runs[i].Summary.Name
 		if baseline != "" && samePath(dirs[i], baseline) {
 			data.Baseline = k
+			labels[baseline] = runs[i].Summary.Name
+			continue
 		}
+		km, err := readKeyMetrics(dirs[i])
+		if err != nil {
+			return nil, err
+		}
+		gated = append(gated, AuditRun{Run: dirs[i], KeyMetrics: km})
+	}
+	regs, err := gate(gated, baseline, gates)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range regs {
+		data.Regressions = append(data.Regressions, report.Regression{Run: labels[r.Run], Against: labels[r.Against],
+			What: regressionWhat(r), Before: r.Before, After: r.After, Limit: r.Limit})
 	}
 	var buf bytes.Buffer
 	if err := report.GenerateCompare(&buf, data, opts); err != nil {
-		return err
+		return nil, err
 	}
 	if dir := filepath.Dir(out); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("writing %s: %w", out, err)
+			return nil, fmt.Errorf("writing %s: %w", out, err)
 		}
 	}
-	return writeFileAtomic(out, buf.Bytes())
+	return regs, writeFileAtomic(out, buf.Bytes())
+}
+
+// regressionWhat says in words what a fired gate measured, for the page.
+func regressionWhat(r Regression) string {
+	switch r.Gate {
+	case configs.GateChrFDrop:
+		return "corpus chrF dropped"
+	case configs.GateSuspectRise:
+		return "hallucination-suspect share rose"
+	case configs.GateDiagonalityDrop:
+		return fmt.Sprintf("layer %d cross-attention diagonality dropped", r.Layer)
+	case configs.GateAERRise:
+		return fmt.Sprintf("layer %d AER rose", r.Layer)
+	}
+	return r.Gate
 }
 
 func samePath(a, b string) bool {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"attnaudit/configs"
 	"attnaudit/metrics"
 	"attnaudit/report"
 	"attnaudit/store"
@@ -128,8 +129,12 @@ func TestWriteReportAndCompare(t *testing.T) {
 	}
 
 	out := filepath.Join(root, "cmp", "compare.html")
-	if err := WriteCompare([]string{a}, b, out, opts); err != nil {
+	regs, err := WriteCompare([]string{a}, b, out, opts, configs.Default().Audit)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(regs) == 0 || regs[0].Gate != configs.GateChrFDrop || regs[0].Run != a || regs[0].Against != b {
+		t.Errorf("regressions against the baseline = %+v, want chrF drop of %s against %s first", regs, a, b)
 	}
 	page, err = os.ReadFile(out)
 	if err != nil {
@@ -142,7 +147,7 @@ func TestWriteReportAndCompare(t *testing.T) {
 	if strings.Index(s, "tiny-epoch0001") > strings.Index(s, "tiny-epoch0002") {
 		t.Errorf("runs not in epoch order")
 	}
-	if err := WriteCompare([]string{filepath.Join(root, "missing")}, "", out, opts); err == nil {
+	if _, err := WriteCompare([]string{filepath.Join(root, "missing")}, "", out, opts, configs.Default().Audit); err == nil {
 		t.Error("a folder without a manifest was accepted")
 	}
 }

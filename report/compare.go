@@ -18,7 +18,7 @@ type comparePage struct {
 	FontNote    string
 	Runs        []compareRunView
 	Against     string
-	Regressions []regression
+	Regressions []regressionView
 	Quality     []*img
 	Detectors   []*img
 	Kinds       []kindSection
@@ -34,7 +34,7 @@ type compareRunView struct {
 	Bad               bool // a regression fired for this run
 }
 
-type regression struct {
+type regressionView struct {
 	Run, Against, What string
 	Before, After      string
 	Limit              string
@@ -110,8 +110,9 @@ func GenerateCompare(w io.Writer, data CompareData, opts Options) error {
 		}
 		page.Runs = append(page.Runs, v)
 	}
-	page.Regressions = regressions(data, page.Runs)
-	for _, r := range page.Regressions {
+	for _, r := range data.Regressions {
+		page.Regressions = append(page.Regressions, regressionView{Run: r.Run, Against: r.Against, What: r.What,
+			Before: formatFloat(r.Before, 3), After: formatFloat(r.After, 3), Limit: formatFloat(r.Limit, 3)})
 		for i := range page.Runs {
 			if runLabel(page.Runs[i].S) == r.Run {
 				page.Runs[i].Bad = true
@@ -276,54 +277,6 @@ func allNaNSeries(ss []series) bool {
 		}
 	}
 	return true
-}
-
-// regressions applies data.Gates to each run against the baseline, or its
-// predecessor without one.
-func regressions(data CompareData, views []compareRunView) []regression {
-	var out []regression
-	for i, r := range data.Runs {
-		j := data.Baseline
-		if j < 0 {
-			j = i - 1
-		}
-		if j < 0 || j == i {
-			continue
-		}
-		b := data.Runs[j]
-		add := func(what string, before, after, limit float64, prec int) {
-			out = append(out, regression{Run: runLabel(r.Summary), Against: runLabel(b.Summary), What: what,
-				Before: formatFloat(before, prec), After: formatFloat(after, prec), Limit: formatFloat(limit, prec)})
-		}
-		if d := b.Summary.CorpusChrF - r.Summary.CorpusChrF; d > data.Gates.ChrFDrop {
-			add("corpus chrF dropped", b.Summary.CorpusChrF, r.Summary.CorpusChrF, data.Gates.ChrFDrop, 2)
-		}
-		share := func(v compareRunView) float64 {
-			if v.Sentences == 0 {
-				return math.NaN()
-			}
-			return float64(v.Suspects) / float64(v.Sentences)
-		}
-		if d := share(views[i]) - share(views[j]); d > data.Gates.SuspectRise {
-			add("hallucination-suspect share rose", share(views[j]), share(views[i]), data.Gates.SuspectRise, 3)
-		}
-		perLayer := func(metric, what string, limit float64, worse func(before, after float64) float64) {
-			bm, ok1 := b.Heads.Means[store.KindCross][metric]
-			am, ok2 := r.Heads.Means[store.KindCross][metric]
-			if !ok1 || !ok2 {
-				return
-			}
-			bl, al := layerMeans(bm), layerMeans(am)
-			for l := range min(len(bl), len(al)) {
-				if d := worse(bl[l], al[l]); d > limit {
-					add(fmt.Sprintf("layer %d cross-attention %s", l, what), bl[l], al[l], limit, 3)
-				}
-			}
-		}
-		perLayer("diagonality", "diagonality dropped", data.Gates.DiagonalityDrop, func(b, a float64) float64 { return b - a })
-		perLayer("aer", "AER rose", data.Gates.AERRise, func(b, a float64) float64 { return a - b })
-	}
-	return out
 }
 
 // changedFlags lists, for each pair of consecutive runs, the examples whose

@@ -71,7 +71,9 @@ type CompareData struct {
 	// Baseline is the index in Runs every run is compared with; -1
 	// compares each run with its predecessor.
 	Baseline int
-	Gates    Gates
+	// Regressions are the audit gates that fired (pipeline computes them
+	// once, for compare.html and the audit's exit code alike).
+	Regressions []Regression
 }
 
 // CompareRun is one run of a comparison. Examples need only ExampleID,
@@ -84,11 +86,11 @@ type CompareRun struct {
 	Examples  []store.Example
 }
 
-// Gates are the regressions compare.html highlights, as the audit command
-// gates them (configs.AuditConfig).
-type Gates struct {
-	ChrFDrop        float64 // corpus chrF points
-	SuspectRise     float64 // share of hallucination_suspect sentences
-	DiagonalityDrop float64 // per layer, mean over cross heads
-	AERRise         float64 // per layer
+// Regression is a gate that fired: What got worse in Run than in Against
+// (runs named as in Summary.Name) by more than Limit allows.
+type Regression struct {
+	Run, Against  string
+	What          string
+	Before, After float64
+	Limit         float64
 }

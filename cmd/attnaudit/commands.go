@@ -180,7 +180,8 @@ func compareCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return pipeline.WriteCompare(dirs, c.String("baseline"), c.String("output"), cfg.Report)
+			_, err = pipeline.WriteCompare(dirs, c.String("baseline"), c.String("output"), cfg.Report, cfg.Audit)
+			return err
 		},
 	}
 }
