@@ -284,3 +284,68 @@ func readJSON(t *testing.T, path string, v any) {
 		t.Fatalf("%s: %v", path, err)
 	}
 }
+
+// TestHeadMetricsAgreeWithDuckDB recomputes entropy, first/last mass and
+// diagonality (SPEC §5) in SQL, with DuckDB reading attention.parquet, and
+// compares them with our head_metrics.parquet: an independent implementation
+// over a real run of the shipped checkpoint.
+func TestHeadMetricsAgreeWithDuckDB(t *testing.T) {
+	if os.Getenv("ATTNAUDIT_SKIP_DUCKDB") != "" {
+		t.Skip("ATTNAUDIT_SKIP_DUCKDB is set")
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is not installed; run `make setup` (or set ATTNAUDIT_SKIP_DUCKDB=1)")
+	}
+	data := smallDataset(t, 5)
+	dir := attnaudit(t, "run", "--data", data, "--output-dir", t.TempDir(), "--provider", "cpu",
+		"--checkpoint", "../../examples/checkpoints/ko-en-small/epoch-027")
+	sql := strings.NewReplacer("DIR", dir).Replace(`
+WITH cells AS (
+  SELECT example_id, pass, kind, layer, head, q_len, k_len,
+         unnest(weights)::DOUBLE AS w, generate_subscripts(weights, 1) - 1 AS i
+  FROM read_parquet('DIR/attention-*.parquet')),
+rows AS (
+  SELECT example_id, pass, kind, layer, head, i // k_len AS t,
+         -sum(CASE WHEN w > 0 THEN w * ln(w) ELSE 0 END) AS h,
+         sum(CASE WHEN i % k_len = 0 THEN w ELSE 0 END) AS first,
+         sum(CASE WHEN i % k_len = k_len - 1 THEN w ELSE 0 END) AS last,
+         sum(w * (1 - exp(-pow(((i // k_len) + 0.5) / q_len - ((i % k_len) + 0.5) / k_len, 2) / (2 * 0.2 * 0.2)))) AS off
+  FROM cells GROUP BY ALL),
+heads AS (
+  SELECT example_id, pass, kind, layer, head, avg(h) AS entropy, avg(first) AS first_mass,
+         avg(last) AS last_mass, 1 - avg(off) AS diagonality
+  FROM rows GROUP BY ALL)
+SELECT count(*) AS n,
+       max(abs(h.entropy - m.entropy)) AS entropy,
+       max(abs(h.first_mass - m.first_mass)) AS first_mass,
+       max(abs(h.last_mass - m.last_mass)) AS last_mass,
+       max(abs(h.diagonality - m.diagonality)) AS diagonality
+FROM heads h JOIN read_parquet('DIR/head_metrics.parquet') m USING (example_id, pass, kind, layer, head)`)
+	query, _ := json.Marshal([]map[string]string{{"name": "diff", "sql": sql}})
+	cmd := exec.Command(node, "../../store/testdata/duckdb/query.mjs")
+	cmd.Stdin = bytes.NewReader(query)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("duckdb: %v\n%s", err, stderr.String())
+	}
+	var res struct {
+		Diff []map[string]any `json:"diff"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || len(res.Diff) != 1 {
+		t.Fatalf("duckdb output %s: %v", out, err)
+	}
+	got := res.Diff[0]
+	if n := fmt.Sprint(got["n"]); n == "0" {
+		t.Fatal("no head rows joined")
+	}
+	for _, metric := range []string{"entropy", "first_mass", "last_mass", "diagonality"} {
+		d, ok := got[metric].(float64)
+		if !ok || d > 1e-4 {
+			t.Errorf("%s: largest difference from DuckDB's recomputation %v over %v heads, want ≤ 1e-4", metric, got[metric], got["n"])
+		}
+	}
+	t.Logf("DuckDB recomputation over %v head rows: %v", got["n"], got)
+}
