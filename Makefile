@@ -35,8 +35,10 @@ $(ORT_LIB):
 		package/bin/napi-v6/linux/x64/libonnxruntime.so.1
 	rm -rf $(ORT_DIR)/.pack
 
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
 build: ort
-	go build -o bin/attnaudit ./cmd/attnaudit
+	go build -ldflags "-X main.version=$(VERSION)" -o bin/attnaudit ./cmd/attnaudit
 
 demo: build
 	bin/attnaudit run --output-dir runs

@@ -64,7 +64,7 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 	if err := r.writeShardRecord(shard, model.Provider(), time.Since(start)); err != nil {
 		return "", err
 	}
-	return r.dir, r.finishInfer()
+	return r.dir, r.finishInfer(env.Version)
 }
 
 // inferChunk translates chunk c in batches sorted by source length, then
@@ -247,7 +247,7 @@ func exampleRow(ex dataset.Example, res inference.Result) store.Example {
 
 // finishInfer writes the manifest once every chunk of the run exists,
 // whichever shard wrote it.
-func (r *run) finishInfer() error {
+func (r *run) finishInfer(version string) error {
 	for c := range r.chunks() {
 		if !r.chunkDone(c) {
 			return nil
@@ -258,6 +258,7 @@ func (r *run) finishInfer() error {
 		return err
 	}
 	m := r.manifest(records)
+	m.Tool.Version = version
 	return writeManifest(r.dir, m)
 }
 
