@@ -349,3 +349,34 @@ FROM heads h JOIN read_parquet('DIR/head_metrics.parquet') m USING (example_id, 
 	}
 	t.Logf("DuckDB recomputation over %v head rows: %v", got["n"], got)
 }
+
+// TestConcurrentRunsAreRefused starts the same run twice into one folder:
+// the second must stop at once with a clear message, and the first finish.
+func TestConcurrentRunsAreRefused(t *testing.T) {
+	data := smallDataset(t, 24)
+	out := t.TempDir()
+	first := exec.Command(binary, runArgs("run", data, out)...)
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		locks, _ := filepath.Glob(filepath.Join(out, "*", ".lock-shard-0-of-1"))
+		if len(locks) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			first.Process.Kill()
+			t.Fatal("the first run took no lock within a minute")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	second := exec.Command(binary, runArgs("run", data, out)...)
+	msg, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(msg), "in use by another attnaudit") {
+		t.Errorf("second run: err %v, output:\n%s\nwant it refused as in use", err, msg)
+	}
+	if err := first.Wait(); err != nil {
+		t.Fatalf("first run failed: %v", err)
+	}
+}
