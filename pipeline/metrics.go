@@ -257,25 +257,9 @@ func passInput(ex store.Example, pass string, group []store.Attention, in metric
 		pin.Gold = &g
 	}
 	for _, a := range group {
-		var kind *[][]metrics.Matrix
-		switch a.Kind {
-		case store.KindEncoderSelf:
-			kind = &pin.EncoderSelf
-		case store.KindDecoderSelf:
-			kind = &pin.DecoderSelf
-		case store.KindCross:
-			kind = &pin.Cross
-		default:
-			return pin, fmt.Errorf("example %d: unknown attention kind %q", ex.ExampleID, a.Kind)
+		if err := fileAttention(a, &pin.EncoderSelf, &pin.DecoderSelf, &pin.Cross); err != nil {
+			return pin, err
 		}
-		l, h := int(a.Layer), int(a.Head)
-		for len(*kind) <= l {
-			*kind = append(*kind, nil)
-		}
-		if h != len((*kind)[l]) {
-			return pin, fmt.Errorf("example %d, pass %s, %s layer %d: head %d follows %d heads", ex.ExampleID, pass, a.Kind, l, h, len((*kind)[l]))
-		}
-		(*kind)[l] = append((*kind)[l], a.Weights)
 	}
 	for _, layers := range [][][]metrics.Matrix{pin.EncoderSelf, pin.DecoderSelf, pin.Cross} {
 		for l, hs := range layers {
@@ -285,6 +269,35 @@ func passInput(ex store.Example, pass string, group []store.Attention, in metric
 		}
 	}
 	return pin, nil
+}
+
+// fileAttention puts one attention row into the [layer][head] matrices of
+// its kind, the shape metrics and report take. Rows come in the schema's
+// sort order, so heads arrive in order; anything else is an error.
+func fileAttention(a store.Attention, encoderSelf, decoderSelf, cross *[][]metrics.Matrix) error {
+	var dst *[][]metrics.Matrix
+	switch a.Kind {
+	case store.KindEncoderSelf:
+		dst = encoderSelf
+	case store.KindDecoderSelf:
+		dst = decoderSelf
+	case store.KindCross:
+		dst = cross
+	default:
+		return fmt.Errorf("example %d: unknown attention kind %q", a.ExampleID, a.Kind)
+	}
+	l, h := int(a.Layer), int(a.Head)
+	if l < 0 || h < 0 {
+		return fmt.Errorf("example %d, pass %s, %s: negative layer %d or head %d", a.ExampleID, a.Pass, a.Kind, l, h)
+	}
+	for len(*dst) <= l {
+		*dst = append(*dst, nil)
+	}
+	if h != len((*dst)[l]) {
+		return fmt.Errorf("example %d, pass %s, %s layer %d: head %d follows %d heads", a.ExampleID, a.Pass, a.Kind, l, h, len((*dst)[l]))
+	}
+	(*dst)[l] = append((*dst)[l], a.Weights)
+	return nil
 }
 
 // piecesText is the text of SentencePiece pieces ending with EOS, as the

@@ -147,29 +147,13 @@ func loadAttention(runDir string, ids []int32) (map[int32]report.ExampleAttentio
 		return out, nil
 	}
 	err := store.ScanAttention(runDir, func(a store.Attention) error {
-		if a.Pass != store.PassFree || a.Layer < 0 || a.Head < 0 {
+		if a.Pass != store.PassFree {
 			return nil
 		}
 		ea := out[a.ExampleID]
-		var dst *[][]metrics.Matrix
-		switch a.Kind {
-		case store.KindCross:
-			dst = &ea.Cross
-		case store.KindDecoderSelf:
-			dst = &ea.DecoderSelf
-		case store.KindEncoderSelf:
-			dst = &ea.EncoderSelf
-		default:
-			return fmt.Errorf("example %d: unknown attention kind %q", a.ExampleID, a.Kind)
+		if err := fileAttention(a, &ea.EncoderSelf, &ea.DecoderSelf, &ea.Cross); err != nil {
+			return err
 		}
-		for len(*dst) <= int(a.Layer) {
-			*dst = append(*dst, nil)
-		}
-		layer := &(*dst)[a.Layer]
-		for len(*layer) <= int(a.Head) {
-			*layer = append(*layer, metrics.Matrix{})
-		}
-		(*layer)[a.Head] = a.Weights
 		out[a.ExampleID] = ea
 		return nil
 	}, store.WithExampleIDs(ids...))
