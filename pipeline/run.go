@@ -92,12 +92,17 @@ func openRun(env Env, in Inputs) (*run, error) {
 // empty, skipping lines longer than the checkpoint's positions.
 func loadDataset(path string, ckpt *inference.Checkpoint, strict bool) (*dataset.Dataset, string, error) {
 	tok := ckpt.Tokenizer()
-	opts := dataset.Options{
+	return readDataset(path, dataset.Options{
 		Strict:      strict,
 		MaxTokens:   ckpt.Meta().MaxPositions,
 		CountTokens: func(s string) int { return tok.Count(s) + 1 }, // + EOS
-	}
-	if path == "" {
+	})
+}
+
+// readDataset reads the dataset at path, or the embedded demo set when path
+// is empty or names it, and returns it with the name runs record.
+func readDataset(path string, opts dataset.Options) (*dataset.Dataset, string, error) {
+	if path == "" || path == examples.DemoDataName {
 		data, err := dataset.LoadBytes(examples.DemoDataName, examples.DemoData, opts)
 		return data, examples.DemoDataName, err
 	}

@@ -7,7 +7,6 @@ import (
 
 	"attnaudit/configs"
 	"attnaudit/dataset"
-	"attnaudit/examples"
 	"attnaudit/metrics"
 )
 
@@ -99,13 +98,7 @@ func stage(env Env, dir, name string, do func(*Manifest) (map[string]int64, erro
 // alignments and hallucination labels, by example_id. The dataset must be
 // the one the run was made from (same hash).
 func goldOf(m *Manifest) (map[int32]metrics.Alignment, map[int32]bool, error) {
-	var data *dataset.Dataset
-	var err error
-	if m.Dataset.Path == examples.DemoDataName {
-		data, err = dataset.LoadBytes(examples.DemoDataName, examples.DemoData, dataset.Options{})
-	} else {
-		data, err = dataset.Load(m.Dataset.Path, dataset.Options{})
-	}
+	data, _, err := readDataset(m.Dataset.Path, dataset.Options{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("reloading the dataset for gold alignments and labels: %w", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"runtime"
 
 	"attnaudit/dataset"
-	"attnaudit/examples"
 	"attnaudit/inference"
 	"attnaudit/report"
 )
@@ -104,13 +103,7 @@ func visualizeSources(in VisualizeInputs) ([]string, error) {
 	case in.Input != "":
 		return []string{in.Input}, nil
 	}
-	var data *dataset.Dataset
-	var err error
-	if in.File != "" {
-		data, err = dataset.Load(in.File, dataset.Options{})
-	} else {
-		data, err = dataset.LoadBytes(examples.DemoDataName, examples.DemoData, dataset.Options{})
-	}
+	data, _, err := readDataset(in.File, dataset.Options{})
 	if err != nil {
 		return nil, err
 	}

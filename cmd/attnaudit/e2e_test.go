@@ -380,3 +380,32 @@ func TestConcurrentRunsAreRefused(t *testing.T) {
 		t.Fatalf("first run failed: %v", err)
 	}
 }
+
+// TestVisualizeWritesTheSeedsFigures checks the seed guide's file names:
+// layer -1 resolves to 5 on a 6-layer decoder, and several examples get a
+// subfolder each.
+func TestVisualizeWritesTheSeedsFigures(t *testing.T) {
+	figures := []string{"cross_attention_layer5.png", "cross_attention_multihead_layer5.png", "self_attention_layer5.png"}
+	one := t.TempDir()
+	attnaudit(t, "visualize", "--checkpoint", tinyCheckpoint, "--input", "안녕하세요. 저는 학생입니다.",
+		"--output-dir", one, "--provider", "cpu", "--max-len", "8")
+	for _, f := range figures {
+		if _, err := os.Stat(filepath.Join(one, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	several := t.TempDir()
+	attnaudit(t, "visualize", "--checkpoint", tinyCheckpoint, "--num-examples", "2", "--layer", "-1",
+		"--output-dir", several, "--provider", "cpu", "--max-len", "8")
+	for _, sub := range []string{"example_1", "example_2"} {
+		for _, f := range figures {
+			if _, err := os.Stat(filepath.Join(several, sub, f)); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	cmd := exec.Command(binary, "visualize", "--checkpoint", tinyCheckpoint, "--input", "x", "--layer", "6", "--output-dir", t.TempDir())
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "--layer 6") {
+		t.Errorf("--layer 6 on a 6-layer decoder: err %v, output %s", err, out)
+	}
+}
