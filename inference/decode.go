@@ -585,6 +585,36 @@ func topK(buf []candidate, row []float32, k int) []candidate {
 // force runs one teacher-forced decoder pass: row r reads [BOS, targets[r]]
 // against encoded source rowReq[r].
 func (m *Model) force(e *encoded, rowReq []int, targets [][]int32) ([]Pass, error) {
+	// One padded pass over the whole batch costs batch × longest² in the
+	// attention outputs, and one hallucinated hypothesis can be many times
+	// longer than the rest; passes over groups of similar length waste
+	// little on padding.
+	const group = 16
+	order := make([]int, len(targets))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return len(targets[a]) - len(targets[b]) })
+	passes := make([]Pass, len(targets))
+	for g := 0; g < len(order); g += group {
+		idx := order[g:min(g+group, len(order))]
+		req, tgt := make([]int, len(idx)), make([][]int32, len(idx))
+		for k, i := range idx {
+			req[k], tgt[k] = rowReq[i], targets[i]
+		}
+		out, err := m.forceGroup(e, req, tgt)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range idx {
+			passes[i] = out[k]
+		}
+	}
+	return passes, nil
+}
+
+// forceGroup is one teacher-forced decoder pass over the given rows.
+func (m *Model) forceGroup(e *encoded, rowReq []int, targets [][]int32) ([]Pass, error) {
 	n := len(rowReq)
 	T := 0
 	for _, y := range targets {
