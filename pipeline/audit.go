@@ -93,7 +93,7 @@ func Audit(env Env, in AuditInputs) (*AuditSummary, error) {
 			return nil, err
 		}
 		run := AuditRun{Checkpoint: ck, Run: dir}
-		if m, err := ReadManifest(dir); err == nil && m.Stages[StageReport].Finished != (time.Time{}) {
+		if m, err := ReadManifest(dir); err == nil && upToDate(m, in.Config) {
 			run.Skipped = true
 			run.Reason = fmt.Sprintf("already audited: same checkpoint (sha256 %.12s), dataset (%.12s) and config", m.Checkpoint.Hash, m.Dataset.Hash)
 			fmt.Fprintf(env.Log, "audit: %s skipped: %s\n", ck, run.Reason)

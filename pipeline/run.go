@@ -24,6 +24,8 @@ import (
 	"attnaudit/dataset"
 	"attnaudit/examples"
 	"attnaudit/inference"
+	"attnaudit/metrics"
+	"attnaudit/report"
 	"attnaudit/store"
 )
 
@@ -126,11 +128,15 @@ func OpenCheckpoint(dir string) (*inference.Checkpoint, string, error) {
 	return ck, dir, nil
 }
 
-// runID hashes everything that determines a run's results. Settings that
-// only affect speed or where things go (threads, provider, batch size) are
-// left out on purpose: the same run on CPU and GPU is the same run.
+// runID hashes everything that determines the infer stage's results.
+// Settings that only affect speed or where things go (threads, provider,
+// batch size) are left out on purpose: the same run on CPU and GPU is the
+// same run.
 func runID(ckptHash, dataHash string, cfg configs.Config) string {
 	cfg.ORTLib, cfg.Provider, cfg.CUDAPlugin, cfg.Threads, cfg.BatchSize = "", "", "", 0, 0
+	// Later stages' settings do not change what infer writes; a change to
+	// them reruns those stages in the same folder (see stage).
+	cfg.Metrics, cfg.Report, cfg.Audit = metrics.Config{}, report.Options{}, configs.AuditConfig{}
 	c, _ := json.Marshal(cfg)
 	h := sha256.New()
 	fmt.Fprintf(h, "checkpoint %s\ndataset %s\nconfig %s\n", ckptHash, dataHash, c)

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 
 	"attnaudit/configs"
@@ -17,10 +18,10 @@ func Run(env Env, in Inputs) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := Metrics(env, dir, in.Config); err != nil {
+	if err := Metrics(env, dir, in.Config, false); err != nil {
 		return dir, err
 	}
-	return dir, Report(env, dir, in.Config)
+	return dir, Report(env, dir, in.Config, false)
 }
 
 // RunDir returns the run folder that Inputs name, without running anything.
@@ -34,9 +35,10 @@ func RunDir(env Env, in Inputs) (string, error) {
 }
 
 // Metrics runs the metrics stage on a finished infer stage and records its
-// summary in the manifest. It is skipped when the manifest already has it.
-func Metrics(env Env, dir string, cfg configs.Config) error {
-	return stage(env, dir, StageMetrics, func(m *Manifest) (map[string]int64, error) {
+// summary in the manifest. Unless redo, it is skipped when the manifest
+// already has it (`run` resumes; the `metrics` command recomputes).
+func Metrics(env Env, dir string, cfg configs.Config, redo bool) error {
+	return stage(env, dir, StageMetrics, redo, cfg, func(m *Manifest) (map[string]int64, error) {
 		gold, labels, err := goldOf(m)
 		if err != nil {
 			return nil, err
@@ -50,13 +52,15 @@ func Metrics(env Env, dir string, cfg configs.Config) error {
 			return nil, fmt.Errorf("encoding run summary: %w", err)
 		}
 		m.Summary = raw
+		delete(m.Stages, StageReport) // the report shows the old metrics
 		return nil, nil
 	})
 }
 
-// Report writes report.html for a run whose metrics stage finished.
-func Report(env Env, dir string, cfg configs.Config) error {
-	return stage(env, dir, StageReport, func(m *Manifest) (map[string]int64, error) {
+// Report writes report.html for a run whose metrics stage finished; redo as
+// for Metrics.
+func Report(env Env, dir string, cfg configs.Config, redo bool) error {
+	return stage(env, dir, StageReport, redo, cfg, func(m *Manifest) (map[string]int64, error) {
 		if _, ok := m.Stages[StageMetrics]; !ok {
 			return nil, fmt.Errorf("%s: run the metrics stage first", dir)
 		}
@@ -70,8 +74,9 @@ func Report(env Env, dir string, cfg configs.Config) error {
 }
 
 // stage runs one post-infer stage under the run's lock and records its time
-// in the manifest, rewritten atomically. A stage already recorded is skipped.
-func stage(env Env, dir, name string, do func(*Manifest) (map[string]int64, error)) error {
+// and settings in the manifest, rewritten atomically. A stage already
+// recorded with the same settings is skipped unless redo.
+func stage(env Env, dir, name string, redo bool, cfg configs.Config, do func(*Manifest) (map[string]int64, error)) error {
 	unlock, err := lockDir(dir, All)
 	if err != nil {
 		return err
@@ -81,7 +86,7 @@ func stage(env Env, dir, name string, do func(*Manifest) (map[string]int64, erro
 	if err != nil {
 		return err
 	}
-	if _, done := m.Stages[name]; done {
+	if _, done := m.Stages[name]; done && !redo && stageSettingsEqual(name, m.Config, cfg) {
 		fmt.Fprintf(env.Log, "%s: already done for %s\n", name, dir)
 		return nil
 	}
@@ -91,7 +96,35 @@ func stage(env Env, dir, name string, do func(*Manifest) (map[string]int64, erro
 		return fmt.Errorf("%s stage: %w", name, err)
 	}
 	m.Stages[name] = Stage{Seconds: time.Since(start).Seconds(), Finished: time.Now().UTC(), Rows: rows}
+	switch name {
+	case StageMetrics:
+		m.Config.Metrics = cfg.Metrics
+	case StageReport:
+		m.Config.Report = cfg.Report
+	}
 	return writeManifest(dir, m)
+}
+
+// stageSettingsEqual reports whether a stage's settings in the manifest's
+// config a and in b are the same.
+func stageSettingsEqual(name string, a, b configs.Config) bool {
+	switch name {
+	case StageMetrics:
+		return reflect.DeepEqual(a.Metrics, b.Metrics)
+	case StageReport:
+		return reflect.DeepEqual(a.Report, b.Report)
+	}
+	return true
+}
+
+// upToDate reports whether a finished run needs no stage run again for cfg.
+func upToDate(m *Manifest, cfg configs.Config) bool {
+	for _, name := range []string{StageMetrics, StageReport} {
+		if _, done := m.Stages[name]; !done || !stageSettingsEqual(name, m.Config, cfg) {
+			return false
+		}
+	}
+	return true
 }
 
 // goldOf reloads the run's dataset for what infer does not store: gold

@@ -133,7 +133,7 @@ func inferCommand() *cli.Command {
 
 // stageCommand builds metrics and report: stages that read a run folder
 // found by --run or by the inputs that made it.
-func stageCommand(name, usage string, do func(pipeline.Env, string, configs.Config) error) *cli.Command {
+func stageCommand(name, usage string, do func(pipeline.Env, string, configs.Config, bool) error) *cli.Command {
 	return &cli.Command{
 		Name:  name,
 		Usage: usage,
@@ -149,7 +149,7 @@ func stageCommand(name, usage string, do func(pipeline.Env, string, configs.Conf
 					return err
 				}
 			}
-			return do(env, dir, cfg)
+			return do(env, dir, cfg, true) // asked for by name: run it again
 		},
 	}
 }

@@ -409,3 +409,31 @@ func TestVisualizeWritesTheSeedsFigures(t *testing.T) {
 		t.Errorf("--layer 6 on a 6-layer decoder: err %v, output %s", err, out)
 	}
 }
+
+// TestStagesRerunByName: `run` skips finished stages, while naming a stage
+// runs it again (a new report layer, say) from the same flags.
+func TestStagesRerunByName(t *testing.T) {
+	data := smallDataset(t, 4)
+	out := t.TempDir()
+	dir := attnaudit(t, runArgs("run", data, out)...)
+	before, err := os.Stat(filepath.Join(dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	attnaudit(t, runArgs("report", data, out, "--report-layer", "2")...)
+	after, err := os.Stat(filepath.Join(dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.ModTime().After(before.ModTime()) {
+		t.Error("`attnaudit report` did not rewrite report.html")
+	}
+	attnaudit(t, "metrics", "--run", dir, "--provider", "cpu")
+	m, err := pipeline.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Stages[pipeline.StageReport]; ok {
+		t.Error("after new metrics the manifest still records the old report")
+	}
+}
