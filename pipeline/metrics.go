@@ -472,9 +472,6 @@ func sentenceRow(r *passResult) store.SentenceMetrics {
 		SeqLogprob: f32(s.SeqLogprob), IgnSrc: f32(s.IgnSrc), WassToUnif: f32(s.WassToUnif),
 		WassToData: f32(s.WassToData), WassCombo: f32(s.WassCombo), RepeatMass: f32(s.RepeatMass),
 		RepNgram: f32(s.RepNgram), Chrf: f32(s.ChrF), Bleu: f32(s.BLEU), AER: f32(s.AER),
-		HallucinationSuspect: r.flags.HallucinationSuspect, DiffuseAttention: r.flags.DiffuseAttention,
-		SinkDominated: r.flags.SinkDominated, NoHeadDiversity: r.flags.NoHeadDiversity,
-		Copying: r.flags.Copying, BrokenMask: r.flags.BrokenMask, UntrainedLike: r.flags.UntrainedLike,
-		Reasons: r.reasons,
+		Flags: r.flags, Reasons: r.reasons,
 	}
 }

@@ -65,7 +65,7 @@ func writeReportRun(t *testing.T, dir string, epoch int, chrf float64, suspect b
 			}
 		}
 		s := store.SentenceMetrics{ExampleID: id, Pass: store.PassFree, SeqLogprob: -0.27, AER: float32(math.NaN()),
-			HallucinationSuspect: suspect && id == 1}
+			Flags: metrics.Flags{HallucinationSuspect: suspect && id == 1}}
 		if s.HallucinationSuspect {
 			s.Reasons = "seq_logprob below the pool's 5th percentile"
 		}

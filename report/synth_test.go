@@ -149,7 +149,7 @@ func synthRun(n, layers, heads int) RunData {
 			sm.Reasons = strings.TrimPrefix(sm.Reasons+"; 40% of 3-grams repeat", "; ")
 		}
 		data.Examples = append(data.Examples, ex)
-		data.Sentences = append(data.Sentences, sm, store.SentenceMetrics{ExampleID: id, Pass: store.PassForced, BrokenMask: true})
+		data.Sentences = append(data.Sentences, sm, store.SentenceMetrics{ExampleID: id, Pass: store.PassForced, Flags: metrics.Flags{BrokenMask: true}})
 		data.Attention[id] = ExampleAttention{Cross: vex.Cross, DecoderSelf: vex.DecoderSelf, EncoderSelf: vex.EncoderSelf}
 		for _, kind := range kinds {
 			for l := range layers {

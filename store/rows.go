@@ -105,24 +105,18 @@ type HeadMetrics struct {
 // flags and their reasons for one example and pass. Scores that cannot be
 // computed (no reference, no gold alignment) are NaN.
 type SentenceMetrics struct {
-	ExampleID            int32
-	Pass                 string
-	SeqLogprob           float32
-	IgnSrc               float32
-	WassToUnif           float32
-	WassToData           float32
-	WassCombo            float32
-	RepeatMass           float32
-	RepNgram             float32
-	Chrf                 float32
-	Bleu                 float32
-	AER                  float32
-	HallucinationSuspect bool
-	DiffuseAttention     bool
-	SinkDominated        bool
-	NoHeadDiversity      bool
-	Copying              bool
-	BrokenMask           bool
-	UntrainedLike        bool
-	Reasons              string // plain words, one reason per flag, joined by "; "
+	ExampleID     int32
+	Pass          string
+	SeqLogprob    float32
+	IgnSrc        float32
+	WassToUnif    float32
+	WassToData    float32
+	WassCombo     float32
+	RepeatMass    float32
+	RepNgram      float32
+	Chrf          float32
+	Bleu          float32
+	AER           float32
+	metrics.Flags        // one boolean column per flag
+	Reasons       string // plain words, one reason per flag, joined by "; "
 }

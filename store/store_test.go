@@ -557,9 +557,9 @@ func fixtureHeadMetrics() []HeadMetrics {
 func fixtureSentenceMetrics() []SentenceMetrics {
 	return []SentenceMetrics{
 		{ExampleID: 0, Pass: PassForced, SeqLogprob: -0.5, WassToUnif: 0.3, Chrf: float32(math.NaN())},
-		{ExampleID: 0, Pass: PassFree, SeqLogprob: -0.4, HallucinationSuspect: true, SinkDominated: true,
+		{ExampleID: 0, Pass: PassFree, SeqLogprob: -0.4, Flags: metrics.Flags{HallucinationSuspect: true, SinkDominated: true},
 			Reasons: "seq_logprob in the bottom 5%; last_mass 0.62 > 0.5"},
-		{ExampleID: 1, Pass: PassFree, UntrainedLike: true, BrokenMask: true, Copying: true, DiffuseAttention: true, NoHeadDiversity: true},
+		{ExampleID: 1, Pass: PassFree, Flags: metrics.Flags{UntrainedLike: true, BrokenMask: true, Copying: true, DiffuseAttention: true, NoHeadDiversity: true}},
 	}
 }
 
