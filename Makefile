@@ -1,13 +1,20 @@
 # attnaudit build. Targets:
 #   make setup   install what builds and tests need (Debian packages, npm test tools)
 #   make         build bin/attnaudit and fetch ONNX Runtime's CPU library
+#   make ort-gpu ONNX Runtime's official CUDA build (from the onnxruntime-gpu wheel)
 #   make demo    run the whole pipeline on the embedded default into runs/
 #   make test    every test: Go (with DuckDB and headless Chromium checks) and Python
 #   make bench   benchmarks, written to bench/RESULTS.md
 ORT_VERSION := 1.30.0
 ORT_DIR     := third_party/onnxruntime
 ORT_LIB     := $(ORT_DIR)/libonnxruntime.so.1
-export ATTNAUDIT_ORT_LIB ?= $(CURDIR)/$(ORT_LIB)
+# ONNX Runtime's official CUDA 13 build: PyPI's onnxruntime-gpu wheel holds the
+# C library (onnxruntime/capi/libonnxruntime.so.1.*, a GPU build) next to the
+# CUDA provider. The binary finds third_party/onnxruntime-gpu on a GPU machine.
+ORT_GPU_VERSION := 1.31.1
+ORT_GPU_DIR     := third_party/onnxruntime-gpu
+ORT_GPU_LIB     := $(ORT_GPU_DIR)/libonnxruntime.so.1
+PYTHON          ?= python3
 
 # Debian packages for the tests: the Python exporter (torch, sentencepiece,
 # onnx), spm_encode for tokenizer parity, a Hangul font and Chromium for the
@@ -15,7 +22,7 @@ export ATTNAUDIT_ORT_LIB ?= $(CURDIR)/$(ORT_LIB)
 APT_PACKAGES := python3-torch python3-sentencepiece python3-onnx python3-numpy \
 	sentencepiece fonts-nanum chromium
 
-.PHONY: all build ort setup demo test test-go bench
+.PHONY: all build ort ort-gpu setup demo test test-go bench
 all: build
 
 setup: ort
@@ -35,6 +42,23 @@ $(ORT_LIB):
 		package/bin/napi-v6/linux/x64/libonnxruntime.so.1
 	rm -rf $(ORT_DIR)/.pack
 
+ort-gpu: $(ORT_GPU_LIB)
+
+# The wheel's C library does not depend on the Python version; cp312 is pinned
+# so that the download is the same file everywhere.
+$(ORT_GPU_LIB):
+	rm -rf $(ORT_GPU_DIR) && mkdir -p $(ORT_GPU_DIR)/.pack
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --implementation cp --python-version 3.12 \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+		-d $(ORT_GPU_DIR)/.pack onnxruntime-gpu==$(ORT_GPU_VERSION)
+	$(PYTHON) -c 'import glob, os, sys, zipfile; \
+		w = zipfile.ZipFile(glob.glob(sys.argv[1] + "/.pack/onnxruntime_gpu-*.whl")[0]); \
+		names = {"libonnxruntime.so.$(ORT_GPU_VERSION)": "libonnxruntime.so.1", \
+			"libonnxruntime_providers_cuda.so": None, "libonnxruntime_providers_shared.so": None}; \
+		[open(os.path.join(sys.argv[1], names[n] or n), "wb").write(w.read("onnxruntime/capi/" + n)) for n in names]' $(ORT_GPU_DIR)
+	rm -rf $(ORT_GPU_DIR)/.pack
+	@ls -l $(ORT_GPU_DIR)
+
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 build: ort
@@ -45,9 +69,10 @@ demo: build
 
 test: test-go test-python
 
+# Tests use the CPU build even where a GPU build is present.
 test-go: ort
 	go vet ./...
-	go test ./...
+	ATTNAUDIT_ORT_LIB=$(CURDIR)/$(ORT_LIB) go test ./...
 
 # Side-by-side ratios against the seed's PyTorch way, appended to bench/RESULTS.md.
 # BENCH=infer,run,visualize,rss picks a subset; QUICK=1 is a smoke test;

@@ -1,58 +1,113 @@
 #!/usr/bin/env bash
-# One device call on the GPU machine (see ../shared/tools/gpu-ort.md): unpack
-# ONNX Runtime with its CUDA provider plugin, run the embedded-default job
-# with CUDA (time, GPU memory), run its infer stage again on the CPU and
-# compare attention, then the CUDA-vs-PyTorch inference benchmark
-# (bench/gpu.sh). Everything worth keeping goes to $OUT.
+# The GPU check and benchmark in one command on a GPU machine without
+# network (how the H200 we are lent is reached; see bench/RESULTS.md):
 #
-# Carried: .gpu-ort (the ORT parts and zstd, parts already in /root/ort-parts
-# from earlier calls) and .gpu-bin (attnaudit.zst and attncmp.zst, built
-# here with `make gpu-bin`).
+#   GPU_STEP=check  bench/gpu-session.sh   CUDA smoke test, the embedded-default job with
+#                                           CUDA, its infer stage on the CPU compared with
+#                                           bench/attncmp, then bench/gpu.sh against torch
+#   GPU_STEP=scale  bench/gpu-session.sh   attnaudit run --provider cuda on GPU_DATA
+#                                           (10,000 examples from ../shared/data/ko-en,
+#                                           made here by bench/koen_set.py)
+#
+# Expects ONNX Runtime's GPU build in third_party/onnxruntime-gpu (`make
+# ort-gpu`), or, where the machine cannot download it, the parts made by
+# ../shared/tools/gpu-stage.sh in GPU_PARTS (unpacked here), and bin/attnaudit
+# and bin/attncmp (or .zst copies under GPU_STAGE). Everything worth keeping
+# is written under OUT: summary.txt and session.tar.gz (logs, manifests,
+# profiles, RESULTS-gpu.md).
 set -uo pipefail
-OUT=${OUT:-/tmp/out}
-mkdir -p /root/ort-parts "$OUT"
-cp .gpu-ort/* /root/ort-parts/
-bash /root/ort-parts/gpu-ort-unpack.sh /root/ort-parts /root/ort >/dev/null || exit 1
-export LD_LIBRARY_PATH=/root/ort:/usr/local/cuda/lib64:/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-export ATTNAUDIT_ORT_LIB=/root/ort/libonnxruntime.so ATTNAUDIT_ORT_CUDA_PLUGIN=/root/ort/libonnxruntime_providers_cuda.so
-Z=/root/ort-parts/zstd
-mkdir -p bin
-$Z -d -q -f .gpu-bin/attnaudit.zst -o bin/attnaudit && $Z -d -q -f .gpu-bin/attncmp.zst -o bin/attncmp && chmod +x bin/* || exit 1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-out}
+STEP=${GPU_STEP:-check}
+PARTS=${GPU_PARTS:-/root/parts}
+STAGE=${GPU_STAGE:-.gpu-ort/stage}
+GPU_DATA=${GPU_DATA:-$STAGE/koen-10k.tsv}
+W=/tmp/gpu-session
+mkdir -p "$OUT" "$W" bin
+S=$OUT/summary.txt
+say() { echo "$*" | tee -a "$S"; }
+pack() { tar -czf "$OUT/session-$STEP.tar.gz" -C "$W" . 2>/dev/null; }
+trap pack EXIT
 
-# 0. A smoke test on three sentences; without CUDA nothing below is worth the time.
-head -3 examples/data/demo.jsonl >/tmp/three.jsonl
-if ! bin/attnaudit run --provider cuda --data /tmp/three.jsonl --output-dir /tmp/smoke >"$OUT/smoke.log" 2>&1; then
-	echo "smoke test failed"; head -60 "$OUT/smoke.log"; exit 1
+# ONNX Runtime's GPU build and the binaries.
+GPUDIR=third_party/onnxruntime-gpu
+if [ ! -f "$GPUDIR/libonnxruntime.so.1" ]; then
+	[ -d .gpu-ort/parts ] && cp .gpu-ort/parts/* "$PARTS"/ 2>/dev/null
+	mkdir -p "$GPUDIR"
+	cat "$PARTS"/payload.tar.zst.part* | "$PARTS/zstd" -d -q --long=27 | tar -xf - -C "$GPUDIR" || { say "unpacking ORT failed"; exit 1; }
+	mv "$GPUDIR"/libonnxruntime.so.1.* "$GPUDIR/libonnxruntime.so.1"
 fi
-head -5 "$OUT/smoke.log"
+for b in attnaudit attncmp; do
+	[ -f "$STAGE/$b.zst" ] && "$PARTS/zstd" -d -q -f "$STAGE/$b.zst" -o "bin/$b" && chmod +x "bin/$b"
+done
+PY=python3
+[ -x /opt/torch/.venv/bin/python3 ] && PY=/opt/torch/.venv/bin/python3
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$S"
+say "cores: $(nproc); python for torch: $PY"
 
-# 1. The README's main job with CUDA, GPU memory sampled every 100 ms.
-nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv -lms 100 >"$OUT/gpu-memory.csv" &
-smi=$!
-/usr/bin/time -v bin/attnaudit run --provider cuda --output-dir /tmp/runs-cuda >"$OUT/run-cuda.log" 2>&1
-echo "run --provider cuda: exit $?" | tee -a "$OUT/summary.txt"
-kill $smi
-run=$(ls -d /tmp/runs-cuda/*/ | head -1)
-cp "$run/manifest.json" "$OUT/manifest-cuda.json"
-python3 - "$OUT" <<'PY' | tee -a "$OUT/summary.txt"
-import csv, json, sys
-out = sys.argv[1]
-m = json.load(open(f"{out}/manifest-cuda.json"))
-print("provider:", m["provider"], "stages:", {k: round(v["seconds"], 2) for k, v in m["stages"].items()})
-rows = list(csv.reader(open(f"{out}/gpu-memory.csv")))[1:]
-mem = [int(r[1].split()[0]) for r in rows if len(r) > 1]
-util = [int(r[2].split()[0]) for r in rows if len(r) > 2]
-print(f"GPU memory used: peak {max(mem)} MiB (idle {min(mem)} MiB); utilisation peak {max(util)}%, samples {len(mem)}")
-PY
-grep -E "Elapsed|Maximum resident" "$OUT/run-cuda.log" | tee -a "$OUT/summary.txt"
+# gpu_mem_start FILE / gpu_mem_stop FILE: nvidia-smi memory.used every 100 ms.
+gpu_mem_start() { nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader,nounits -lms 100 >"$1" 2>/dev/null & SMI=$!; }
+gpu_mem_stop() {
+	kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null
+	awk -F', ' '{ if ($1 > m) m = $1; if ($2 > u) u = $2; s += $2; n++ } END { printf "GPU memory peak %d MiB, utilisation peak %d%% mean %.0f%% (%d samples)\n", m, u, s / (n ? n : 1), n }' "$1"
+}
+stages() { "$PY" -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+print("provider", m["provider"], "| ORT", m["tool"]["ort_version"], m["tool"].get("ort_library", ""), "| stages s:", {k: round(v["seconds"], 2) for k, v in m["stages"].items()})' "$1"; }
 
-# 2. The same infer stage on the CPU, and attention compared to 1e-3.
-bin/attnaudit infer --provider cpu --output-dir /tmp/runs-cpu >"$OUT/infer-cpu.log" 2>&1
-echo "infer --provider cpu: exit $?" | tee -a "$OUT/summary.txt"
-bin/attncmp -tol 1e-3 "$run" "$(ls -d /tmp/runs-cpu/*/ | head -1)" 2>&1 | tee -a "$OUT/summary.txt"
+if [ "$STEP" = check ]; then
+	# 0. Smoke test on three sentences: first as a user with only pip's
+	# nvidia-* packages (no LD_LIBRARY_PATH), then with the venv's python
+	# named, then with LD_LIBRARY_PATH; the first that works is kept.
+	head -3 examples/data/demo.jsonl >"$W/three.jsonl"
+	smoke() { bin/attnaudit infer --provider cuda --data "$W/three.jsonl" --output-dir "$W/smoke-$1" >"$W/smoke-$1.log" 2>&1; }
+	if smoke plain; then
+		say "smoke: CUDA works with no LD_LIBRARY_PATH (python3: $(command -v python3))"
+	elif ATTNAUDIT_PYTHON=$PY smoke venv; then
+		export ATTNAUDIT_PYTHON=$PY
+		say "smoke: CUDA works with ATTNAUDIT_PYTHON=$PY (plain python3 failed: $(tail -1 "$W/smoke-plain.log"))"
+	else
+		export LD_LIBRARY_PATH=$(ls -d /opt/torch/.venv/lib/python3.12/site-packages/nvidia/*/lib | tr '\n' ':')
+		if smoke ldpath; then
+			say "smoke: CUDA works with LD_LIBRARY_PATH only (venv failed: $(tail -1 "$W/smoke-venv.log"))"
+		else
+			say "smoke: CUDA failed every way"; tail -20 "$W"/smoke-*.log | tee -a "$S"; exit 1
+		fi
+	fi
+	grep -h onnxruntime "$W"/smoke-*.log | sort -u | head -8 | tee -a "$S"
 
-# 3. attnaudit (CUDA) vs PyTorch eager (CUDA) at batch 1/16/64/256.
-BENCH_BIN=$PWD/bin/attnaudit BENCH_PYTHON=python3 BENCH_RESULTS="$OUT/RESULTS-gpu.md" \
-	timeout "${GPU_BENCH_SECONDS:-330}" bash bench/gpu.sh >"$OUT/gpu-bench.log" 2>&1
-echo "bench/gpu.sh: exit $?" | tee -a "$OUT/summary.txt"
+	# 1. The README's main job with CUDA.
+	gpu_mem_start "$W/mem-demo.csv"
+	ATTNAUDIT_CPUPROFILE=$W/demo-cuda.pprof /usr/bin/time -v bin/attnaudit run --provider cuda --output-dir "$W/runs-cuda" >"$W/run-cuda.log" 2>&1
+	say "run --provider cuda (demo): exit $?; $(gpu_mem_stop "$W/mem-demo.csv")"
+	grep -E "Elapsed|Maximum resident" "$W/run-cuda.log" | tee -a "$S"
+	run=$(ls -d "$W"/runs-cuda/*/ | head -1)
+	cp "$run/manifest.json" "$W/manifest-demo-cuda.json"
+	stages "$run/manifest.json" | tee -a "$S"
+
+	# 2. The same infer stage on the CPU (the GPU build's CPU provider), compared.
+	bin/attnaudit infer --provider cpu --ort-lib "$GPUDIR/libonnxruntime.so.1" --output-dir "$W/runs-cpu" >"$W/infer-cpu.log" 2>&1
+	say "infer --provider cpu (demo): exit $?"
+	bin/attncmp -tol 1e-3 "$run" "$(ls -d "$W"/runs-cpu/*/ | head -1)" 2>&1 | tee -a "$S"
+
+	# 3. attnaudit (CUDA) against PyTorch eager (CUDA), batch 1/16/64/256, 792 sentences.
+	BENCH_BIN=$PWD/bin/attnaudit BENCH_PYTHON=$PY BENCH_RESULTS="$W/RESULTS-gpu.md" BENCH_WORK=$W/bench BENCH_INFER_N=${BENCH_INFER_N:-792} \
+		timeout "${GPU_BENCH_SECONDS:-420}" bash bench/gpu.sh >"$W/gpu-bench.log" 2>&1
+	say "bench/gpu.sh: exit $?"
+	cp "$W/RESULTS-gpu.md" "$OUT/" 2>/dev/null
+	sed -n '/^| batch/,/^$/p' "$W/RESULTS-gpu.md" | tee -a "$S"
+fi
+
+if [ "$STEP" = scale ]; then
+	[ -n "${GPU_LD_LIBRARY_PATH:-}" ] && export LD_LIBRARY_PATH=$GPU_LD_LIBRARY_PATH
+	gpu_mem_start "$W/mem-scale.csv"
+	ATTNAUDIT_CPUPROFILE=$W/scale-cuda.pprof /usr/bin/time -v bin/attnaudit run --provider cuda --data "$GPU_DATA" \
+		--batch-size "${GPU_BATCH:-64}" --output-dir "$W/runs-scale" >"$W/run-scale.log" 2>&1
+	say "run --provider cuda ($(wc -l <"$GPU_DATA") examples of $GPU_DATA, batch ${GPU_BATCH:-64}): exit $?; $(gpu_mem_stop "$W/mem-scale.csv")"
+	grep -E "Elapsed|Maximum resident" "$W/run-scale.log" | tee -a "$S"
+	run=$(ls -d "$W"/runs-scale/*/ | head -1)
+	cp "$run/manifest.json" "$W/manifest-scale-cuda.json"
+	stages "$run/manifest.json" | tee -a "$S"
+	du -sh "$run" | tee -a "$S"
+	tail -5 "$W/run-scale.log" >>"$S"
+fi

@@ -5,12 +5,11 @@
 # torch) and torch.cuda.max_memory_allocated. Appends a section to bench/RESULTS.md.
 #
 # Needs: bin/attnaudit (built here or copied in; BENCH_BIN), a GPU build of
-# ONNX Runtime or a CPU build plus the CUDA provider plugin
-# (ATTNAUDIT_ORT_LIB, ATTNAUDIT_ORT_CUDA_PLUGIN, LD_LIBRARY_PATH as in
-# ../shared/tools/gpu-ort.md), and a Python with torch (CUDA), onnx and
-# sentencepiece (BENCH_PYTHON, default python3).
+# ONNX Runtime that attnaudit finds (`make ort-gpu`, pip's onnxruntime-gpu, or
+# ATTNAUDIT_ORT_LIB), and a Python with torch (CUDA), onnx and sentencepiece
+# (BENCH_PYTHON, default python3).
 #
-#   bench/gpu.sh                       512 sentences (the set repeated), batch 1/16/64/256
+#   bench/gpu.sh                       792 sentences (the set ×4), batch 1/16/64/256
 #   BENCH_INFER_N=1024 bench/gpu.sh    more sentences
 #   QUICK=1 bench/gpu.sh               smoke test: 64 sentences, batch 1/64
 set -uo pipefail
@@ -23,7 +22,7 @@ GPU_INDEX=${GPU_INDEX%%,*}
 if [ "${QUICK:-0}" = 1 ]; then
 	MODE="QUICK smoke test" SIZES="1 64" N=64
 else
-	MODE="full" SIZES="1 16 64 256" N=${BENCH_INFER_N:-512}
+	MODE="full" SIZES="1 16 64 256" N=${BENCH_INFER_N:-792}
 fi
 
 command -v nvidia-smi >/dev/null || { log "no nvidia-smi: not a GPU machine"; exit 2; }

@@ -19,7 +19,8 @@ BIN=${BENCH_BIN:-$ROOT/bin/attnaudit}
 RESULTS=${BENCH_RESULTS:-$ROOT/bench/RESULTS.md}
 SENTENCES=${BENCH_SENTENCES:-$ROOT/bench/sentences.txt}
 DEMO=$ROOT/examples/data/demo.jsonl
-export ATTNAUDIT_ORT_LIB=${ATTNAUDIT_ORT_LIB:-$ROOT/third_party/onnxruntime/libonnxruntime.so.1}
+# ONNX Runtime: $ATTNAUDIT_ORT_LIB when set, else attnaudit's own discovery
+# (third_party/onnxruntime-gpu on a GPU machine, then third_party/onnxruntime).
 WORK=${BENCH_WORK:-$(mktemp -d /tmp/attnaudit-bench.XXXXXX)}
 mkdir -p "$WORK"
 SECTION=$WORK/section.md
@@ -144,7 +145,7 @@ machine_header() {
 	emit "- threads: attnaudit \`--threads $THREADS\`, torch \`--threads $THREADS\`"
 	emit "- checkpoint: \`${CKPT#"$ROOT"/}\` ($CKPT_NAME)"
 	emit "- sentences: \`${SENTENCES#"$ROOT"/}\` ($(wc -l <"$SENTENCES") Korean sources)"
-	emit "- tools: $(go version 2>/dev/null | awk '{ print $3 }'), $("$PY" -c 'import torch; print("torch", torch.__version__)' 2>/dev/null), ORT library \`${ATTNAUDIT_ORT_LIB#"$ROOT"/}\`"
+	emit "- tools: $(go version 2>/dev/null | awk '{ print $3 }'), $("$PY" -c 'import torch; print("torch", torch.__version__)' 2>/dev/null), ORT library \`${ATTNAUDIT_ORT_LIB:-found by attnaudit (manifest ort_library below)}\`"
 }
 
 # infer_compare PROVIDER DEVICE "BATCH SIZES" N: attnaudit infer (--provider
@@ -175,7 +176,7 @@ infer_compare() {
 				--threads "$THREADS" --detached-pairs=false; then
 				go_wall=$WALL go_rss=$RSS_MB
 				m=$(manifest_of "infer-go-bs$bs" "$WORK/infer-go-bs$bs")
-				[ -n "$m" ] && go_s=$(stage_seconds "$m" infer) && used=$(jget "$m" "d.get('provider')")
+				[ -n "$m" ] && go_s=$(stage_seconds "$m" infer) && used=$(jget "$m" "d.get('provider') + ', ONNX Runtime ' + d['tool'].get('ort_version', '?') + ' ' + d['tool'].get('ort_library', '')")
 				go_s=${go_s:-$go_wall}
 			else
 				fail_note "infer-go-bs$bs"

@@ -27,7 +27,7 @@ func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
 type Config struct {
 	ORTLib     string `yaml:"ort_lib" json:"ort_lib"`
 	Provider   string `yaml:"provider" json:"provider"`
-	CUDAPlugin string `yaml:"cuda_plugin" json:"cuda_plugin"`
+	CUDADevice int    `yaml:"cuda_device" json:"cuda_device"`
 	Threads    int    `yaml:"threads" json:"threads"`
 
 	BatchSize         int     `yaml:"batch_size" json:"batch_size"`
@@ -100,6 +100,7 @@ func (c Config) Validate() error {
 	}
 	check(c.Provider == "auto" || c.Provider == "cpu" || c.Provider == "cuda",
 		"provider %q: want auto, cpu or cuda", c.Provider)
+	check(c.CUDADevice >= 0, "cuda_device %d: want ≥ 0", c.CUDADevice)
 	check(c.Threads >= 0, "threads %d: want ≥ 0", c.Threads)
 	check(c.BatchSize >= 1, "batch_size %d: want ≥ 1", c.BatchSize)
 	check(c.ChunkSize >= c.BatchSize, "chunk_size %d: want ≥ batch_size (%d)", c.ChunkSize, c.BatchSize)

@@ -62,7 +62,7 @@ func (r *Runtime) Load(ck *Checkpoint) (*Model, error) {
 			m.fullOut = append(m.fullOut, t)
 		}
 	}
-	useCUDA := r.cuda != cudaNone && r.opts.Provider != ProviderCPU
+	useCUDA := r.cuda
 	if useCUDA {
 		err := m.open(r, true)
 		if err == nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,21 +15,23 @@ import (
 // Options configure ONNX Runtime. The zero value finds the library in the
 // usual places and picks CUDA when it can.
 type Options struct {
-	// LibPath is libonnxruntime.so. Empty: $ATTNAUDIT_ORT_LIB, else
-	// third_party/onnxruntime/libonnxruntime.so.1 under the working
-	// directory, the executable's directory, or the parent of either.
+	// LibPath is libonnxruntime.so. Empty: $ATTNAUDIT_ORT_LIB, then (when
+	// CUDA is wanted and there is a GPU) third_party/onnxruntime-gpu from
+	// `make ort-gpu` and a pip-installed onnxruntime-gpu found through
+	// python3, then third_party/onnxruntime from `make ort`; third_party is
+	// looked for under the working directory, the executable's directory
+	// and the parent of either.
 	LibPath string
 	// Provider is "auto" (CUDA when it works, else CPU; empty means auto),
 	// "cuda" (an error when CUDA does not work) or "cpu".
 	Provider string
-	// CUDAPluginPath is libonnxruntime_providers_cuda.so, for a CPU build of
-	// ONNX Runtime. Empty: $ATTNAUDIT_ORT_CUDA_PLUGIN, else the file next to
-	// the core library. A GPU build of ONNX Runtime needs no plugin.
-	CUDAPluginPath string
+	// CUDADevice is the GPU's index (CUDA provider option device_id).
+	CUDADevice int
 	// IntraOpThreads bounds ONNX Runtime's threads per session; 0 lets it
 	// choose (one per physical core).
 	IntraOpThreads int
-	// Log receives why "auto" fell back to the CPU. Nil means os.Stderr.
+	// Log receives which library and provider are used, and why "auto"
+	// fell back to the CPU. Nil means os.Stderr.
 	Log io.Writer
 }
 
@@ -44,23 +45,12 @@ const (
 // MinORTVersion is the oldest ONNX Runtime the bindings work with.
 const MinORTVersion = "1.24"
 
-const defaultLibRel = "third_party/onnxruntime/libonnxruntime.so.1"
-
-// cudaMode says how a session gets CUDA.
-type cudaMode int
-
-const (
-	cudaNone    cudaMode = iota
-	cudaBuiltin          // a GPU build: AppendExecutionProviderCUDA
-	cudaPlugin           // a CPU build + the CUDA EP plugin library
-)
-
 // Runtime is the process's ONNX Runtime. ONNX Runtime allows one environment
 // per process, so there is at most one open Runtime at a time.
 type Runtime struct {
 	opts     Options
-	libPath  string
-	cuda     cudaMode
+	lib      library
+	cuda     bool   // CUDA sessions can be made
 	fallback string // why "auto" uses the CPU; "" when it does not
 	log      io.Writer
 }
@@ -68,6 +58,7 @@ type Runtime struct {
 var (
 	ortMu      sync.Mutex
 	ortVersion string
+	ortLibrary string
 	ortOpen    bool
 )
 
@@ -79,15 +70,25 @@ func ORTVersion() string {
 	return ortVersion
 }
 
+// ORTLibrary says which ONNX Runtime library is loaded and how it was
+// found ("/path/libonnxruntime.so.1 (make ort)"), "" before NewRuntime
+// succeeds.
+func ORTLibrary() string {
+	ortMu.Lock()
+	defer ortMu.Unlock()
+	return ortLibrary
+}
+
 // NewRuntime loads ONNX Runtime and decides the execution provider. With
 // Provider "cuda" it fails unless CUDA is usable; with "auto" it records why
 // not and uses the CPU.
 func NewRuntime(opts Options) (*Runtime, error) {
+	return newRuntime(opts, realHost())
+}
+
+func newRuntime(opts Options, h host) (*Runtime, error) {
 	ortMu.Lock()
 	defer ortMu.Unlock()
-	if ortOpen || ort.IsInitialized() {
-		return nil, errors.New("ONNX Runtime is already initialised in this process: use the open Runtime")
-	}
 	switch opts.Provider {
 	case "":
 		opts.Provider = ProviderAuto
@@ -98,86 +99,172 @@ func NewRuntime(opts Options) (*Runtime, error) {
 	if opts.IntraOpThreads < 0 {
 		return nil, fmt.Errorf("intra-op threads %d: want 0 (automatic) or more", opts.IntraOpThreads)
 	}
-	lib, err := findLibrary(opts.LibPath)
+	if opts.CUDADevice < 0 {
+		return nil, fmt.Errorf("CUDA device %d: want 0 or more", opts.CUDADevice)
+	}
+	if opts.Provider == ProviderCUDA && !h.gpu {
+		return nil, errors.New("provider cuda: no NVIDIA GPU on this machine (no /dev/nvidiactl); use --provider auto or cpu")
+	}
+	if ortOpen || ort.IsInitialized() {
+		return nil, errors.New("ONNX Runtime is already initialised in this process: use the open Runtime")
+	}
+	lib, err := findLibrary(opts.LibPath, opts.Provider != ProviderCPU, h)
 	if err != nil {
 		return nil, err
 	}
-	version, err := probeLibrary(lib)
+	version, err := probeLibrary(lib.path)
 	if err != nil {
 		if version != "" {
-			return nil, fmt.Errorf("ONNX Runtime %s at %s: %v; attnaudit needs %s or newer: %s", version, lib, err, MinORTVersion, fixHint)
+			return nil, fmt.Errorf("ONNX Runtime %s at %s: %v; attnaudit needs %s or newer: %s", version, lib.path, err, MinORTVersion, fixHint)
 		}
-		return nil, fmt.Errorf("loading ONNX Runtime %s: %v: %s", lib, err, fixHint)
+		return nil, fmt.Errorf("loading ONNX Runtime %s (from %s): %v: %s", lib.path, lib.from, err, fixHint)
 	}
 	if !versionAtLeast(version, MinORTVersion) {
-		return nil, fmt.Errorf("ONNX Runtime %s at %s is too old: attnaudit needs %s or newer: %s", version, lib, MinORTVersion, fixHint)
+		return nil, fmt.Errorf("ONNX Runtime %s at %s is too old: attnaudit needs %s or newer: %s", version, lib.path, MinORTVersion, fixHint)
 	}
-	ort.SetSharedLibraryPath(lib)
-	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
-		return nil, fmt.Errorf("initialising ONNX Runtime %s: %w", lib, err)
-	}
-	r := &Runtime{opts: opts, libPath: lib, log: opts.Log}
+	r := &Runtime{opts: opts, lib: lib, log: opts.Log}
 	if r.log == nil {
 		r.log = os.Stderr
 	}
-	switch {
-	case opts.Provider == ProviderAuto && !nvidiaDevicePresent():
-		// Probing ORT for CUDA on a machine without a GPU only makes it log
-		// loader errors; say plainly why the CPU runs instead.
-		r.noteFallback(errors.New("no NVIDIA GPU on this machine (no /dev/nvidiactl)"))
-	case opts.Provider != ProviderCPU:
-		if err := r.setupCUDA(); err != nil {
-			if opts.Provider == ProviderCUDA {
-				ort.DestroyEnvironment()
-				return nil, err
-			}
-			r.noteFallback(err)
+	// The CUDA libraries must be loaded before ONNX Runtime loads its CUDA
+	// provider, which happens when the first session options ask for it.
+	var cudaErr error
+	if opts.Provider != ProviderCPU {
+		if !h.gpu {
+			cudaErr = errors.New("no NVIDIA GPU on this machine (no /dev/nvidiactl)")
+		} else {
+			cudaErr = r.loadCUDALibraries(h)
 		}
 	}
+	ort.SetSharedLibraryPath(lib.path)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		return nil, fmt.Errorf("initialising ONNX Runtime %s: %w", lib.path, err)
+	}
+	if opts.Provider != ProviderCPU {
+		if cudaErr == nil {
+			cudaErr = r.probeCUDA()
+		}
+		if cudaErr != nil {
+			if opts.Provider == ProviderCUDA {
+				ort.DestroyEnvironment()
+				return nil, cudaErr
+			}
+			r.noteFallback(cudaErr)
+		} else {
+			r.cuda = true
+		}
+	}
+	on := "CPU"
+	if r.cuda {
+		on = fmt.Sprintf("CUDA device %d", opts.CUDADevice)
+	}
+	fmt.Fprintf(r.log, "onnxruntime: %s %s (%s) on %s\n", version, lib.path, lib.from, on)
 	ortVersion, ortOpen = version, true
+	ortLibrary = fmt.Sprintf("%s (%s)", lib.path, lib.from)
 	return r, nil
 }
 
-const fixHint = "run `make ort`, pass --ort-lib PATH, or set ATTNAUDIT_ORT_LIB"
-
-// findLibrary returns the first ONNX Runtime library of Options.LibPath,
-// $ATTNAUDIT_ORT_LIB and the default places.
-func findLibrary(explicit string) (string, error) {
-	if explicit != "" {
-		return existing(explicit, "--ort-lib")
+// loadCUDALibraries checks that the dynamic loader finds every library the
+// CUDA provider needs; where it does not, it loads them from pip's nvidia-*
+// packages (found through python3). The error names what is still missing
+// and where each comes from.
+func (r *Runtime) loadCUDALibraries(h host) error {
+	prov := r.lib.cudaProvider()
+	if prov == "" {
+		msg := fmt.Sprintf("CUDA unavailable: ONNX Runtime at %s (%s) is a CPU build (no %s beside it)", r.lib.path, r.lib.from, cudaProviderLib)
+		if len(r.lib.passed) > 0 {
+			msg += "; GPU builds: " + strings.Join(r.lib.passed, "; ")
+		}
+		return errors.New(msg + ": run `make ort-gpu`, `pip install onnxruntime-gpu`, or point --ort-lib at a GPU build")
 	}
-	if env := os.Getenv("ATTNAUDIT_ORT_LIB"); env != "" {
-		return existing(env, "ATTNAUDIT_ORT_LIB")
+	needed, err := neededLibraries(prov)
+	if err != nil {
+		return fmt.Errorf("CUDA unavailable: reading %s: %w", prov, err)
 	}
-	var dirs []string
-	if wd, err := os.Getwd(); err == nil {
-		dirs = append(dirs, wd, filepath.Dir(wd))
+	// cuDNN is loaded by the provider at run time rather than linked; check
+	// it with the rest so that pip's copy is preloaded too.
+	needed = append(needed, "libcudnn.so.9")
+	missing := unloadable(needed)
+	if len(missing) == 0 {
+		return nil
 	}
-	if exe, err := os.Executable(); err == nil {
-		if exe, err := filepath.EvalSymlinks(exe); err == nil {
-			dirs = append(dirs, filepath.Dir(exe), filepath.Dir(filepath.Dir(exe)))
+	dirs := r.lib.cudaDirs
+	if len(dirs) == 0 {
+		if py, err := h.python(); err == nil {
+			dirs = py.Nvidia
 		}
 	}
-	var tried []string
-	for _, d := range dirs {
-		p := filepath.Join(d, defaultLibRel)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return p, nil
-		}
-		tried = append(tried, p)
+	if n := preloadCUDA(dirs); n > 0 {
+		fmt.Fprintf(r.log, "onnxruntime: loaded %d CUDA libraries from pip's nvidia packages (%s)\n", n, strings.Join(dirs, ", "))
+		missing = unloadable(missing)
 	}
-	return "", fmt.Errorf("ONNX Runtime library not found (looked for %s): %s", strings.Join(tried, ", "), fixHint)
+	if len(missing) == 1 && missing[0] == "libcudnn.so.9" {
+		fmt.Fprintln(r.log, "onnxruntime: cuDNN 9 (libcudnn.so.9) not found; only operators that use it (convolutions) will fail")
+		return nil
+	}
+	if len(missing) > 0 {
+		where := "LD_LIBRARY_PATH and the system's library folders"
+		if len(dirs) > 0 {
+			where += " and " + strings.Join(dirs, ", ")
+		} else {
+			where += " (python3 has no nvidia-* packages)"
+		}
+		return fmt.Errorf("CUDA unavailable: %s needs %s, not found in %s: %s", prov, describeMissing(missing), where, cudaFix)
+	}
+	return nil
 }
 
-func existing(path, from string) (string, error) {
-	st, err := os.Stat(path)
+// cudaOptions are the CUDA provider options (V2) every session gets.
+// arena_extend_strategy kSameAsRequested: decoding runs ever-changing
+// shapes, and the default power-of-two growth keeps a block for each.
+// use_tf32 0: the audit compares attention across providers and
+// checkpoints, so matrix products keep float32 precision.
+func (r *Runtime) cudaOptions() map[string]string {
+	return map[string]string{
+		"device_id":              strconv.Itoa(r.opts.CUDADevice),
+		"arena_extend_strategy":  "kSameAsRequested",
+		"cudnn_conv_algo_search": "DEFAULT",
+		"use_tf32":               "0",
+	}
+}
+
+// probeCUDA appends the CUDA provider to throw-away session options: that
+// loads the provider library, so a CPU build or a missing CUDA library is
+// reported now rather than at the first session.
+func (r *Runtime) probeCUDA() error {
+	so, err := ort.NewSessionOptions()
 	if err != nil {
-		return "", fmt.Errorf("ONNX Runtime library %s (from %s): %v: %s", path, from, err, fixHint)
+		return err
 	}
-	if st.IsDir() {
-		return "", fmt.Errorf("ONNX Runtime library %s (from %s) is a folder, not libonnxruntime.so: %s", path, from, fixHint)
+	defer so.Destroy()
+	if err := r.appendCUDA(so); err != nil {
+		return err
 	}
-	return path, nil
+	return nil
+}
+
+func (r *Runtime) appendCUDA(so *ort.SessionOptions) error {
+	co, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return fmt.Errorf("CUDA unavailable: %w", err)
+	}
+	defer co.Destroy()
+	if err := co.Update(r.cudaOptions()); err != nil {
+		return fmt.Errorf("CUDA unavailable: provider options %v: %w", r.cudaOptions(), err)
+	}
+	if err := so.AppendExecutionProviderCUDA(co); err != nil {
+		return cudaError(err)
+	}
+	return nil
+}
+
+// cudaError explains an error from ONNX Runtime's CUDA provider, naming
+// the libraries the loader could not find.
+func cudaError(err error) error {
+	if missing := missingFromLoader(err.Error()); len(missing) > 0 {
+		return fmt.Errorf("CUDA unavailable: %s missing: %s (ONNX Runtime: %w)", describeMissing(missing), cudaFix, err)
+	}
+	return fmt.Errorf("CUDA unavailable: %w", err)
 }
 
 // versionAtLeast compares dotted versions numerically; a version it cannot
@@ -200,85 +287,6 @@ func versionAtLeast(v, min string) bool {
 	return true
 }
 
-// nvidiaDevicePresent reports whether the NVIDIA driver exposes a device.
-func nvidiaDevicePresent() bool {
-	_, err := os.Stat("/dev/nvidiactl")
-	return err == nil
-}
-
-// setupCUDA finds out how this library can run CUDA: a GPU build takes
-// AppendExecutionProviderCUDA; a CPU build needs the CUDA EP plugin, which
-// is registered with the environment here and selected per session.
-//
-// A plugin named by --cuda-plugin or ATTNAUDIT_ORT_CUDA_PLUGIN is used
-// without probing the built-in path first: on a CPU build the probe makes
-// ORT's provider bridge load that same library the classic way, and a
-// session then run through the plugin crashes (seen with ORT 1.29 on an H200).
-func (r *Runtime) setupCUDA() error {
-	var builtinErr error
-	if r.opts.CUDAPluginPath != "" || os.Getenv("ATTNAUDIT_ORT_CUDA_PLUGIN") != "" {
-		builtinErr = errors.New("not tried: a CUDA provider plugin was named")
-	} else if builtinErr = probeBuiltinCUDA(); builtinErr == nil {
-		r.cuda = cudaBuiltin
-		fmt.Fprintln(r.log, "onnxruntime: CUDA through this library's built-in CUDA provider")
-		return nil
-	}
-	plugin, err := r.findCUDAPlugin()
-	if err != nil {
-		return fmt.Errorf("CUDA unavailable: this ONNX Runtime has no built-in CUDA (%v) and %w", builtinErr, err)
-	}
-	if err := ort.RegisterExecutionProviderLibrary("CUDA", plugin); err != nil {
-		return fmt.Errorf("CUDA unavailable: registering the CUDA provider plugin %s: %w (it needs the CUDA and cuDNN libraries on LD_LIBRARY_PATH)", plugin, err)
-	}
-	n, err := gpuDevices()
-	if err != nil {
-		return fmt.Errorf("CUDA unavailable: %w", err)
-	}
-	if n == 0 {
-		return fmt.Errorf("CUDA unavailable: the CUDA provider plugin %s found no GPU", plugin)
-	}
-	r.cuda = cudaPlugin
-	fmt.Fprintf(r.log, "onnxruntime: CUDA through the provider plugin %s (%d GPU)\n", plugin, n)
-	return nil
-}
-
-// probeBuiltinCUDA reports whether the library was built with CUDA: CPU
-// builds refuse AppendExecutionProviderCUDA without needing a model.
-func probeBuiltinCUDA() error {
-	so, err := ort.NewSessionOptions()
-	if err != nil {
-		return err
-	}
-	defer so.Destroy()
-	co, err := ort.NewCUDAProviderOptions()
-	if err != nil {
-		return err
-	}
-	defer co.Destroy()
-	return so.AppendExecutionProviderCUDA(co)
-}
-
-func (r *Runtime) findCUDAPlugin() (string, error) {
-	const name = "libonnxruntime_providers_cuda.so"
-	if p := r.opts.CUDAPluginPath; p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("the CUDA provider plugin (--cuda-plugin) is missing: %v", err)
-		}
-		return p, nil
-	}
-	if p := os.Getenv("ATTNAUDIT_ORT_CUDA_PLUGIN"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("the CUDA provider plugin (ATTNAUDIT_ORT_CUDA_PLUGIN) is missing: %v", err)
-		}
-		return p, nil
-	}
-	p := filepath.Join(filepath.Dir(r.libPath), name)
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("no CUDA provider plugin %s next to it (set --cuda-plugin or ATTNAUDIT_ORT_CUDA_PLUGIN)", p)
-	}
-	return p, nil
-}
-
 func (r *Runtime) noteFallback(err error) {
 	r.fallback = err.Error()
 	fmt.Fprintf(r.log, "onnxruntime: provider auto: using the CPU: %s\n", r.fallback)
@@ -292,7 +300,7 @@ func (r *Runtime) Close() error {
 	if !ortOpen {
 		return nil
 	}
-	ortOpen, ortVersion = false, ""
+	ortOpen, ortVersion, ortLibrary = false, "", ""
 	if err := ort.DestroyEnvironment(); err != nil {
 		return fmt.Errorf("closing ONNX Runtime: %w", err)
 	}
@@ -334,16 +342,8 @@ func (r *Runtime) configure(so *ort.SessionOptions, cuda bool) error {
 	if !cuda {
 		return nil
 	}
-	switch r.cuda {
-	case cudaBuiltin:
-		co, err := ort.NewCUDAProviderOptions()
-		if err != nil {
-			return err
-		}
-		defer co.Destroy()
-		return so.AppendExecutionProviderCUDA(co)
-	case cudaPlugin:
-		return preferGPU(so)
+	if !r.cuda {
+		return errors.New("CUDA is not set up")
 	}
-	return errors.New("CUDA is not set up")
+	return r.appendCUDA(so)
 }

@@ -52,14 +52,41 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 		}
 	}
 	prog := newProgress(env.Progress, "infer", todo)
+	// Chunk c's Parquet parts are encoded and written on their own goroutine
+	// while chunk c+1 is translated: at GPU speed encoding is as slow as
+	// inference. One write is in flight at a time, so chunks still land in
+	// order and memory holds two chunks at most.
+	var writing chan error
+	wait := func() error {
+		if writing == nil {
+			return nil
+		}
+		err := <-writing
+		writing = nil
+		return err
+	}
 	for c := range r.chunks() {
 		if !shard.Owns(c) || r.chunkDone(c) {
 			continue
 		}
-		if err := r.inferChunk(model, c); err != nil {
+		out, err := r.translateChunk(model, c)
+		if werr := wait(); werr != nil {
+			return "", werr
+		}
+		if err != nil {
 			return "", err
 		}
-		prog.add(len(r.chunk(c)))
+		writing = make(chan error, 1)
+		go func() {
+			err := r.writeChunk(c, out)
+			if err == nil {
+				prog.add(len(r.chunk(c)))
+			}
+			writing <- err
+		}()
+	}
+	if err := wait(); err != nil {
+		return "", err
 	}
 	if err := r.writeShardRecord(shard, model.Provider(), time.Since(start)); err != nil {
 		return "", err
@@ -67,10 +94,15 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 	return r.dir, r.finishInfer(env.Version)
 }
 
-// inferChunk translates chunk c in batches sorted by source length, then
-// writes its rows in example order: attention first, examples last, since
-// the examples part is what marks the chunk done.
-func (r *run) inferChunk(model *inference.Model, c int) error {
+// chunkOutput is what translating one chunk produced, in example order.
+type chunkOutput struct {
+	results  []inference.Result
+	detached []*inference.Pass
+}
+
+// translateChunk translates chunk c in batches sorted by source length and,
+// when configured, force-decodes its detached pairs.
+func (r *run) translateChunk(model *inference.Model, c int) (chunkOutput, error) {
 	exs := r.chunk(c)
 	cfg := r.cfg
 	order := make([]int, len(exs))
@@ -91,7 +123,7 @@ func (r *run) inferChunk(model *inference.Model, c int) error {
 		}
 		out, err := model.TranslateBatch(reqs, opts)
 		if err != nil {
-			return fmt.Errorf("chunk %d: %w", c, err)
+			return chunkOutput{}, fmt.Errorf("chunk %d: %w", c, err)
 		}
 		for k, i := range idx {
 			results[i] = out[k]
@@ -100,10 +132,17 @@ func (r *run) inferChunk(model *inference.Model, c int) error {
 	if cfg.DetachedPairs && len(exs) > 1 {
 		var err error
 		if detached, err = r.detachedPasses(model, exs); err != nil {
-			return fmt.Errorf("chunk %d: detached pairs: %w", c, err)
+			return chunkOutput{}, fmt.Errorf("chunk %d: detached pairs: %w", c, err)
 		}
 	}
+	return chunkOutput{results, detached}, nil
+}
 
+// writeChunk writes chunk c's rows in example order: attention first,
+// examples last, since the examples part is what marks the chunk done.
+func (r *run) writeChunk(c int, out chunkOutput) error {
+	exs, cfg := r.chunk(c), r.cfg
+	results, detached := out.results, out.detached
 	// Abort drops a part that Close did not commit, so a failed chunk
 	// leaves no file under a final name.
 	aw, err := store.NewAttentionWriter(r.dir, store.AttentionOptions{Part: c, Float16: cfg.Float16})

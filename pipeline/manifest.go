@@ -38,6 +38,8 @@ type ToolInfo struct {
 	Version    string `json:"version"`
 	GoVersion  string `json:"go_version"`
 	ORTVersion string `json:"ort_version"`
+	// ORTLibrary is the ONNX Runtime library's path and how it was found.
+	ORTLibrary string `json:"ort_library,omitempty"`
 }
 
 // CheckpointInfo identifies a checkpoint by path and content.

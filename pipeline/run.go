@@ -133,7 +133,7 @@ func OpenCheckpoint(dir string) (*inference.Checkpoint, string, error) {
 // batch size) are left out on purpose: the same run on CPU and GPU is the
 // same run.
 func runID(ckptHash, dataHash string, cfg configs.Config) string {
-	cfg.ORTLib, cfg.Provider, cfg.CUDAPlugin, cfg.Threads, cfg.BatchSize = "", "", "", 0, 0
+	cfg.ORTLib, cfg.Provider, cfg.CUDADevice, cfg.Threads, cfg.BatchSize = "", "", 0, 0, 0
 	// Later stages' settings do not change what infer writes; a change to
 	// them reruns those stages in the same folder (see stage).
 	cfg.Metrics, cfg.Report, cfg.Audit = metrics.Config{}, report.Options{}, configs.AuditConfig{}
@@ -175,6 +175,7 @@ type shardRecord struct {
 	Shard      string    `json:"shard"`
 	Provider   string    `json:"provider"`
 	ORTVersion string    `json:"ort_version"`
+	ORTLibrary string    `json:"ort_library"`
 	Seconds    float64   `json:"seconds"`
 	Finished   time.Time `json:"finished"`
 }
@@ -185,7 +186,7 @@ func shardRecordName(s Shard) string {
 
 func (r *run) writeShardRecord(s Shard, provider string, took time.Duration) error {
 	rec := shardRecord{Shard: s.String(), Provider: provider, ORTVersion: inference.ORTVersion(),
-		Seconds: took.Seconds(), Finished: time.Now().UTC()}
+		ORTLibrary: inference.ORTLibrary(), Seconds: took.Seconds(), Finished: time.Now().UTC()}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -227,7 +228,7 @@ func (r *run) manifest(recs []shardRecord) *Manifest {
 	m := &Manifest{
 		RunID:    r.id,
 		Created:  time.Now().UTC(),
-		Tool:     ToolInfo{GoVersion: runtime.Version(), ORTVersion: inference.ORTVersion()},
+		Tool:     ToolInfo{GoVersion: runtime.Version(), ORTVersion: inference.ORTVersion(), ORTLibrary: inference.ORTLibrary()},
 		Provider: strings.Join(providers, "+"),
 		Checkpoint: CheckpointInfo{
 			Path: r.ckptPath, Hash: r.ckpt.Hash(), Meta: r.ckpt.MetaJSON(),

@@ -1,8 +1,9 @@
 // Command attncmp compares two run folders of the same checkpoint and
 // dataset, made on different providers (CUDA and CPU): it prints the largest
 // absolute differences of attention weights and token log-probabilities,
-// and whether the translations agree. Exit status 1 when attention differs
-// by more than -tol.
+// and whether the translations agree, listing each translation that differs
+// with its log-prob margin. Exit status 1 when attention differs by more
+// than -tol.
 package main
 
 import (
@@ -51,6 +52,7 @@ func compare(a, b string) (float64, error) {
 	same, maxLP := 0, 0.0
 	for i := range exA {
 		if exA[i].Hypothesis != exB[i].Hypothesis {
+			printDifference(exA[i], exB[i])
 			continue
 		}
 		same++
@@ -87,4 +89,29 @@ func compare(a, b string) (float64, error) {
 	})
 	fmt.Printf("attention rows compared: %d (skipped, shapes differ: %d); largest weight difference: %.3g\n", compared, skipped, maxAttn)
 	return maxAttn, err
+}
+
+// printDifference lists a translation that differs between the runs: the
+// first token where the greedy choices part, each run's log-prob of its own
+// choice there, and their gap. Greedy search takes the argmax, so a gap near
+// zero means the two tokens were all but tied and rounding decided.
+func printDifference(a, b store.Example) {
+	t := 0
+	for t < len(a.TgtIDs) && t < len(b.TgtIDs) && a.TgtIDs[t] == b.TgtIDs[t] {
+		t++
+	}
+	lp := func(e store.Example) float64 {
+		if t < len(e.TokenLogprobs) {
+			return float64(e.TokenLogprobs[t])
+		}
+		return math.NaN()
+	}
+	piece := func(e store.Example) string {
+		if t < len(e.TgtPieces) {
+			return e.TgtPieces[t]
+		}
+		return "(end)"
+	}
+	fmt.Printf("differs: example %d (%s) at token %d: %q (log-prob %.4f) vs %q (log-prob %.4f), margin %.4f\n",
+		a.ExampleID, a.ID, t, piece(a), lp(a), piece(b), lp(b), math.Abs(lp(a)-lp(b)))
 }

@@ -70,7 +70,7 @@ func setup(c *cli.Context, withRuntime bool) (pipeline.Env, configs.Config, erro
 	env := pipeline.Env{Log: os.Stderr, Progress: os.Stderr, Version: version}
 	if withRuntime {
 		rt, err := inference.NewRuntime(inference.Options{
-			LibPath: cfg.ORTLib, Provider: cfg.Provider, CUDAPluginPath: cfg.CUDAPlugin, IntraOpThreads: cfg.Threads,
+			LibPath: cfg.ORTLib, Provider: cfg.Provider, CUDADevice: cfg.CUDADevice, IntraOpThreads: cfg.Threads,
 		})
 		if err != nil {
 			return pipeline.Env{}, configs.Config{}, err

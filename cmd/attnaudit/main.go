@@ -9,6 +9,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/urfave/cli/v2"
 )
@@ -17,9 +18,33 @@ import (
 var version = "dev"
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
+	stop := startProfile(os.Getenv("ATTNAUDIT_CPUPROFILE"))
+	err := newApp().Run(os.Args)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "attnaudit:", err)
 		os.Exit(exitCode(err))
+	}
+}
+
+// startProfile writes a CPU profile of the whole command to path (for `go
+// tool pprof`; time inside ONNX Runtime shows as runtime.cgocall) when path
+// is set. It returns the function that finishes it.
+func startProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "attnaudit: ATTNAUDIT_CPUPROFILE:", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }
 
