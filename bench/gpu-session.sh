@@ -26,7 +26,7 @@ W=/tmp/gpu-session
 mkdir -p "$OUT" "$W" bin
 S=$OUT/summary.txt
 say() { echo "$*" | tee -a "$S"; }
-pack() { tar -czf "$OUT/session-$STEP.tar.gz" -C "$W" . 2>/dev/null; }
+pack() { tar -czf "$OUT/session-$STEP.tar.gz" --exclude='*.parquet' --exclude='*.html' --exclude='*.png' -C "$W" . 2>/dev/null; }
 trap pack EXIT
 
 # ONNX Runtime's GPU build and the binaries.

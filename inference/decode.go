@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"attnaudit/metrics"
 )
@@ -640,7 +643,11 @@ func (m *Model) forceGroup(e *encoded, rowReq []int, targets [][]int32) ([]Pass,
 	}
 	v, l, h := m.io.vocab, m.io.decLayers, m.io.heads
 	passes := make([]Pass, n)
-	for r, y := range targets {
+	// Rows are independent: a log-softmax over the vocabulary per token and
+	// the attention copies. On a GPU this host work is as long as the pass
+	// itself, so it is spread over the cores.
+	parallelRows(n, func(r int) {
+		y := targets[r]
 		q := len(y) + 1
 		ids := append(slices.Clone(y), eos)
 		p := Pass{IDs: ids, Pieces: m.tok.Pieces(ids), Logprobs: make([]float32, q)}
@@ -655,8 +662,32 @@ func (m *Model) forceGroup(e *encoded, rowReq []int, targets [][]int32) ([]Pass,
 			p.Cross = extract(cross, l, n, h, T, S, r, q, e.lens[rowReq[r]])
 		}
 		passes[r] = p
-	}
+	})
 	return passes, nil
+}
+
+// parallelRows calls f(r) for every r in [0, n) on up to GOMAXPROCS
+// goroutines. f must touch only row r's data.
+func parallelRows(n int, f func(r int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for r := range n {
+			f(r)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := int(next.Add(1)) - 1; r < n; r = int(next.Add(1)) - 1 {
+				f(r)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // extract copies row r's q×k corner of every layer and head out of an

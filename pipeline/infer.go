@@ -6,7 +6,9 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"attnaudit/configs"
@@ -52,46 +54,67 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 		}
 	}
 	prog := newProgress(env.Progress, "infer", todo)
-	// Chunk c's Parquet parts are encoded and written on their own goroutine
-	// while chunk c+1 is translated: at GPU speed encoding is as slow as
-	// inference. One write is in flight at a time, so chunks still land in
-	// order and memory holds two chunks at most.
-	var writing chan error
-	wait := func() error {
-		if writing == nil {
-			return nil
+	// Chunks' Parquet parts are encoded and written on their own goroutines
+	// while the next chunks are translated: at GPU speed, encoding (zstd) is
+	// slower than inference. Up to chunkWriters() chunks are in flight; each
+	// chunk is its own pair of part files, committed alone, so the order
+	// they finish in changes nothing, and memory holds at most that many
+	// chunks plus the one being translated.
+	writers := chunkWriters()
+	done := make(chan error, writers)
+	var progMu sync.Mutex
+	inFlight := 0
+	var writeErr error
+	collect := func() {
+		if err := <-done; err != nil && writeErr == nil {
+			writeErr = err
 		}
-		err := <-writing
-		writing = nil
-		return err
+		inFlight--
 	}
 	for c := range r.chunks() {
 		if !shard.Owns(c) || r.chunkDone(c) {
 			continue
 		}
 		out, err := r.translateChunk(model, c)
-		if werr := wait(); werr != nil {
-			return "", werr
-		}
 		if err != nil {
+			for inFlight > 0 {
+				collect()
+			}
 			return "", err
 		}
-		writing = make(chan error, 1)
+		for inFlight >= writers {
+			collect()
+		}
+		if writeErr != nil {
+			break
+		}
+		inFlight++
 		go func() {
 			err := r.writeChunk(c, out)
 			if err == nil {
+				progMu.Lock()
 				prog.add(len(r.chunk(c)))
+				progMu.Unlock()
 			}
-			writing <- err
+			done <- err
 		}()
 	}
-	if err := wait(); err != nil {
-		return "", err
+	for inFlight > 0 {
+		collect()
+	}
+	if writeErr != nil {
+		return "", writeErr
 	}
 	if err := r.writeShardRecord(shard, model.Provider(), time.Since(start)); err != nil {
 		return "", err
 	}
 	return r.dir, r.finishInfer(env.Version)
+}
+
+// chunkWriters is how many chunks may be written at once: a quarter of the
+// cores, from one to four.
+func chunkWriters() int {
+	return max(1, min(4, runtime.GOMAXPROCS(0)/4))
 }
 
 // chunkOutput is what translating one chunk produced, in example order.

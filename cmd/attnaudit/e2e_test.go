@@ -212,6 +212,26 @@ func TestShardsEqualTheUnshardedRun(t *testing.T) {
 	sameDigest(t, "sharded run", runDigest(t, got), want)
 }
 
+// TestParallelWritersEqualOneWorker runs the same job with GOMAXPROCS=1
+// (one chunk written at a time, log-probs row by row) and GOMAXPROCS=16
+// (four chunks written while the next is translated, rows spread over
+// goroutines): the run folders must hold the same rows.
+func TestParallelWritersEqualOneWorker(t *testing.T) {
+	data := smallDataset(t, 24)
+	digests := map[string]map[string]string{}
+	for _, procs := range []string{"1", "16"} {
+		cmd := exec.Command(binary, runArgs("run", data, t.TempDir())...)
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+procs)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("GOMAXPROCS=%s: %v\n%s", procs, err, stderr.String())
+		}
+		digests[procs] = runDigest(t, strings.TrimSpace(stdout.String()))
+	}
+	sameDigest(t, "GOMAXPROCS=16 run", digests["16"], digests["1"])
+}
+
 // TestShardIndexFromSchedulerEnvironment checks that "--shard /N" takes its
 // index from a Kubernetes Indexed Job.
 func TestShardIndexFromSchedulerEnvironment(t *testing.T) {
