@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/parquet"
@@ -13,11 +15,16 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
-// scan calls fn with every row of schema s under path, part by part.
+// scan calls fn with every row of schema s under path, part by part, in
+// order. Later parts are decoded ahead on their own goroutines (see
+// scanAhead), since decoding one part uses one core.
 func scan[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) error) error {
 	paths, err := Parts(path, s.stem)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", s.stem, err)
+	}
+	if ahead := readAhead(); len(paths) > 1 && ahead > 1 {
+		return scanAhead(paths, s, cfg, ahead, fn)
 	}
 	for _, p := range paths {
 		if err := scanFile(p, s, cfg, fn); err != nil {
@@ -25,6 +32,85 @@ func scan[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) error)
 				return nil
 			}
 			return err
+		}
+	}
+	return nil
+}
+
+// readAhead is how many parts are decoded at once: half the cores, from
+// one to eight.
+func readAhead() int { return max(1, min(8, runtime.GOMAXPROCS(0)/2)) }
+
+// scanAhead decodes up to ahead parts at once, each on its own goroutine
+// sending batches of rows (copies: readers clone what they read) over its
+// own channel, and hands the rows to fn part after part, so fn sees the
+// same order as a sequential scan. A part's channel holds a few batches,
+// which bounds memory. An error or ErrStop from fn stops every reader.
+func scanAhead[T any](paths []string, s *schema[T], cfg readerConfig, ahead int, fn func(*T) error) error {
+	const batchRows, batches = 256, 4
+	type part struct {
+		rows chan []T
+		err  error // set before rows is closed
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	// Readers are stopped and waited for, so nothing reads after return.
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	errStopped := errors.New("scan stopped")
+	parts := make([]*part, len(paths))
+	start := func(i int) {
+		p := &part{rows: make(chan []T, batches)}
+		parts[i] = p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(p.rows)
+			buf := make([]T, 0, batchRows)
+			send := func() error {
+				select {
+				case p.rows <- buf:
+					buf = make([]T, 0, batchRows)
+					return nil
+				case <-stop:
+					return errStopped
+				}
+			}
+			err := scanFile(paths[i], s, cfg, func(r *T) error {
+				buf = append(buf, *r)
+				if len(buf) == batchRows {
+					return send()
+				}
+				return nil
+			})
+			if err == nil && len(buf) > 0 {
+				err = send()
+			}
+			p.err = err
+		}()
+	}
+	for i := range min(ahead, len(paths)) {
+		start(i)
+	}
+	for i := range paths {
+		for batch := range parts[i].rows {
+			for k := range batch {
+				if err := fn(&batch[k]); err != nil {
+					if errors.Is(err, ErrStop) {
+						return nil
+					}
+					return err
+				}
+			}
+		}
+		if err := parts[i].err; err != nil {
+			return err
+		}
+		parts[i] = nil
+		if next := i + ahead; next < len(paths) {
+			start(next)
 		}
 	}
 	return nil

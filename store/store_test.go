@@ -438,6 +438,46 @@ func TestScanStopsEarly(t *testing.T) {
 	}
 }
 
+// TestScanAhead decodes several parts at once: the rows come in the order
+// of a sequential scan, and stopping early or failing stops every reader
+// (the checked allocator finds nothing left allocated).
+func TestScanAhead(t *testing.T) {
+	rows := fixtureAttention(40, 2, 2, 6)
+	dir := t.TempDir()
+	writeAttention(t, dir, rows, AttentionOptions{PartRows: 7}, WithRowGroupRows(3))
+	paths, err := Parts(dir, attentionSchema.stem)
+	if err != nil || len(paths) < 10 {
+		t.Fatalf("parts %v, %v", paths, err)
+	}
+	mem := checkedAllocator(t)
+	cfg := newReaderConfig([]ReaderOption{WithReadAllocator(mem), WithBatchRows(5)})
+	for _, ahead := range []int{2, 3, 8, 100} {
+		var got []Attention
+		err := scanAhead(paths, attentionSchema, cfg, ahead, func(r *Attention) error {
+			got = append(got, *r)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertAttentionEqual(t, got, rows, 0)
+		n := 0
+		err = scanAhead(paths, attentionSchema, cfg, ahead, func(*Attention) error {
+			if n++; n == 30 {
+				return ErrStop
+			}
+			return nil
+		})
+		if err != nil || n != 30 {
+			t.Errorf("ahead %d: stopped after %d rows with %v", ahead, n, err)
+		}
+		boom := errors.New("boom")
+		if err := scanAhead(paths, attentionSchema, cfg, ahead, func(*Attention) error { return boom }); !errors.Is(err, boom) {
+			t.Errorf("ahead %d: callback error came back as %v", ahead, err)
+		}
+	}
+}
+
 func TestReadRejectsOtherFiles(t *testing.T) {
 	dir := t.TempDir()
 	w, err := NewSentenceMetricsWriter(dir)
