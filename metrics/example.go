@@ -25,21 +25,6 @@ type PassInput struct {
 	EncoderSelf, DecoderSelf, Cross [][]Matrix
 }
 
-// HeadScores are the head metrics (SPEC §5) of one head. Metrics that do not
-// apply are NaN: RepeatMass outside decoder self-attention, AER outside
-// cross-attention or without a gold alignment.
-type HeadScores struct {
-	Entropy, EntropyNorm        float64
-	Confidence, ConfidenceNoEOS float64
-	Diagonality                 float64
-	FirstMass, LastMass         float64
-	HeadDiversity               float64 // of the head's layer
-	RepeatMass                  float64
-	RowSumErr                   float64
-	ZeroRows                    int
-	AER                         float64
-}
-
 // SentenceScores are the sentence metrics of one pass. WassToData and
 // WassCombo need the reference pool: ScorePass leaves them NaN and the
 // stage fills them in with Pool and WassCombo.
@@ -139,17 +124,17 @@ func (s *Scorer) ScorePass(in PassInput, cfg Config) PassScores {
 	for _, kind := range [][][]HeadScores{out.EncoderSelf, out.DecoderSelf, out.Cross} {
 		for _, layer := range kind {
 			for _, h := range layer {
-				if !math.IsNaN(h.RowSumErr) {
-					ss.MaxRowSumErr = max(ss.MaxRowSumErr, h.RowSumErr)
+				if !math.IsNaN(h[HeadRowSumErr]) {
+					ss.MaxRowSumErr = max(ss.MaxRowSumErr, h[HeadRowSumErr])
 				}
-				ss.ZeroRows += h.ZeroRows
+				ss.ZeroRows += int(h[HeadZeroRows])
 			}
 		}
 	}
 	for _, kind := range [][][]HeadScores{out.EncoderSelf, out.Cross} {
 		for _, layer := range kind {
 			for _, h := range layer {
-				noncausal = append(noncausal, h.EntropyNorm)
+				noncausal = append(noncausal, h[HeadEntropyNorm])
 			}
 		}
 	}
@@ -157,7 +142,7 @@ func (s *Scorer) ScorePass(in PassInput, cfg Config) PassScores {
 
 	// Copy behaviour: the decoder layer that looks back at copies most.
 	for _, layer := range out.DecoderSelf {
-		m := Mean(pluck(layer, func(h HeadScores) float64 { return h.RepeatMass }))
+		m := Mean(pluck(layer, HeadRepeatMass))
 		if !math.IsNaN(m) && (math.IsNaN(ss.RepeatMass) || m > ss.RepeatMass) {
 			ss.RepeatMass = m
 		}
@@ -168,8 +153,8 @@ func (s *Scorer) ScorePass(in PassInput, cfg Config) PassScores {
 		avg := s.mean.of(heads)
 		ss.IgnSrc = IgnSrc(avg, cfg.IgnSrcLambda)
 		ss.CrossLastMass = LastMass(avg)
-		ss.CrossHeadDiversity = out.Cross[l][0].HeadDiversity
-		ss.CrossEntropyNormMedian = Quantile(pluck(out.Cross[l], func(h HeadScores) float64 { return h.EntropyNorm }), 0.5)
+		ss.CrossHeadDiversity = out.Cross[l][0][HeadDiversityOfLayer]
+		ss.CrossEntropyNormMedian = Quantile(pluck(out.Cross[l], HeadEntropyNorm), 0.5)
 		out.Pi = SourceDistribution(heads, cfg.DropEOS)
 		ss.WassToUnif = WassToUnif(out.Pi)
 	}
@@ -210,18 +195,18 @@ func (s *Scorer) scoreKind(slot int, layers [][]Matrix, cfg Config, inputs []int
 			sc, plogp := scoreHead(m, s.priors[slot].of(m.Rows, m.Cols, cfg.GuidedSigma))
 			s.plogp = append(s.plogp, plogp)
 			if inputs != nil {
-				sc.RepeatMass = RepeatMass(m, inputs)
+				sc[HeadRepeatMass] = RepeatMass(m, inputs)
 			}
 			if gold != nil {
 				if links := s.links.links(m); links != nil {
-					sc.AER = gold.aer(links)
+					sc[HeadAER] = gold.aer(links)
 				}
 			}
 			out[l][h] = sc
 		}
 		div := headDiversity(heads, s.plogp)
 		for h := range out[l] {
-			out[l][h].HeadDiversity = div
+			out[l][h][HeadDiversityOfLayer] = div
 		}
 	}
 	return out
@@ -231,11 +216,8 @@ func (s *Scorer) scoreKind(slot int, layers [][]Matrix, cfg Config, inputs []int
 // calling Entropy, Confidence, … one by one (a test checks this). It also
 // returns Σ p ln p, which head diversity reuses.
 func scoreHead(m Matrix, prior []float64) (HeadScores, float64) {
-	nan := math.NaN()
-	sc := HeadScores{
-		Entropy: nan, EntropyNorm: nan, Confidence: nan, ConfidenceNoEOS: nan, Diagonality: nan,
-		FirstMass: nan, LastMass: nan, HeadDiversity: nan, RepeatMass: nan, RowSumErr: nan, AER: nan,
-	}
+	sc := nanHeadScores()
+	sc[HeadZeroRows] = 0
 	if m.Rows == 0 || m.Cols == 0 {
 		return sc, 0
 	}
@@ -270,17 +252,17 @@ func scoreHead(m Matrix, prior []float64) (HeadScores, float64) {
 		rowErr = max(rowErr, math.Abs(sum-1))
 	}
 	n := float64(m.Rows)
-	sc.Entropy = ent / n
+	sc[HeadEntropy] = ent / n
 	if m.Cols > 1 {
-		sc.EntropyNorm = sc.Entropy / math.Log(float64(m.Cols))
-		sc.ConfidenceNoEOS = confNoEOS / n
+		sc[HeadEntropyNorm] = sc[HeadEntropy] / math.Log(float64(m.Cols))
+		sc[HeadConfidenceNoEOS] = confNoEOS / n
 	}
-	sc.Confidence = conf / n
-	sc.Diagonality = 1 - off/n
-	sc.FirstMass = first / n
-	sc.LastMass = last / n
-	sc.RowSumErr = rowErr
-	sc.ZeroRows = zero
+	sc[HeadConfidence] = conf / n
+	sc[HeadDiagonality] = 1 - off/n
+	sc[HeadFirstMass] = first / n
+	sc[HeadLastMass] = last / n
+	sc[HeadRowSumErr] = rowErr
+	sc[HeadZeroRows] = float64(zero)
 	return sc, -ent
 }
 
@@ -288,10 +270,11 @@ func allZero(row []float32) bool {
 	return !slices.ContainsFunc(row, func(a float32) bool { return a != 0 })
 }
 
-func pluck(hs []HeadScores, f func(HeadScores) float64) []float64 {
+// pluck is one metric of every head.
+func pluck(hs []HeadScores, m HeadIndex) []float64 {
 	out := make([]float64, len(hs))
 	for i, h := range hs {
-		out[i] = f(h)
+		out[i] = h[m]
 	}
 	return out
 }

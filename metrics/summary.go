@@ -7,22 +7,6 @@ import (
 	"slices"
 )
 
-// Detector scores a sentence; HigherIsWorse orients it for AUROC.
-type Detector struct {
-	Name          string
-	HigherIsWorse bool
-	Score         func(SentenceScores) float64
-}
-
-// Detectors are the hallucination detectors evaluated in the run summary.
-var Detectors = []Detector{
-	{"seq_logprob", false, func(s SentenceScores) float64 { return s.SeqLogprob }},
-	{"wass_to_unif", true, func(s SentenceScores) float64 { return s.WassToUnif }},
-	{"wass_to_data", true, func(s SentenceScores) float64 { return s.WassToData }},
-	{"wass_combo", true, func(s SentenceScores) float64 { return s.WassCombo }},
-	{"ign_src", true, func(s SentenceScores) float64 { return s.IgnSrc }},
-}
-
 // DetectorEval is one detector's quality against binary labels.
 type DetectorEval struct {
 	Detector   string  `json:"detector"`
@@ -38,13 +22,10 @@ type DetectorEval struct {
 // both classes are left out.
 func EvaluateDetectors(against string, rows []SentenceScores, positive []bool) []DetectorEval {
 	var out []DetectorEval
-	for _, d := range Detectors {
+	for _, d := range Detectors() {
 		scores := make([]float64, len(rows))
 		for i, r := range rows {
-			scores[i] = d.Score(r)
-			if !d.HigherIsWorse {
-				scores[i] = -scores[i]
-			}
+			scores[i] = float64(d.Detector) * d.Get(r)
 		}
 		auc := AUROC(scores, positive)
 		if math.IsNaN(auc) {
@@ -78,7 +59,10 @@ type RunSummary struct {
 	Flags        map[string]map[string]int `json:"flags"`         // pass → flag → sentences
 	SuspectShare float64                   `json:"suspect_share"` // of free-pass sentences
 	Detectors    []DetectorEval            `json:"detectors,omitempty"`
-	Heads        []LayerSummary            `json:"heads"`
+	// FlagRules says when each flag is raised, with the thresholds and
+	// layer this run used (FlagTable's rules, rendered).
+	FlagRules map[string]string `json:"flag_rules,omitempty"`
+	Heads     []LayerSummary    `json:"heads"`
 }
 
 // LayerMeans returns the mean of metric per layer for one pass and kind
@@ -98,17 +82,6 @@ func (r RunSummary) LayerMeans(pass, kind, metric string) []float64 {
 		}
 	}
 	return out
-}
-
-// HeadMetricNames are the head metrics summarised per layer, in order.
-var HeadMetricNames = []string{
-	"entropy", "entropy_norm", "confidence", "confidence_noeos", "diagonality", "first_mass",
-	"last_mass", "head_diversity", "repeat_mass", "row_sum_err", "zero_rows", "aer",
-}
-
-func (h HeadScores) values() []float64 {
-	return []float64{h.Entropy, h.EntropyNorm, h.Confidence, h.ConfidenceNoEOS, h.Diagonality, h.FirstMass,
-		h.LastMass, h.HeadDiversity, h.RepeatMass, h.RowSumErr, float64(h.ZeroRows), h.AER}
 }
 
 // ReservoirSize bounds the values a HeadSummarizer keeps per layer and
@@ -145,12 +118,12 @@ func (s *HeadSummarizer) Add(pass, kind string, layer int, heads []HeadScores) {
 	k := layerKey{pass, kind, layer}
 	acc := s.layers[k]
 	if acc == nil {
-		m := len(HeadMetricNames)
+		m := int(NumHeadMetrics)
 		acc = &layerAcc{sum: make([]float64, m), n: make([]int, m), sample: make([][]float64, m)}
 		s.layers[k] = acc
 	}
 	for _, h := range heads {
-		for i, v := range h.values() {
+		for i, v := range h {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				continue
 			}
@@ -170,11 +143,11 @@ func (s *HeadSummarizer) Summaries() []LayerSummary {
 	var out []LayerSummary
 	for k, acc := range s.layers {
 		ls := LayerSummary{Pass: k.pass, Kind: k.kind, Layer: k.layer, Metrics: map[string]Dist{}}
-		for i, name := range HeadMetricNames {
+		for i, m := range HeadTable {
 			if d, ok := Describe(acc.sample[i]); ok {
 				d.N = acc.n[i]
 				d.Mean = acc.sum[i] / float64(acc.n[i])
-				ls.Metrics[name] = d
+				ls.Metrics[m.Name] = d
 			}
 		}
 		out = append(out, ls)

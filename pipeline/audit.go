@@ -327,27 +327,17 @@ func readKeyMetrics(dir string) (KeyMetrics, error) {
 	if err != nil {
 		return KeyMetrics{}, err
 	}
-	if len(m.Summary) == 0 {
+	if m.Summary == nil {
 		return KeyMetrics{}, fmt.Errorf("%s: no metrics summary in the manifest; run the metrics stage", dir)
 	}
-	var sum metrics.RunSummary
-	if err := json.Unmarshal(m.Summary, &sum); err != nil {
-		return KeyMetrics{}, fmt.Errorf("%s: metrics summary: %v", dir, err)
-	}
-	var meta struct {
-		Epoch int   `json:"epoch"`
-		Step  int64 `json:"step"`
-	}
-	if err := json.Unmarshal(m.Checkpoint.Meta, &meta); err != nil {
-		return KeyMetrics{}, fmt.Errorf("%s: checkpoint metadata: %v", dir, err)
-	}
+	sum := m.Summary
 	km := KeyMetrics{
-		Epoch: meta.Epoch, Step: meta.Step,
+		Epoch: m.Checkpoint.Meta.Epoch, Step: m.Checkpoint.Meta.Step,
 		ChrF: Number(math.NaN()), BLEU: Number(math.NaN()),
 		SuspectShare: sum.SuspectShare,
 		Flags:        sum.Flags,
-		Diagonality:  numbers(sum.LayerMeans(store.PassFree, store.KindCross, "diagonality")),
-		AER:          numbers(sum.LayerMeans(store.PassFree, store.KindCross, "aer")),
+		Diagonality:  numbers(sum.LayerMeans(store.PassFree, store.KindCross, metrics.HeadTable[metrics.HeadDiagonality].Name)),
+		AER:          numbers(sum.LayerMeans(store.PassFree, store.KindCross, metrics.HeadTable[metrics.HeadAER].Name)),
 	}
 	if sum.CorpusChrF != nil {
 		km.ChrF = Number(*sum.CorpusChrF)

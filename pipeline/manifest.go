@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"attnaudit/configs"
+	"attnaudit/metrics"
 )
 
 // ManifestName is the file that marks a run folder complete. It is written
@@ -29,8 +30,8 @@ type Manifest struct {
 	Shards     int              `json:"shards"`
 	Chunks     int              `json:"chunks"`
 	Stages     map[string]Stage `json:"stages"`
-	// Summary is the metrics stage's run summary, absent before it ran.
-	Summary json.RawMessage `json:"summary,omitempty"`
+	// Summary is the metrics stage's run summary, nil before it ran.
+	Summary *metrics.RunSummary `json:"summary,omitempty"`
 }
 
 // ToolInfo names the software that made a run.
@@ -44,9 +45,42 @@ type ToolInfo struct {
 
 // CheckpointInfo identifies a checkpoint by path and content.
 type CheckpointInfo struct {
-	Path string          `json:"path"`
-	Hash string          `json:"hash"`
-	Meta json.RawMessage `json:"meta"` // checkpoint.json as shipped
+	Path string         `json:"path"`
+	Hash string         `json:"hash"`
+	Meta CheckpointMeta `json:"meta"` // checkpoint.json as shipped
+}
+
+// CheckpointMeta is checkpoint.json as shipped: written back byte for byte,
+// with the fields the stages read decoded from it.
+type CheckpointMeta struct {
+	Name  string
+	Epoch int
+	Step  int64
+	raw   json.RawMessage
+}
+
+// MarshalJSON writes checkpoint.json as it was read.
+func (c CheckpointMeta) MarshalJSON() ([]byte, error) {
+	if len(c.raw) == 0 {
+		return []byte("null"), nil
+	}
+	return c.raw, nil
+}
+
+// UnmarshalJSON keeps checkpoint.json and decodes name, epoch and step.
+func (c *CheckpointMeta) UnmarshalJSON(data []byte) error {
+	var known struct {
+		Name  string `json:"name"`
+		Epoch int    `json:"epoch"`
+		Step  int64  `json:"step"`
+	}
+	if string(data) != "null" {
+		if err := json.Unmarshal(data, &known); err != nil {
+			return fmt.Errorf("checkpoint metadata: %w", err)
+		}
+	}
+	*c = CheckpointMeta{Name: known.Name, Epoch: known.Epoch, Step: known.Step, raw: append(json.RawMessage(nil), data...)}
+	return nil
 }
 
 // DatasetInfo identifies a dataset by path and content.

@@ -26,18 +26,6 @@ func WithGold(alignments map[int32]metrics.Alignment, labels map[int32]bool) Met
 	return func(in *metricsInputs) { in.gold, in.labels = alignments, labels }
 }
 
-// passResult is what the metrics stage keeps of one example × pass between
-// the streaming scan and the pool-dependent scores.
-type passResult struct {
-	exampleID int32
-	pass      string
-	scores    metrics.SentenceScores
-	pi        []float64
-	targetLen int
-	flags     metrics.Flags
-	reasons   string
-}
-
 // ComputeMetrics is the metrics stage. It reads examples and attention from
 // runDir, streaming the attention one example and pass at a time, scores the
 // passes on GOMAXPROCS workers, writes head_metrics.parquet while it goes
@@ -67,8 +55,8 @@ func ComputeMetrics(runDir string, cfg metrics.Config, opts ...MetricsOption) (*
 		return nil, err
 	}
 	defer hw.Abort()
-	heads := metrics.NewHeadSummarizer()
-	results := map[passKey]*passResult{}
+	run := metrics.NewRun(cfg, in.labels)
+	scored := map[passKey]metrics.PassScores{}
 	// keep runs on one goroutine, in scan order, so the rows, the
 	// summarizer's seeded sampling and the results are those of a serial
 	// scan.
@@ -76,14 +64,9 @@ func ComputeMetrics(runDir string, cfg metrics.Config, opts ...MetricsOption) (*
 		if err := writeHeadRows(hw, j.group, j.scores); err != nil {
 			return err
 		}
-		for kind, layers := range map[string][][]metrics.HeadScores{
-			store.KindEncoderSelf: j.scores.EncoderSelf, store.KindDecoderSelf: j.scores.DecoderSelf, store.KindCross: j.scores.Cross} {
-			for l, hs := range layers {
-				heads.Add(j.pass, kind, l, hs)
-			}
-		}
-		results[passKey{j.input.ExampleID, j.pass}] = &passResult{exampleID: j.input.ExampleID, pass: j.pass,
-			scores: j.scores.Sentence, pi: j.scores.Pi, targetLen: j.scores.TargetLen}
+		run.AddHeads(j.pass, j.scores)
+		j.scores.EncoderSelf, j.scores.DecoderSelf, j.scores.Cross = nil, nil, nil // only the sentence scores are kept
+		scored[passKey{j.input.ExampleID, j.pass}] = j.scores
 		return nil
 	}
 	pool := startScoring(cfg, runtime.GOMAXPROCS(0), keep)
@@ -128,15 +111,10 @@ func ComputeMetrics(runDir string, cfg metrics.Config, opts ...MetricsOption) (*
 		return nil, err
 	}
 
-	rows, err := sentenceRows(examples, results, cfg, in)
-	if err != nil {
+	if err := addSentences(run, examples, scored, cfg, in); err != nil {
 		return nil, err
 	}
-	sum := poolScores(rows, cfg)
-	sum.Heads = heads.Summaries()
-	sum.Examples = len(examples)
-	corpusScores(sum, examples)
-	evaluateDetectors(sum, rows, in.labels)
+	rows, sum := run.Finish()
 
 	sw, err := store.NewSentenceMetricsWriter(runDir)
 	if err != nil {
@@ -323,16 +301,12 @@ func writeHeadRows(w *store.HeadMetricsWriter, group []store.Attention, sc metri
 		default:
 			layers = sc.Cross
 		}
-		h := layers[a.Layer][a.Head]
-		err := w.Write(store.HeadMetrics{
-			ExampleID: a.ExampleID, Pass: a.Pass, Kind: a.Kind, Layer: a.Layer, Head: a.Head,
-			QLen: int32(a.Weights.Rows), KLen: int32(a.Weights.Cols),
-			Entropy: f32(h.Entropy), EntropyNorm: f32(h.EntropyNorm), Confidence: f32(h.Confidence),
-			ConfidenceNoEOS: f32(h.ConfidenceNoEOS), Diagonality: f32(h.Diagonality),
-			FirstMass: f32(h.FirstMass), LastMass: f32(h.LastMass), HeadDiversity: f32(h.HeadDiversity),
-			RepeatMass: f32(h.RepeatMass), RowSumErr: f32(h.RowSumErr), ZeroRows: int32(h.ZeroRows), AER: f32(h.AER),
-		})
-		if err != nil {
+		row := store.HeadMetrics{ExampleID: a.ExampleID, Pass: a.Pass, Kind: a.Kind, Layer: a.Layer, Head: a.Head,
+			QLen: int32(a.Weights.Rows), KLen: int32(a.Weights.Cols)}
+		for i, v := range layers[a.Layer][a.Head] {
+			row.Values[i] = f32(v)
+		}
+		if err := w.Write(row); err != nil {
 			return err
 		}
 	}
@@ -341,137 +315,41 @@ func writeHeadRows(w *store.HeadMetricsWriter, group []store.Attention, sc metri
 
 func f32(x float64) float32 { return float32(x) }
 
-// sentenceRows lists one result per example and pass in file order:
+// addSentences adds one result per example and pass to run, in file order:
 // every pass that had attention, plus the free pass, and the forced pass
 // when the example has a reference, scored without attention if the run
-// stored none for them.
-func sentenceRows(examples []store.Example, results map[passKey]*passResult, cfg metrics.Config, in metricsInputs) ([]*passResult, error) {
-	var out []*passResult
+// stored none for them. It also adds every example for the corpus scores.
+func addSentences(run *metrics.Run, examples []store.Example, scored map[passKey]metrics.PassScores, cfg metrics.Config, in metricsInputs) error {
 	seen := 0
 	for _, ex := range examples {
+		run.AddExample(ex.Hypothesis, ex.Reference, ex.Reference != "")
 		for _, pass := range []string{store.PassDetached, store.PassForced, store.PassFree} {
-			r, ok := results[passKey{ex.ExampleID, pass}]
+			sc, ok := scored[passKey{ex.ExampleID, pass}]
 			if ok {
 				seen++
 			} else if pass == store.PassFree || (pass == store.PassForced && len(ex.RefIDs) > 0) {
 				pin, err := passInput(ex, pass, nil, in)
 				if err != nil {
-					return nil, err
+					return err
 				}
-				sc := metrics.ScorePass(pin, cfg)
-				r = &passResult{exampleID: ex.ExampleID, pass: pass, scores: sc.Sentence, targetLen: sc.TargetLen}
+				sc = metrics.ScorePass(pin, cfg)
 			} else {
 				continue
 			}
-			out = append(out, r)
+			run.AddSentence(ex.ExampleID, pass, sc)
 		}
 	}
-	if seen != len(results) {
-		return nil, errors.New("metrics: attention holds passes other than detached, forced and free")
+	if seen != len(scored) {
+		return errors.New("metrics: attention holds passes other than detached, forced and free")
 	}
-	return out, nil
+	return nil
 }
 
-// poolScores fills in wass_to_data and wass_combo against the reference
-// pool (the run's free pass, leave-one-out), resolves the flag thresholds
-// and sets the flags.
-func poolScores(rows []*passResult, cfg metrics.Config) *metrics.RunSummary {
-	var entries []metrics.PoolEntry
-	for _, r := range rows {
-		if r.pass == store.PassFree {
-			entries = append(entries, metrics.PoolEntry{ID: r.exampleID, Len: r.targetLen, Pi: r.pi})
-		}
+// sentenceRow is a pass's row of sentence_metrics.parquet.
+func sentenceRow(r *metrics.PassResult) store.SentenceMetrics {
+	row := store.SentenceMetrics{ExampleID: r.ExampleID, Pass: r.Pass, Flags: r.Flags, Reasons: r.Reasons}
+	for i, m := range metrics.SentenceTable {
+		row.Values[i] = f32(m.Get(r.Scores))
 	}
-	pool := metrics.NewPool(entries)
-	var unif, data []float64
-	for _, r := range rows {
-		r.scores.WassToData = pool.WassToData(r.exampleID, r.targetLen, r.pi, cfg.WassK, cfg.LengthTolerance)
-		if r.pass == store.PassFree {
-			unif = append(unif, r.scores.WassToUnif)
-			data = append(data, r.scores.WassToData)
-		}
-	}
-	combo := metrics.NewWassCombo(unif, data, cfg.ComboPercentile)
-	var seq, comboScores []float64
-	for _, r := range rows {
-		r.scores.WassCombo = combo.Score(r.scores.WassToUnif, r.scores.WassToData)
-		if r.pass == store.PassFree {
-			seq = append(seq, r.scores.SeqLogprob)
-			comboScores = append(comboScores, r.scores.WassCombo)
-		}
-	}
-	limits := metrics.ResolveLimits(cfg.Thresholds, seq, comboScores)
-	sum := &metrics.RunSummary{Rows: map[string]int{}, Flags: map[string]map[string]int{},
-		Thresholds: metrics.NewThresholdSummary(limits, combo)}
-	suspects, free := 0, 0
-	for _, r := range rows {
-		sum.Rows[r.pass]++
-		flags, why := metrics.FlagSentence(r.scores, limits)
-		r.flags, r.reasons = flags, metrics.JoinReasons(why)
-		if sum.Flags[r.pass] == nil {
-			sum.Flags[r.pass] = map[string]int{}
-		}
-		for _, name := range flags.Names() {
-			sum.Flags[r.pass][name]++
-		}
-		if r.pass == store.PassFree {
-			free++
-			if flags.HallucinationSuspect {
-				suspects++
-			}
-		}
-	}
-	if free > 0 {
-		sum.SuspectShare = float64(suspects) / float64(free)
-	}
-	return sum
-}
-
-// corpusScores sets corpus chrF and BLEU of the hypotheses against the
-// references, over the examples that have one.
-func corpusScores(sum *metrics.RunSummary, examples []store.Example) {
-	var chrf metrics.ChrFStats
-	var bleu metrics.BLEUStats
-	for _, ex := range examples {
-		if ex.Reference == "" {
-			continue
-		}
-		sum.References++
-		chrf.Add(metrics.ChrFStatistics(ex.Hypothesis, ex.Reference))
-		bleu.Add(metrics.BLEUStatistics(ex.Hypothesis, ex.Reference))
-	}
-	if sum.References > 0 {
-		c, b := chrf.Score(), bleu.Score(false)
-		sum.CorpusChrF, sum.CorpusBLEU = &c, &b
-	}
-}
-
-// evaluateDetectors scores the detectors against the dataset's labels
-// (free pass) and against detached pairs (detached vs forced passes).
-func evaluateDetectors(sum *metrics.RunSummary, rows []*passResult, labels map[int32]bool) {
-	var labelled, pairs []metrics.SentenceScores
-	var labelPos, pairPos []bool
-	for _, r := range rows {
-		switch r.pass {
-		case store.PassFree:
-			if l, ok := labels[r.exampleID]; ok {
-				labelled, labelPos = append(labelled, r.scores), append(labelPos, l)
-			}
-		case store.PassDetached, store.PassForced:
-			pairs, pairPos = append(pairs, r.scores), append(pairPos, r.pass == store.PassDetached)
-		}
-	}
-	sum.Detectors = append(metrics.EvaluateDetectors("label", labelled, labelPos),
-		metrics.EvaluateDetectors("detached", pairs, pairPos)...)
-}
-
-func sentenceRow(r *passResult) store.SentenceMetrics {
-	s := r.scores
-	return store.SentenceMetrics{
-		ExampleID: r.exampleID, Pass: r.pass,
-		SeqLogprob: f32(s.SeqLogprob), IgnSrc: f32(s.IgnSrc), WassToUnif: f32(s.WassToUnif),
-		WassToData: f32(s.WassToData), WassCombo: f32(s.WassCombo), RepeatMass: f32(s.RepeatMass),
-		RepNgram: f32(s.RepNgram), Chrf: f32(s.ChrF), Bleu: f32(s.BLEU), AER: f32(s.AER),
-		Flags: r.flags, Reasons: r.reasons,
-	}
+	return row
 }

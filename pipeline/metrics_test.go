@@ -164,22 +164,22 @@ func TestComputeMetrics(t *testing.T) {
 			t.Fatalf("row %+v: shape %d×%d, want %d×%d", r, r.QLen, r.KLen, m.Rows, m.Cols)
 		}
 		for name, pair := range map[string][2]float64{
-			"entropy":     {float64(r.Entropy), metrics.Entropy(m)},
-			"diagonality": {float64(r.Diagonality), metrics.Diagonality(m)},
-			"last_mass":   {float64(r.LastMass), metrics.LastMass(m)},
-			"confidence":  {float64(r.Confidence), metrics.Confidence(m)},
+			"entropy":     {float64(r.Value(metrics.HeadEntropy)), metrics.Entropy(m)},
+			"diagonality": {float64(r.Value(metrics.HeadDiagonality)), metrics.Diagonality(m)},
+			"last_mass":   {float64(r.Value(metrics.HeadLastMass)), metrics.LastMass(m)},
+			"confidence":  {float64(r.Value(metrics.HeadConfidence)), metrics.Confidence(m)},
 		} {
 			if math.Abs(pair[0]-pair[1]) > 1e-6 {
 				t.Errorf("example %d %s %s L%d H%d: %s = %v, want %v", r.ExampleID, r.Pass, r.Kind, r.Layer, r.Head, name, pair[0], pair[1])
 			}
 		}
 		wantRepeat := r.Kind == store.KindDecoderSelf
-		if math.IsNaN(float64(r.RepeatMass)) == wantRepeat {
-			t.Errorf("%s: repeat_mass %v", r.Kind, r.RepeatMass)
+		if math.IsNaN(float64(r.Value(metrics.HeadRepeatMass))) == wantRepeat {
+			t.Errorf("%s: repeat_mass %v", r.Kind, r.Value(metrics.HeadRepeatMass))
 		}
 		wantAER := r.Kind == store.KindCross && r.ExampleID == 0
-		if math.IsNaN(float64(r.AER)) == wantAER {
-			t.Errorf("example %d %s: aer %v", r.ExampleID, r.Kind, r.AER)
+		if math.IsNaN(float64(r.Value(metrics.HeadAER))) == wantAER {
+			t.Errorf("example %d %s: aer %v", r.ExampleID, r.Kind, r.Value(metrics.HeadAER))
 		}
 	}
 
@@ -194,35 +194,35 @@ func TestComputeMetrics(t *testing.T) {
 	if free3.ExampleID != 3 || free3.Pass != store.PassFree {
 		t.Fatalf("last row is %d/%s", free3.ExampleID, free3.Pass)
 	}
-	if !free3.DiffuseAttention || !strings.Contains(free3.Reasons, "diffuse") {
+	if !free3.Flags[metrics.FlagDiffuseAttention] || !strings.Contains(free3.Reasons, "diffuse") {
 		t.Errorf("uniform cross-attention not flagged diffuse: %+v", free3)
 	}
-	if !free3.Copying || math.Abs(float64(free3.RepNgram)-0.75) > 1e-6 {
-		t.Errorf("repetition loop: copying %v, rep_ngram %v (want 0.75)", free3.Copying, free3.RepNgram)
+	if !free3.Flags[metrics.FlagCopying] || math.Abs(float64(free3.Values[metrics.SentRepNgram])-0.75) > 1e-6 {
+		t.Errorf("repetition loop: copying %v, rep_ngram %v (want 0.75)", free3.Flags[metrics.FlagCopying], free3.Values[metrics.SentRepNgram])
 	}
-	if !free3.HallucinationSuspect || !strings.Contains(free3.Reasons, "seq-logprob") {
+	if !free3.Flags[metrics.FlagHallucinationSuspect] || !strings.Contains(free3.Reasons, "seq-logprob") {
 		t.Errorf("lowest seq-logprob not suspect: %q", free3.Reasons)
 	}
 	// Head 1 sits on EOS and head 0's last row reaches it too: (1 + ⅙)/2.
 	free0 := sm[1]
-	if !free0.SinkDominated || !strings.Contains(free0.Reasons, "58% of its mass on the source EOS") {
+	if !free0.Flags[metrics.FlagSinkDominated] || !strings.Contains(free0.Reasons, "58% of its mass on the source EOS") {
 		t.Errorf("example 0 not sink-dominated: %q", free0.Reasons)
 	}
-	if got, want := float64(free0.Chrf), metrics.SentenceChrF(exs[0].Hypothesis, exs[0].Reference); math.Abs(got-want) > 1e-4 || want != 100 {
+	if got, want := float64(free0.Values[metrics.SentChrF]), metrics.SentenceChrF(exs[0].Hypothesis, exs[0].Reference); math.Abs(got-want) > 1e-4 || want != 100 {
 		t.Errorf("chrf %v, want %v", got, want)
 	}
-	if math.IsNaN(float64(free0.AER)) || !math.IsNaN(float64(sm[3].AER)) {
-		t.Errorf("sentence AER: example 0 %v, example 1 %v", free0.AER, sm[3].AER)
+	if math.IsNaN(float64(free0.Values[metrics.SentAER])) || !math.IsNaN(float64(sm[3].Values[metrics.SentAER])) {
+		t.Errorf("sentence AER: example 0 %v, example 1 %v", free0.Values[metrics.SentAER], sm[3].Values[metrics.SentAER])
 	}
 	// Free passes 1 and 2 have 5 target tokens: each other's only
 	// neighbours within ±10%. Example 0 (6 tokens) has none.
 	for _, r := range []store.SentenceMetrics{sm[3], sm[5]} {
-		if math.IsNaN(float64(r.WassToData)) || r.WassCombo != r.WassToData {
-			t.Errorf("example %d %s: wass_to_data %v, wass_combo %v", r.ExampleID, r.Pass, r.WassToData, r.WassCombo)
+		if math.IsNaN(float64(r.Values[metrics.SentWassToData])) || r.Values[metrics.SentWassCombo] != r.Values[metrics.SentWassToData] {
+			t.Errorf("example %d %s: wass_to_data %v, wass_combo %v", r.ExampleID, r.Pass, r.Values[metrics.SentWassToData], r.Values[metrics.SentWassCombo])
 		}
 	}
-	if !math.IsNaN(float64(free0.WassToData)) {
-		t.Errorf("example 0: wass_to_data %v without neighbours", free0.WassToData)
+	if !math.IsNaN(float64(free0.Values[metrics.SentWassToData])) {
+		t.Errorf("example 0: wass_to_data %v without neighbours", free0.Values[metrics.SentWassToData])
 	}
 
 	var hyps, refs []string
@@ -238,7 +238,7 @@ func TestComputeMetrics(t *testing.T) {
 	if sum.Examples != 4 || sum.Rows[store.PassFree] != 4 || sum.Rows[store.PassForced] != 4 {
 		t.Errorf("counts: %d examples, rows %v", sum.Examples, sum.Rows)
 	}
-	if sum.Flags[store.PassFree][metrics.FlagDiffuseAttention] != 1 || sum.SuspectShare <= 0 {
+	if sum.Flags[store.PassFree][metrics.FlagDiffuseAttention.Name()] != 1 || sum.SuspectShare <= 0 {
 		t.Errorf("flags %v, suspect share %v", sum.Flags, sum.SuspectShare)
 	}
 	// The label detector: example 3 (the only positive) has the lowest

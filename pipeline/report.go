@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"sort"
 
 	"attnaudit/configs"
-	"attnaudit/metrics"
 	"attnaudit/report"
 	"attnaudit/store"
 )
@@ -90,20 +88,11 @@ func loadRunSummary(runDir string, pieces bool) (report.RunData, error) {
 
 // runSummary turns the manifest into the page header.
 func runSummary(runDir string, m *Manifest) (report.Summary, error) {
-	var meta struct {
-		Name  string `json:"name"`
-		Epoch int    `json:"epoch"`
-		Step  int    `json:"step"`
-	}
-	if len(m.Checkpoint.Meta) > 0 {
-		if err := json.Unmarshal(m.Checkpoint.Meta, &meta); err != nil {
-			return report.Summary{}, fmt.Errorf("%s: checkpoint metadata in manifest: %v", runDir, err)
-		}
-	}
+	meta := m.Checkpoint.Meta
 	s := report.Summary{
 		RunID: m.RunID, Name: filepath.Base(filepath.Clean(runDir)),
 		Checkpoint: meta.Name, CheckpointPath: m.Checkpoint.Path, CheckpointHash: m.Checkpoint.Hash,
-		Epoch: meta.Epoch, Step: meta.Step,
+		Epoch: meta.Epoch, Step: int(meta.Step),
 		Dataset: m.Dataset.Path, DatasetHash: m.Dataset.Hash, Examples: m.Dataset.Examples, Problems: m.Dataset.Problems,
 		Provider: m.Provider, Created: m.Created,
 		Tool:       fmt.Sprintf("attnaudit %s, %s, ONNX Runtime %s", orUnknown(m.Tool.Version), m.Tool.GoVersion, orUnknown(m.Tool.ORTVersion)),
@@ -114,11 +103,8 @@ func runSummary(runDir string, m *Manifest) (report.Summary, error) {
 			s.Timings = append(s.Timings, report.Timing{Stage: name, Seconds: st.Seconds})
 		}
 	}
-	if len(m.Summary) > 0 {
-		var rs metrics.RunSummary
-		if err := json.Unmarshal(m.Summary, &rs); err != nil {
-			return report.Summary{}, fmt.Errorf("%s: run summary in manifest: %v", runDir, err)
-		}
+	if rs := m.Summary; rs != nil {
+		s.FlagRules = rs.FlagRules
 		if rs.CorpusChrF != nil {
 			s.CorpusChrF = *rs.CorpusChrF
 		}

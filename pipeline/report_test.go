@@ -55,8 +55,7 @@ func writeReportRun(t *testing.T, dir string, epoch int, chrf float64, suspect b
 						if err := aw.Write(store.Attention{ExampleID: id, Pass: pass, Kind: kind, Layer: l, Head: h, Weights: m}); err != nil {
 							t.Fatal(err)
 						}
-						hm := store.HeadMetrics{ExampleID: id, Pass: pass, Kind: kind, Layer: l, Head: h, QLen: 3, KLen: 3,
-							EntropyNorm: 0, Confidence: 1, Diagonality: 0.9, LastMass: 1.0 / 3, AER: float32(math.NaN())}
+						hm := store.HeadMetrics{ExampleID: id, Pass: pass, Kind: kind, Layer: l, Head: h, QLen: 3, KLen: 3, Values: [metrics.NumHeadMetrics]float32{metrics.HeadEntropyNorm: 0, metrics.HeadConfidence: 1, metrics.HeadDiagonality: 0.9, metrics.HeadLastMass: 1.0 / 3, metrics.HeadAER: float32(math.NaN())}}
 						if err := hw.Write(hm); err != nil {
 							t.Fatal(err)
 						}
@@ -64,9 +63,8 @@ func writeReportRun(t *testing.T, dir string, epoch int, chrf float64, suspect b
 				}
 			}
 		}
-		s := store.SentenceMetrics{ExampleID: id, Pass: store.PassFree, SeqLogprob: -0.27, AER: float32(math.NaN()),
-			Flags: metrics.Flags{HallucinationSuspect: suspect && id == 1}}
-		if s.HallucinationSuspect {
+		s := store.SentenceMetrics{ExampleID: id, Pass: store.PassFree, Values: [metrics.NumSentenceMetrics]float32{metrics.SentSeqLogprob: -0.27, metrics.SentAER: float32(math.NaN())}, Flags: metrics.Flags{metrics.FlagHallucinationSuspect: suspect && id == 1}}
+		if s.Flags[metrics.FlagHallucinationSuspect] {
 			s.Reasons = "seq_logprob below the pool's 5th percentile"
 		}
 		if err := sw.Write(s); err != nil {
@@ -81,12 +79,11 @@ func writeReportRun(t *testing.T, dir string, epoch int, chrf float64, suspect b
 			t.Fatal(err)
 		}
 	}
-	summary, _ := json.Marshal(metrics.RunSummary{CorpusChrF: &chrf})
 	m := &Manifest{RunID: fmt.Sprint("run", epoch), Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Provider: "cpu",
-		Checkpoint: CheckpointInfo{Path: "ck", Hash: "abc", Meta: json.RawMessage(fmt.Sprintf(`{"name":"tiny","epoch":%d,"step":%d}`, epoch, 100*epoch))},
+		Checkpoint: CheckpointInfo{Path: "ck", Hash: "abc", Meta: checkpointMeta(json.RawMessage(fmt.Sprintf(`{"name":"tiny","epoch":%d,"step":%d}`, epoch, 100*epoch)))},
 		Dataset:    DatasetInfo{Path: "demo.tsv", Hash: "def", Examples: 3},
 		Stages:     map[string]Stage{StageInfer: {Seconds: 1.5}, StageMetrics: {Seconds: 0.5}},
-		Summary:    summary}
+		Summary:    &metrics.RunSummary{CorpusChrF: &chrf}}
 	if err := writeManifest(dir, m); err != nil {
 		t.Fatal(err)
 	}

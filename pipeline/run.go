@@ -231,7 +231,7 @@ func (r *run) manifest(recs []shardRecord) *Manifest {
 		Tool:     ToolInfo{GoVersion: runtime.Version(), ORTVersion: inference.ORTVersion(), ORTLibrary: inference.ORTLibrary()},
 		Provider: strings.Join(providers, "+"),
 		Checkpoint: CheckpointInfo{
-			Path: r.ckptPath, Hash: r.ckpt.Hash(), Meta: r.ckpt.MetaJSON(),
+			Path: r.ckptPath, Hash: r.ckpt.Hash(), Meta: checkpointMeta(r.ckpt.MetaJSON()),
 		},
 		Dataset: DatasetInfo{Path: r.dataPath, Hash: r.data.Hash, Examples: len(r.data.Examples)},
 		Config:  r.cfg,
@@ -246,4 +246,14 @@ func (r *run) manifest(recs []shardRecord) *Manifest {
 		}
 	}
 	return m
+}
+
+// checkpointMeta decodes checkpoint.json, which OpenCheckpoint has already
+// checked.
+func checkpointMeta(raw json.RawMessage) CheckpointMeta {
+	var c CheckpointMeta
+	if err := c.UnmarshalJSON(raw); err != nil {
+		c.raw = raw
+	}
+	return c
 }

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"time"
@@ -47,11 +46,7 @@ func Metrics(env Env, dir string, cfg configs.Config, redo bool) error {
 		if err != nil {
 			return nil, err
 		}
-		raw, err := json.Marshal(sum)
-		if err != nil {
-			return nil, fmt.Errorf("encoding run summary: %w", err)
-		}
-		m.Summary = raw
+		m.Summary = sum
 		delete(m.Stages, StageReport) // the report shows the old metrics
 		return nil, nil
 	})

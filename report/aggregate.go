@@ -7,40 +7,25 @@ import (
 	"attnaudit/store"
 )
 
-// headMetric is one column of head_metrics.parquet that the report plots.
+// headMetric is a head metric the report plots: an entry of
+// metrics.HeadTable with Plot set.
 type headMetric struct {
-	name  string
-	desc  string
-	get   func(store.HeadMetrics) float32
-	lo    float64 // colour scale; NaN: the data's range
-	hi    float64
-	kinds []string // empty: every kind
+	metrics.HeadMetric
+	index metrics.HeadIndex
 }
 
-var headMetrics = []headMetric{
-	{"entropy_norm", "mean row entropy / ln(keys): 1 = uniform", func(r store.HeadMetrics) float32 { return r.EntropyNorm }, 0, 1, nil},
-	{"confidence", "mean of each row's largest weight", func(r store.HeadMetrics) float32 { return r.Confidence }, 0, 1, nil},
-	{"confidence_noeos", "confidence with the EOS column dropped", func(r store.HeadMetrics) float32 { return r.ConfidenceNoEOS }, 0, 1, []string{store.KindCross}},
-	{"diagonality", "mass near the diagonal (guided-attention prior): 1 = monotonic", func(r store.HeadMetrics) float32 { return r.Diagonality }, 0, 1, nil},
-	{"first_mass", "mass on the first key", func(r store.HeadMetrics) float32 { return r.FirstMass }, 0, 1, nil},
-	{"last_mass", "mass on the last key (EOS sink)", func(r store.HeadMetrics) float32 { return r.LastMass }, 0, 1, nil},
-	{"head_diversity", "mean pairwise Jensen–Shannon divergence of the layer's heads", func(r store.HeadMetrics) float32 { return r.HeadDiversity }, 0, math.Ln2, nil},
-	{"repeat_mass", "mass on earlier steps holding the same token (copying)", func(r store.HeadMetrics) float32 { return r.RepeatMass }, 0, 1, []string{store.KindDecoderSelf}},
-	{"aer", "alignment error rate against gold links", func(r store.HeadMetrics) float32 { return r.AER }, 0, 1, []string{store.KindCross}},
-	{"row_sum_err", "largest |row sum − 1| (broken masks)", func(r store.HeadMetrics) float32 { return r.RowSumErr }, math.NaN(), math.NaN(), nil},
-}
+func (m headMetric) get(r store.HeadMetrics) float32 { return r.Values[m.index] }
 
-func (m headMetric) appliesTo(kind string) bool {
-	if len(m.kinds) == 0 {
-		return true
-	}
-	for _, k := range m.kinds {
-		if k == kind {
-			return true
+// headMetrics are the plotted metrics, in the table's order.
+var headMetrics = func() []headMetric {
+	var out []headMetric
+	for i, m := range metrics.HeadTable {
+		if m.Plot {
+			out = append(out, headMetric{m, metrics.HeadIndex(i)})
 		}
 	}
-	return false
-}
+	return out
+}()
 
 // kinds in the order the pages show them.
 var kinds = []string{store.KindCross, store.KindDecoderSelf, store.KindEncoderSelf}
@@ -113,10 +98,10 @@ func (a *HeadAggregator) Add(r store.HeadMetrics) error {
 	d := a.dims[r.Kind]
 	a.dims[r.Kind] = [2]int{max(d[0], int(r.Layer)+1), max(d[1], int(r.Head)+1)}
 	for _, m := range headMetrics {
-		if !m.appliesTo(r.Kind) {
+		if !m.AppliesTo(r.Kind) {
 			continue
 		}
-		k := aggKey{r.Kind, m.name, r.Layer, r.Head}
+		k := aggKey{r.Kind, m.Name, r.Layer, r.Head}
 		s := a.sums[k]
 		if s == nil {
 			s = &acc{}
@@ -135,10 +120,10 @@ func (a *HeadAggregator) Add(r store.HeadMetrics) error {
 			e = &exAcc{}
 			layers[r.Layer] = e
 		}
-		e.diag.add(r.Diagonality)
-		e.ent.add(r.EntropyNorm)
-		e.conf.add(r.Confidence)
-		e.last.add(r.LastMass)
+		e.diag.add(r.Value(metrics.HeadDiagonality))
+		e.ent.add(r.Value(metrics.HeadEntropyNorm))
+		e.conf.add(r.Value(metrics.HeadConfidence))
+		e.last.add(r.Value(metrics.HeadLastMass))
 	}
 	return nil
 }
@@ -149,20 +134,20 @@ func (a *HeadAggregator) Stats() HeadStats {
 	for kind, d := range a.dims {
 		st.Means[kind] = map[string]metrics.Matrix{}
 		for _, m := range headMetrics {
-			if !m.appliesTo(kind) {
+			if !m.AppliesTo(kind) {
 				continue
 			}
 			mat := metrics.NewMatrix(d[0], d[1])
 			for l := range d[0] {
 				for h := range d[1] {
 					v := math.NaN()
-					if s := a.sums[aggKey{kind, m.name, int16(l), int16(h)}]; s != nil {
+					if s := a.sums[aggKey{kind, m.Name, int16(l), int16(h)}]; s != nil {
 						v = s.mean()
 					}
 					mat.Data[l*d[1]+h] = float32(v)
 				}
 			}
-			st.Means[kind][m.name] = mat
+			st.Means[kind][m.Name] = mat
 		}
 	}
 	layers := a.dims[store.KindCross][0]

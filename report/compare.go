@@ -9,6 +9,7 @@ import (
 
 	"gonum.org/v1/plot"
 
+	"attnaudit/metrics"
 	"attnaudit/store"
 )
 
@@ -54,19 +55,24 @@ type flagChange struct {
 }
 
 // compareDetectors are the sentence scores compare.html follows across runs
-// (mean over the free pass's sentences).
-var compareDetectors = []struct {
-	name string
-	get  func(store.SentenceMetrics) float32
-}{
-	{"seq_logprob", func(s store.SentenceMetrics) float32 { return s.SeqLogprob }},
-	{"wass_to_unif", func(s store.SentenceMetrics) float32 { return s.WassToUnif }},
-	{"wass_to_data", func(s store.SentenceMetrics) float32 { return s.WassToData }},
-	{"wass_combo", func(s store.SentenceMetrics) float32 { return s.WassCombo }},
-	{"ign_src", func(s store.SentenceMetrics) float32 { return s.IgnSrc }},
-	{"repeat_mass", func(s store.SentenceMetrics) float32 { return s.RepeatMass }},
-	{"rep_ngram", func(s store.SentenceMetrics) float32 { return s.RepNgram }},
+// (mean over the free pass's sentences): metrics.SentenceTable's entries
+// with Compare set.
+var compareDetectors = func() []compareScore {
+	var out []compareScore
+	for i, m := range metrics.SentenceTable {
+		if m.Compare {
+			out = append(out, compareScore{m.Name, metrics.SentenceIndex(i)})
+		}
+	}
+	return out
+}()
+
+type compareScore struct {
+	name  string
+	index metrics.SentenceIndex
 }
+
+func (c compareScore) get(s store.SentenceMetrics) float32 { return s.Values[c.index] }
 
 // GenerateCompare writes compare.html for several runs to w: every run-level
 // metric against epoch (one line per layer), detector scores and flag counts
@@ -101,7 +107,7 @@ func GenerateCompare(w io.Writer, data CompareData, opts Options) error {
 		sents[i] = freeSentences(r.Sentences)
 		v := compareRunView{S: r.Summary, Baseline: i == data.Baseline, Sentences: len(sents[i])}
 		for _, s := range sents[i] {
-			if s.HallucinationSuspect {
+			if s.Flags[metrics.FlagHallucinationSuspect] {
 				v.Suspects++
 			}
 			if len(flagNames(s)) > 0 {
@@ -196,16 +202,16 @@ func (page *comparePage) plots(q *figureQueue, data CompareData, sents [][]store
 		return err
 	}
 	var flagSeries []series
-	for _, f := range sentenceFlags {
+	for f, rule := range metrics.FlagTable {
 		ys := make([]float64, n)
 		for i := range sents {
 			for _, s := range sents[i] {
-				if f.get(s) {
+				if s.Flags[f] {
 					ys[i]++
 				}
 			}
 		}
-		flagSeries = append(flagSeries, series{f.name, xs, ys})
+		flagSeries = append(flagSeries, series{rule.Name, xs, ys})
 	}
 	if err := add(&page.Quality, "Flagged examples", "examples", flagSeries); err != nil {
 		return err
@@ -229,19 +235,19 @@ func (page *comparePage) plots(q *figureQueue, data CompareData, sents [][]store
 	for _, kind := range kinds {
 		sec := kindSection{Kind: kind, Title: kindTitles[kind]}
 		for _, m := range headMetrics {
-			if !m.appliesTo(kind) || m.name == "row_sum_err" {
+			if !m.AppliesTo(kind) || !m.Compare {
 				continue
 			}
 			layers := 0
 			for _, r := range data.Runs {
-				layers = max(layers, r.Heads.Means[kind][m.name].Rows)
+				layers = max(layers, r.Heads.Means[kind][m.Name].Rows)
 			}
 			var ss []series
 			for l := range layers {
 				ys := make([]float64, n)
 				for i, r := range data.Runs {
 					ys[i] = math.NaN()
-					if mat, ok := r.Heads.Means[kind][m.name]; ok && l < mat.Rows {
+					if mat, ok := r.Heads.Means[kind][m.Name]; ok && l < mat.Rows {
 						ys[i] = layerMeans(mat)[l]
 					}
 				}
@@ -250,7 +256,7 @@ func (page *comparePage) plots(q *figureQueue, data CompareData, sents [][]store
 			if len(ss) == 0 || allNaNSeries(ss) {
 				continue
 			}
-			if err := add(&sec.Figures, m.name+" (mean over heads)", m.name, ss); err != nil {
+			if err := add(&sec.Figures, m.Name+" (mean over heads)", m.Name, ss); err != nil {
 				return err
 			}
 		}

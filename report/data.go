@@ -47,6 +47,10 @@ type Summary struct {
 	CorpusBLEU     float64 // NaN without references
 	Timings        []Timing
 	Detectors      []DetectorScore
+	// FlagRules are the flags' rules with the thresholds the run used,
+	// by flag name; a run from before they were recorded has none, and
+	// the report shows each flag's generic description.
+	FlagRules map[string]string
 }
 
 // Timing is one stage's wall time.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 
+	"attnaudit/metrics"
 	"attnaudit/store"
 )
 
@@ -90,10 +91,13 @@ func Generate(w io.Writer, data RunData, opts Options) error {
 	page.MoreProbs = len(data.Summary.Problems) - len(page.Problems)
 	sents := freeSentences(data.Sentences)
 	page.Sentences = len(sents)
-	for _, f := range sentenceFlags {
-		row := flagRow{Name: f.name, Rule: f.rule}
+	for f, rule := range metrics.FlagTable {
+		row := flagRow{Name: rule.Name, Rule: rule.Doc}
+		if r, ok := data.Summary.FlagRules[rule.Name]; ok {
+			row.Rule = r
+		}
 		for _, s := range sents {
-			if f.get(s) {
+			if s.Flags[f] {
 				if row.Count == 0 {
 					row.Example = fmt.Sprintf("#%d: %s", s.ExampleID, s.Reasons)
 				}
@@ -157,27 +161,27 @@ func headSections(q *figureQueue, st HeadStats) ([]kindSection, error) {
 		}
 		sec := kindSection{Kind: kind, Title: kindTitles[kind]}
 		for _, m := range headMetrics {
-			mat, ok := means[m.name]
+			mat, ok := means[m.Name]
 			if !ok {
 				continue
 			}
 			if allNaN(mat) {
-				if m.name == "aer" {
+				if m.Name == "aer" {
 					sec.Notes = append(sec.Notes, "AER: no gold alignments in this dataset.")
 				}
 				continue
 			}
-			if m.name == "row_sum_err" {
+			if m.Name == "row_sum_err" {
 				if worst := maxFinite(mat.Data); worst < 1e-3 {
 					sec.Notes = append(sec.Notes, fmt.Sprintf("Rows sum to 1 within %.1g everywhere (no broken masks).", worst))
 					continue
 				}
 			}
-			f, err := q.th.metricGridFigure(mat, m.name, m.lo, m.hi)
+			f, err := q.th.metricGridFigure(mat, m.Name, m.Lo, m.Hi)
 			if err != nil {
-				return nil, fmt.Errorf("%s %s: %w", kind, m.name, err)
+				return nil, fmt.Errorf("%s %s: %w", kind, m.Name, err)
 			}
-			sec.Figures = append(sec.Figures, q.add(f, fmt.Sprintf("%s %s by layer and head: %s", kind, m.name, m.desc)))
+			sec.Figures = append(sec.Figures, q.add(f, fmt.Sprintf("%s %s by layer and head: %s", kind, m.Name, m.Doc)))
 		}
 		out = append(out, sec)
 	}
@@ -234,12 +238,16 @@ func (ev *exampleViews) view(id int32, full bool) (exampleView, error) {
 	if s, ok := ev.sents[id]; ok {
 		v.Flags = flagNames(s)
 		v.Reasons = s.Reasons
-		v.Scores = append(v.Scores,
-			kv{"wass_to_unif", formatFloat(float64(s.WassToUnif), 3)}, kv{"wass_combo", formatFloat(float64(s.WassCombo), 3)},
-			kv{"ign_src", formatFloat(float64(s.IgnSrc), 3)}, kv{"repeat_mass", formatFloat(float64(s.RepeatMass), 3)},
-			kv{"rep_ngram", formatFloat(float64(s.RepNgram), 3)})
-		if !math.IsNaN(float64(s.AER)) {
-			v.Scores = append(v.Scores, kv{"AER", formatFloat(float64(s.AER), 3)})
+		// Every sentence score but those the examples row gave above; a
+		// score the pass lacks (AER without gold) is left out.
+		for i, m := range metrics.SentenceTable {
+			switch metrics.SentenceIndex(i) {
+			case metrics.SentSeqLogprob, metrics.SentChrF, metrics.SentBLEU:
+				continue
+			}
+			if x := float64(s.Values[i]); !math.IsNaN(x) {
+				v.Scores = append(v.Scores, kv{m.Name, formatFloat(x, 3)})
+			}
 		}
 	}
 	if eh, ok := ev.data.Heads.Examples[id]; ok {

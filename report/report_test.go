@@ -120,7 +120,7 @@ func synthCompare(n, examples int) CompareData {
 		}
 		for k := range rd.Sentences {
 			if last && rd.Sentences[k].ExampleID%2 == 0 {
-				rd.Sentences[k].HallucinationSuspect = true
+				rd.Sentences[k].Flags[metrics.FlagHallucinationSuspect] = true
 			}
 		}
 		data.Runs = append(data.Runs, CompareRun{Summary: s, Heads: rd.Heads, Sentences: rd.Sentences, Examples: rd.Examples})
@@ -220,11 +220,11 @@ func TestHeadAggregator(t *testing.T) {
 	agg := NewHeadAggregator()
 	nan := float32(math.NaN())
 	rows := []store.HeadMetrics{
-		{ExampleID: 0, Pass: store.PassFree, Kind: store.KindCross, Layer: 0, Head: 0, Diagonality: 0.2, EntropyNorm: 0.5, AER: nan},
-		{ExampleID: 1, Pass: store.PassFree, Kind: store.KindCross, Layer: 0, Head: 0, Diagonality: 0.6, EntropyNorm: nan, AER: nan},
-		{ExampleID: 0, Pass: store.PassFree, Kind: store.KindCross, Layer: 1, Head: 1, Diagonality: 1.0, EntropyNorm: 0.1, AER: nan},
-		{ExampleID: 0, Pass: store.PassForced, Kind: store.KindCross, Layer: 0, Head: 0, Diagonality: 100},
-		{ExampleID: 0, Pass: store.PassFree, Kind: store.KindDecoderSelf, Layer: 0, Head: 0, RepeatMass: 0.3},
+		{ExampleID: 0, Pass: store.PassFree, Kind: store.KindCross, Layer: 0, Head: 0, Values: [metrics.NumHeadMetrics]float32{metrics.HeadDiagonality: 0.2, metrics.HeadEntropyNorm: 0.5, metrics.HeadAER: nan}},
+		{ExampleID: 1, Pass: store.PassFree, Kind: store.KindCross, Layer: 0, Head: 0, Values: [metrics.NumHeadMetrics]float32{metrics.HeadDiagonality: 0.6, metrics.HeadEntropyNorm: nan, metrics.HeadAER: nan}},
+		{ExampleID: 0, Pass: store.PassFree, Kind: store.KindCross, Layer: 1, Head: 1, Values: [metrics.NumHeadMetrics]float32{metrics.HeadDiagonality: 1.0, metrics.HeadEntropyNorm: 0.1, metrics.HeadAER: nan}},
+		{ExampleID: 0, Pass: store.PassForced, Kind: store.KindCross, Layer: 0, Head: 0, Values: [metrics.NumHeadMetrics]float32{metrics.HeadDiagonality: 100}},
+		{ExampleID: 0, Pass: store.PassFree, Kind: store.KindDecoderSelf, Layer: 0, Head: 0, Values: [metrics.NumHeadMetrics]float32{metrics.HeadRepeatMass: 0.3}},
 	}
 	for _, r := range rows {
 		if err := agg.Add(r); err != nil {

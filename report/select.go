@@ -6,44 +6,12 @@ import (
 	"slices"
 	"sort"
 
+	"attnaudit/metrics"
 	"attnaudit/store"
 )
 
-// flag is one per-sentence flag of sentence_metrics.parquet, with the rule
-// behind it in plain words (SPEC §5).
-type sentenceFlag struct {
-	name string
-	rule string
-	get  func(store.SentenceMetrics) bool
-}
-
-var sentenceFlags = []sentenceFlag{
-	{"hallucination_suspect", "a detector score past its threshold (bottom Seq-Logprob or top Wasserstein score of the reference pool, or an absolute threshold)",
-		func(s store.SentenceMetrics) bool { return s.HallucinationSuspect }},
-	{"diffuse_attention", "the last layer's cross heads spread attention almost uniformly (median normalised entropy > 0.9)",
-		func(s store.SentenceMetrics) bool { return s.DiffuseAttention }},
-	{"sink_dominated", "more than half of the cross-attention mass sits on the source EOS",
-		func(s store.SentenceMetrics) bool { return s.SinkDominated }},
-	{"no_head_diversity", "the heads of a layer attend alike (Jensen–Shannon divergence near 0)",
-		func(s store.SentenceMetrics) bool { return s.NoHeadDiversity }},
-	{"copying", "decoder self-attention copies earlier tokens, or the hypothesis repeats 3-grams",
-		func(s store.SentenceMetrics) bool { return s.Copying }},
-	{"broken_mask", "attention rows that do not sum to 1, or are all zero (a masking bug)",
-		func(s store.SentenceMetrics) bool { return s.BrokenMask }},
-	{"untrained_like", "attention nearly uniform everywhere, as in an untrained model",
-		func(s store.SentenceMetrics) bool { return s.UntrainedLike }},
-}
-
 // flagNames returns the names of the flags set on s.
-func flagNames(s store.SentenceMetrics) []string {
-	var out []string
-	for _, f := range sentenceFlags {
-		if f.get(s) {
-			out = append(out, f.name)
-		}
-	}
-	return out
-}
+func flagNames(s store.SentenceMetrics) []string { return s.Flags.Names() }
 
 // Selection is which examples report.html shows in full: the most flagged
 // ones, a random sample of the others, and the gallery.
@@ -92,10 +60,10 @@ func Select(data RunData, opts Options) Selection {
 		if na, nb := len(flagNames(a)), len(flagNames(b)); na != nb {
 			return na > nb
 		}
-		if a.HallucinationSuspect != b.HallucinationSuspect {
-			return a.HallucinationSuspect
+		if a.Flags[metrics.FlagHallucinationSuspect] != b.Flags[metrics.FlagHallucinationSuspect] {
+			return a.Flags[metrics.FlagHallucinationSuspect]
 		}
-		return less(a.SeqLogprob, b.SeqLogprob, a.ExampleID, b.ExampleID)
+		return less(a.Value(metrics.SentSeqLogprob), b.Value(metrics.SentSeqLogprob), a.ExampleID, b.ExampleID)
 	})
 	sel.Flagged, sel.Unflagged = len(flagged), len(clean)
 	for _, s := range flagged[:min(len(flagged), opts.WorstExamples)] {
@@ -202,15 +170,15 @@ func gallery(data RunData, sents []store.SentenceMetrics, opts Options) []Galler
 				}
 			}
 		}
-		if s.HallucinationSuspect || s.DiffuseAttention || s.SinkDominated {
-			score := float64(s.WassCombo)
+		if s.Flags[metrics.FlagHallucinationSuspect] || s.Flags[metrics.FlagDiffuseAttention] || s.Flags[metrics.FlagSinkDominated] {
+			score := float64(s.Value(metrics.SentWassCombo))
 			if math.IsNaN(score) {
-				score = -float64(s.SeqLogprob)
+				score = -float64(s.Value(metrics.SentSeqLogprob))
 			}
 			hallC = append(hallC, scored{id, score})
 		}
-		if rep := float64(s.RepNgram); s.Copying || rep > 0 {
-			repC = append(repC, scored{id, nanZero(rep) + nanZero(float64(s.RepeatMass))})
+		if rep := float64(s.Value(metrics.SentRepNgram)); s.Flags[metrics.FlagCopying] || rep > 0 {
+			repC = append(repC, scored{id, nanZero(rep) + nanZero(float64(s.Value(metrics.SentRepeatMass)))})
 		}
 	}
 	cleanIDs := top(cleanC, k)

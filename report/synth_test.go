@@ -136,39 +136,31 @@ func synthRun(n, layers, heads int) RunData {
 		if i == 1 {
 			ex.Reference, ex.Chrf, ex.Bleu = "", float32(math.NaN()), float32(math.NaN())
 		}
-		sm := store.SentenceMetrics{
-			ExampleID: id, Pass: store.PassFree, SeqLogprob: ex.SeqLogprob, IgnSrc: 0.1, WassToUnif: 0.2, WassToData: 0.1,
-			WassCombo: 0.1 + float32(i%5)/50, RepeatMass: 0.05, Chrf: ex.Chrf, Bleu: ex.Bleu, AER: float32(math.NaN()),
-		}
+		sm := store.SentenceMetrics{ExampleID: id, Pass: store.PassFree, Values: [metrics.NumSentenceMetrics]float32{metrics.SentSeqLogprob: ex.SeqLogprob, metrics.SentIgnSrc: 0.1, metrics.SentWassToUnif: 0.2, metrics.SentWassToData: 0.1, metrics.SentWassCombo: 0.1 + float32(i%5)/50, metrics.SentRepeatMass: 0.05, metrics.SentChrF: ex.Chrf, metrics.SentBLEU: ex.Bleu, metrics.SentAER: float32(math.NaN())}}
 		if hall {
-			sm.HallucinationSuspect, sm.SinkDominated, sm.WassCombo = true, true, 0.8
+			sm.Flags[metrics.FlagHallucinationSuspect], sm.Flags[metrics.FlagSinkDominated], sm.Values[metrics.SentWassCombo] = true, true, 0.8
 			sm.Reasons = "wass_combo 0.80 above the pool's 95th percentile 0.41; 72% of cross-attention mass on the source EOS"
 		}
 		if rep {
-			sm.Copying, sm.RepNgram, sm.RepeatMass = true, 0.4, 0.6
+			sm.Flags[metrics.FlagCopying], sm.Values[metrics.SentRepNgram], sm.Values[metrics.SentRepeatMass] = true, 0.4, 0.6
 			sm.Reasons = strings.TrimPrefix(sm.Reasons+"; 40% of 3-grams repeat", "; ")
 		}
 		data.Examples = append(data.Examples, ex)
-		data.Sentences = append(data.Sentences, sm, store.SentenceMetrics{ExampleID: id, Pass: store.PassForced, Flags: metrics.Flags{BrokenMask: true}})
+		data.Sentences = append(data.Sentences, sm, store.SentenceMetrics{ExampleID: id, Pass: store.PassForced, Flags: metrics.Flags{metrics.FlagBrokenMask: true}})
 		data.Attention[id] = ExampleAttention{Cross: vex.Cross, DecoderSelf: vex.DecoderSelf, EncoderSelf: vex.EncoderSelf}
 		for _, kind := range kinds {
 			for l := range layers {
 				for h := range heads {
 					base := float32((l*heads+h)%10) / 10
-					r := store.HeadMetrics{
-						ExampleID: id, Pass: store.PassFree, Kind: kind, Layer: int16(l), Head: int16(h),
-						EntropyNorm: 0.2 + base/2, Confidence: 0.9 - base/2, ConfidenceNoEOS: 0.85 - base/2,
-						Diagonality: 0.95 - base/3 - float32(i%4)/20, FirstMass: 0.05, LastMass: 0.1 + base/4,
-						HeadDiversity: 0.3, RepeatMass: 0.1, RowSumErr: 1e-6, AER: float32(math.NaN()),
-					}
+					r := store.HeadMetrics{ExampleID: id, Pass: store.PassFree, Kind: kind, Layer: int16(l), Head: int16(h), Values: [metrics.NumHeadMetrics]float32{metrics.HeadEntropyNorm: 0.2 + base/2, metrics.HeadConfidence: 0.9 - base/2, metrics.HeadConfidenceNoEOS: 0.85 - base/2, metrics.HeadDiagonality: 0.95 - base/3 - float32(i%4)/20, metrics.HeadFirstMass: 0.05, metrics.HeadLastMass: 0.1 + base/4, metrics.HeadDiversityOfLayer: 0.3, metrics.HeadRepeatMass: 0.1, metrics.HeadRowSumErr: 1e-6, metrics.HeadAER: float32(math.NaN())}}
 					if hall {
-						r.Diagonality, r.EntropyNorm, r.LastMass = 0.3, 0.95, 0.7
+						r.Values[metrics.HeadDiagonality], r.Values[metrics.HeadEntropyNorm], r.Values[metrics.HeadLastMass] = 0.3, 0.95, 0.7
 					}
 					if err := agg.Add(r); err != nil {
 						panic(err)
 					}
 					r.Pass = store.PassForced
-					r.Diagonality = -1 // must not count
+					r.Values[metrics.HeadDiagonality] = -1 // must not count
 					if err := agg.Add(r); err != nil {
 						panic(err)
 					}

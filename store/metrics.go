@@ -3,7 +3,10 @@ package store
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"strings"
+
+	"attnaudit/metrics"
 )
 
 // File names of the metrics stage's outputs.
@@ -12,10 +15,11 @@ const (
 	SentenceMetricsStem = "sentence_metrics"
 )
 
-// headMetricsSchema is head_metrics.parquet (SPEC §4, §5).
+// headMetricsSchema is head_metrics.parquet (SPEC §4, §5): the keys, then
+// one column per entry of metrics.HeadTable.
 var headMetricsSchema = &schema[HeadMetrics]{
 	stem: HeadMetricsStem,
-	cols: []column[HeadMetrics]{
+	cols: append([]column[HeadMetrics]{
 		int32Col("example_id", func(r *HeadMetrics) *int32 { return &r.ExampleID }),
 		stringCol("pass", true, func(r *HeadMetrics) *string { return &r.Pass }),
 		stringCol("kind", true, func(r *HeadMetrics) *string { return &r.Kind }),
@@ -23,19 +27,7 @@ var headMetricsSchema = &schema[HeadMetrics]{
 		int16Col("head", func(r *HeadMetrics) *int16 { return &r.Head }),
 		int32Col("q_len", func(r *HeadMetrics) *int32 { return &r.QLen }),
 		int32Col("k_len", func(r *HeadMetrics) *int32 { return &r.KLen }),
-		float32Col("entropy", func(r *HeadMetrics) *float32 { return &r.Entropy }),
-		float32Col("entropy_norm", func(r *HeadMetrics) *float32 { return &r.EntropyNorm }),
-		float32Col("confidence", func(r *HeadMetrics) *float32 { return &r.Confidence }),
-		float32Col("confidence_noeos", func(r *HeadMetrics) *float32 { return &r.ConfidenceNoEOS }),
-		float32Col("diagonality", func(r *HeadMetrics) *float32 { return &r.Diagonality }),
-		float32Col("first_mass", func(r *HeadMetrics) *float32 { return &r.FirstMass }),
-		float32Col("last_mass", func(r *HeadMetrics) *float32 { return &r.LastMass }),
-		float32Col("head_diversity", func(r *HeadMetrics) *float32 { return &r.HeadDiversity }),
-		float32Col("repeat_mass", func(r *HeadMetrics) *float32 { return &r.RepeatMass }),
-		float32Col("row_sum_err", func(r *HeadMetrics) *float32 { return &r.RowSumErr }),
-		int32Col("zero_rows", func(r *HeadMetrics) *int32 { return &r.ZeroRows }),
-		float32Col("aer", func(r *HeadMetrics) *float32 { return &r.AER }),
-	},
+	}, headValueCols()...),
 	sortBy: []string{"example_id", "pass", "kind", "layer", "head"},
 	compare: func(a, b *HeadMetrics) int {
 		return passKindKey(a.ExampleID, a.Pass, a.Kind, a.Layer, a.Head, b.ExampleID, b.Pass, b.Kind, b.Layer, b.Head)
@@ -56,28 +48,12 @@ var headMetricsSchema = &schema[HeadMetrics]{
 // sentenceMetricsSchema is sentence_metrics.parquet (SPEC §4, §5).
 var sentenceMetricsSchema = &schema[SentenceMetrics]{
 	stem: SentenceMetricsStem,
-	cols: []column[SentenceMetrics]{
+	cols: slices.Concat([]column[SentenceMetrics]{
 		int32Col("example_id", func(r *SentenceMetrics) *int32 { return &r.ExampleID }),
 		stringCol("pass", true, func(r *SentenceMetrics) *string { return &r.Pass }),
-		float32Col("seq_logprob", func(r *SentenceMetrics) *float32 { return &r.SeqLogprob }),
-		float32Col("ign_src", func(r *SentenceMetrics) *float32 { return &r.IgnSrc }),
-		float32Col("wass_to_unif", func(r *SentenceMetrics) *float32 { return &r.WassToUnif }),
-		float32Col("wass_to_data", func(r *SentenceMetrics) *float32 { return &r.WassToData }),
-		float32Col("wass_combo", func(r *SentenceMetrics) *float32 { return &r.WassCombo }),
-		float32Col("repeat_mass", func(r *SentenceMetrics) *float32 { return &r.RepeatMass }),
-		float32Col("rep_ngram", func(r *SentenceMetrics) *float32 { return &r.RepNgram }),
-		float32Col("chrf", func(r *SentenceMetrics) *float32 { return &r.Chrf }),
-		float32Col("bleu", func(r *SentenceMetrics) *float32 { return &r.Bleu }),
-		float32Col("aer", func(r *SentenceMetrics) *float32 { return &r.AER }),
-		boolCol("hallucination_suspect", func(r *SentenceMetrics) *bool { return &r.HallucinationSuspect }),
-		boolCol("diffuse_attention", func(r *SentenceMetrics) *bool { return &r.DiffuseAttention }),
-		boolCol("sink_dominated", func(r *SentenceMetrics) *bool { return &r.SinkDominated }),
-		boolCol("no_head_diversity", func(r *SentenceMetrics) *bool { return &r.NoHeadDiversity }),
-		boolCol("copying", func(r *SentenceMetrics) *bool { return &r.Copying }),
-		boolCol("broken_mask", func(r *SentenceMetrics) *bool { return &r.BrokenMask }),
-		boolCol("untrained_like", func(r *SentenceMetrics) *bool { return &r.UntrainedLike }),
+	}, sentenceValueCols(), []column[SentenceMetrics]{
 		stringCol("reasons", true, func(r *SentenceMetrics) *string { return &r.Reasons }),
-	},
+	}),
 	sortBy: []string{"example_id", "pass"},
 	compare: func(a, b *SentenceMetrics) int {
 		return compareKeys(cmp.Compare(a.ExampleID, b.ExampleID), strings.Compare(a.Pass, b.Pass))
@@ -88,6 +64,34 @@ var sentenceMetricsSchema = &schema[SentenceMetrics]{
 	},
 	size:      func(r *SentenceMetrics) int { return 64 + len(r.Reasons) },
 	exampleID: func(r *SentenceMetrics) int32 { return r.ExampleID },
+}
+
+// headValueCols are the metric columns of head_metrics.parquet, from
+// metrics.HeadTable: float32, or int32 for counts.
+func headValueCols() []column[HeadMetrics] {
+	var cols []column[HeadMetrics]
+	for i, m := range metrics.HeadTable {
+		value := func(r *HeadMetrics) *float32 { return &r.Values[i] }
+		if m.Count {
+			cols = append(cols, countCol(m.Name, value))
+		} else {
+			cols = append(cols, float32Col(m.Name, value))
+		}
+	}
+	return cols
+}
+
+// sentenceValueCols are the score columns of sentence_metrics.parquet, from
+// metrics.SentenceTable, then a boolean column per entry of metrics.FlagTable.
+func sentenceValueCols() []column[SentenceMetrics] {
+	var cols []column[SentenceMetrics]
+	for i, m := range metrics.SentenceTable {
+		cols = append(cols, float32Col(m.Name, func(r *SentenceMetrics) *float32 { return &r.Values[i] }))
+	}
+	for i, f := range metrics.FlagTable {
+		cols = append(cols, boolCol(f.Name, func(r *SentenceMetrics) *bool { return &r.Flags[i] }))
+	}
+	return cols
 }
 
 // HeadMetricsWriter streams rows into head_metrics.parquet.

@@ -22,17 +22,17 @@ import "attnaudit/metrics"
 // Pass names which target sequence a teacher-forced decoder pass ran over.
 // The values sort in the files' order: detached < forced < free.
 const (
-	PassDetached = "detached" // a source forced with another example's reference
-	PassFree     = "free"     // the model's own output
-	PassForced   = "forced"   // the reference translation
+	PassDetached = metrics.PassDetached // a source forced with another example's reference
+	PassFree     = metrics.PassFree     // the model's own output
+	PassForced   = metrics.PassForced   // the reference translation
 )
 
 // Kind names an attention tensor of the checkpoint contract. The values sort
 // in the files' order: cross < decoder_self < encoder_self.
 const (
-	KindEncoderSelf = "encoder_self"
-	KindDecoderSelf = "decoder_self"
-	KindCross       = "cross"
+	KindEncoderSelf = metrics.KindEncoderSelf
+	KindDecoderSelf = metrics.KindDecoderSelf
+	KindCross       = metrics.KindCross
 )
 
 // Example is one row of examples.parquet. Token sequences follow the
@@ -77,46 +77,35 @@ type Attention struct {
 }
 
 // HeadMetrics is one row of head_metrics.parquet: the SPEC §5 head metrics of
-// one head for one example, pass and kind. Metrics that do not apply to a
-// kind (RepeatMass outside decoder_self, AER without gold alignments or
-// outside cross) are NaN.
+// one head for one example, pass and kind. Values holds them in
+// metrics.HeadTable's order, one column each under the table's names; a
+// metric that does not apply (repeat_mass outside decoder_self, aer without
+// gold alignments or outside cross) is NaN.
 type HeadMetrics struct {
-	ExampleID       int32
-	Pass            string
-	Kind            string
-	Layer           int16
-	Head            int16
-	QLen, KLen      int32
-	Entropy         float32
-	EntropyNorm     float32
-	Confidence      float32
-	ConfidenceNoEOS float32
-	Diagonality     float32
-	FirstMass       float32
-	LastMass        float32
-	HeadDiversity   float32 // of the head's layer: the same on every head of it
-	RepeatMass      float32
-	RowSumErr       float32
-	ZeroRows        int32
-	AER             float32
+	ExampleID  int32
+	Pass       string
+	Kind       string
+	Layer      int16
+	Head       int16
+	QLen, KLen int32
+	Values     [metrics.NumHeadMetrics]float32
 }
 
+// Value is one metric of the row.
+func (r HeadMetrics) Value(m metrics.HeadIndex) float32 { return r.Values[m] }
+
 // SentenceMetrics is one row of sentence_metrics.parquet: detector scores,
-// flags and their reasons for one example and pass. Scores that cannot be
-// computed (no reference, no gold alignment) are NaN.
+// flags and their reasons for one example and pass. Values holds the
+// scores in metrics.SentenceTable's order and Flags the flags in
+// metrics.FlagTable's, one column each under the tables' names. Scores that
+// cannot be computed (no reference, no gold alignment) are NaN.
 type SentenceMetrics struct {
-	ExampleID     int32
-	Pass          string
-	SeqLogprob    float32
-	IgnSrc        float32
-	WassToUnif    float32
-	WassToData    float32
-	WassCombo     float32
-	RepeatMass    float32
-	RepNgram      float32
-	Chrf          float32
-	Bleu          float32
-	AER           float32
-	metrics.Flags        // one boolean column per flag
-	Reasons       string // plain words, one reason per flag, joined by "; "
+	ExampleID int32
+	Pass      string
+	Values    [metrics.NumSentenceMetrics]float32
+	Flags     metrics.Flags
+	Reasons   string // plain words, one reason per flag, joined by "; "
 }
+
+// Value is one score of the row.
+func (r SentenceMetrics) Value(m metrics.SentenceIndex) float32 { return r.Values[m] }

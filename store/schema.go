@@ -107,6 +107,21 @@ func int32Col[T any](name string, p func(*T) *int32) column[T] {
 	}
 }
 
+// countCol stores a whole number held as float32 in an int32 column.
+func countCol[T any](name string, p func(*T) *float32) column[T] {
+	return column[T]{
+		name: name, typ: arrow.PrimitiveTypes.Int32,
+		appender: func(b array.Builder) func(*T) {
+			bb := b.(*array.Int32Builder)
+			return func(r *T) { bb.Append(int32(*p(r))) }
+		},
+		reader: func(a arrow.Array) func(int, *T) {
+			aa := a.(*array.Int32)
+			return func(i int, r *T) { *p(r) = float32(aa.Value(i)) }
+		},
+	}
+}
+
 func float32Col[T any](name string, p func(*T) *float32) column[T] {
 	return column[T]{
 		name: name, typ: arrow.PrimitiveTypes.Float32,

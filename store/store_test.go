@@ -582,12 +582,7 @@ func fixtureHeadMetrics() []HeadMetrics {
 		for _, kind := range []string{KindCross, KindDecoderSelf} {
 			for h := range int16(2) {
 				f := float32(ex)*10 + float32(h)
-				rows = append(rows, HeadMetrics{
-					ExampleID: ex, Pass: PassFree, Kind: kind, Layer: 5, Head: h, QLen: 4, KLen: 6,
-					Entropy: f + 0.1, EntropyNorm: 0.2, Confidence: 0.3, ConfidenceNoEOS: 0.31, Diagonality: 0.4,
-					FirstMass: 0.5, LastMass: 0.6, HeadDiversity: 0.7, RepeatMass: nan, RowSumErr: 1e-7,
-					ZeroRows: int32(h), AER: nan,
-				})
+				rows = append(rows, HeadMetrics{ExampleID: ex, Pass: PassFree, Kind: kind, Layer: 5, Head: h, QLen: 4, KLen: 6, Values: [metrics.NumHeadMetrics]float32{metrics.HeadEntropy: f + 0.1, metrics.HeadEntropyNorm: 0.2, metrics.HeadConfidence: 0.3, metrics.HeadConfidenceNoEOS: 0.31, metrics.HeadDiagonality: 0.4, metrics.HeadFirstMass: 0.5, metrics.HeadLastMass: 0.6, metrics.HeadDiversityOfLayer: 0.7, metrics.HeadRepeatMass: nan, metrics.HeadRowSumErr: 1e-7, metrics.HeadZeroRows: float32(int32(h)), metrics.HeadAER: nan}})
 			}
 		}
 	}
@@ -596,10 +591,10 @@ func fixtureHeadMetrics() []HeadMetrics {
 
 func fixtureSentenceMetrics() []SentenceMetrics {
 	return []SentenceMetrics{
-		{ExampleID: 0, Pass: PassForced, SeqLogprob: -0.5, WassToUnif: 0.3, Chrf: float32(math.NaN())},
-		{ExampleID: 0, Pass: PassFree, SeqLogprob: -0.4, Flags: metrics.Flags{HallucinationSuspect: true, SinkDominated: true},
+		{ExampleID: 0, Pass: PassForced, Values: [metrics.NumSentenceMetrics]float32{metrics.SentSeqLogprob: -0.5, metrics.SentWassToUnif: 0.3, metrics.SentChrF: float32(math.NaN())}},
+		{ExampleID: 0, Pass: PassFree, Values: [metrics.NumSentenceMetrics]float32{metrics.SentSeqLogprob: -0.4}, Flags: metrics.Flags{metrics.FlagHallucinationSuspect: true, metrics.FlagSinkDominated: true},
 			Reasons: "seq_logprob in the bottom 5%; last_mass 0.62 > 0.5"},
-		{ExampleID: 1, Pass: PassFree, Flags: metrics.Flags{UntrainedLike: true, BrokenMask: true, Copying: true, DiffuseAttention: true, NoHeadDiversity: true}},
+		{ExampleID: 1, Pass: PassFree, Flags: metrics.Flags{metrics.FlagUntrainedLike: true, metrics.FlagBrokenMask: true, metrics.FlagCopying: true, metrics.FlagDiffuseAttention: true, metrics.FlagNoHeadDiversity: true}},
 	}
 }
 
@@ -611,6 +606,12 @@ func equalNaN(a, b any) bool {
 		if fa.Kind() == reflect.Float32 {
 			if !sameFloat(float32(fa.Float()), float32(fb.Float())) {
 				return false
+			}
+		} else if fa.Kind() == reflect.Array && fa.Type().Elem().Kind() == reflect.Float32 {
+			for k := range fa.Len() {
+				if !sameFloat(float32(fa.Index(k).Float()), float32(fb.Index(k).Float())) {
+					return false
+				}
 			}
 		} else if !reflect.DeepEqual(fa.Interface(), fb.Interface()) {
 			return false
