@@ -194,6 +194,9 @@ func (s *Scorer) scoreKind(slot int, layers [][]Matrix, cfg Config, inputs []int
 		for h, m := range heads {
 			sc, plogp := scoreHead(m, s.priors[slot].of(m.Rows, m.Cols, cfg.GuidedSigma))
 			s.plogp = append(s.plogp, plogp)
+			for i := numBuiltinHeadMetrics; i < NumHeadMetrics; i++ {
+				sc[i] = HeadTable[i].Compute(m)
+			}
 			if inputs != nil {
 				sc[HeadRepeatMass] = RepeatMass(m, inputs)
 			}

@@ -17,8 +17,9 @@ const (
 // HeadMetric describes one head metric (SPEC §5) once. Everything that
 // stores, summarises or shows head metrics walks HeadTable: the columns of
 // head_metrics.parquet, the run summary's per-layer distributions, the
-// report's figures and tables. Adding a metric is a HeadIndex constant, its
-// HeadTable entry and the code in scoreHead or scoreKind that sets it.
+// report's figures and tables. Adding a metric is a HeadIndex constant and
+// its HeadTable entry with a Compute function; the built-in metrics are
+// computed together in one pass over each matrix (scoreHead) instead.
 type HeadMetric struct {
 	Name string // column and summary key
 	Doc  string // one line, as the report shows it
@@ -34,6 +35,9 @@ type HeadMetric struct {
 	// Plot draws it in the report's per-head figures; Compare also in the
 	// compare page's per-layer curves across runs.
 	Plot, Compare bool
+	// Compute scores one head's matrix; nil for the metrics scoreHead
+	// and scoreKind compute.
+	Compute func(Matrix) float64
 }
 
 // AppliesTo reports whether the metric means something for an attention kind.
@@ -66,11 +70,22 @@ const (
 	HeadRowSumErr
 	HeadZeroRows
 	HeadAER
-	NumHeadMetrics
+	numBuiltinHeadMetrics
+	// NumHeadMetrics counts the metrics, those of extraHeadMetrics
+	// included.
+	NumHeadMetrics = numBuiltinHeadMetrics + HeadIndex(len(extraHeadMetrics))
 )
 
 // HeadTable describes every head metric, indexed by HeadIndex.
-var HeadTable = [NumHeadMetrics]HeadMetric{
+var HeadTable = headTable()
+
+func headTable() (t [NumHeadMetrics]HeadMetric) {
+	copy(t[:], builtinHeadMetrics[:])
+	copy(t[numBuiltinHeadMetrics:], extraHeadMetrics[:])
+	return t
+}
+
+var builtinHeadMetrics = [numBuiltinHeadMetrics]HeadMetric{
 	HeadEntropy:         {Name: "entropy", Doc: "mean row entropy (nats)", Lo: 0, Hi: math.NaN()},
 	HeadEntropyNorm:     {Name: "entropy_norm", Doc: "mean row entropy / ln(keys): 1 = uniform", Lo: 0, Hi: 1, Plot: true, Compare: true},
 	HeadConfidence:      {Name: "confidence", Doc: "mean of each row's largest weight", Lo: 0, Hi: 1, Plot: true, Compare: true},

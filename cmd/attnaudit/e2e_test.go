@@ -232,6 +232,79 @@ func TestParallelWritersEqualOneWorker(t *testing.T) {
 	sameDigest(t, "GOMAXPROCS=16 run", digests["16"], digests["1"])
 }
 
+// TestAFakeMetricReachesEveryOutput builds attnaudit with the tag
+// attnaudit_fake_metric, whose only change is one extra entry in
+// metrics.HeadTable (metrics/table_fake.go), and finds that metric in
+// head_metrics.parquet (checked against DuckDB's own max over the stored
+// attention), in the run summary and in report.html.
+func TestAFakeMetricReachesEveryOutput(t *testing.T) {
+	if os.Getenv("ATTNAUDIT_SKIP_DUCKDB") != "" {
+		t.Skip("ATTNAUDIT_SKIP_DUCKDB is set")
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is not installed; run `make setup` (or set ATTNAUDIT_SKIP_DUCKDB=1)")
+	}
+	fake := filepath.Join(t.TempDir(), "attnaudit-fake")
+	build := exec.Command("go", "build", "-tags", "attnaudit_fake_metric", "-o", fake, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building with the fake metric: %v\n%s", err, out)
+	}
+	cmd := exec.Command(fake, runArgs("run", smallDataset(t, 6), t.TempDir())...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	dir := strings.TrimSpace(stdout.String())
+
+	sql := strings.NewReplacer("DIR", dir).Replace(`
+WITH heads AS (
+  SELECT example_id, pass, kind, layer, head, max(w)::DOUBLE AS mx
+  FROM (SELECT example_id, pass, kind, layer, head, unnest(weights) AS w FROM read_parquet('DIR/attention-*.parquet'))
+  GROUP BY ALL)
+SELECT count(*) AS n, max(abs(h.mx - m.fake_max_weight)) AS diff
+FROM heads h JOIN read_parquet('DIR/head_metrics.parquet') m USING (example_id, pass, kind, layer, head)`)
+	query, _ := json.Marshal([]map[string]string{{"name": "fake", "sql": sql}})
+	q := exec.Command(node, "../../store/testdata/duckdb/query.mjs")
+	q.Stdin = bytes.NewReader(query)
+	q.Stderr = &stderr
+	out, err := q.Output()
+	if err != nil {
+		t.Fatalf("duckdb: %v\n%s", err, stderr.String())
+	}
+	var res struct {
+		Fake []map[string]any `json:"fake"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || len(res.Fake) != 1 {
+		t.Fatalf("duckdb output %s: %v", out, err)
+	}
+	if n, d := fmt.Sprint(res.Fake[0]["n"]), res.Fake[0]["diff"]; n == "0" || d != 0.0 {
+		t.Errorf("head_metrics.parquet's fake_max_weight against DuckDB's max over %s heads: largest difference %v", n, d)
+	}
+
+	m, err := pipeline.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, l := range m.Summary.Heads {
+		if d, ok := l.Metrics["fake_max_weight"]; ok && d.N > 0 {
+			found++
+		}
+	}
+	if found == 0 {
+		t.Error("fake_max_weight is not in the run summary's per-layer metrics")
+	}
+	html, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(html, []byte("fake_max_weight")) {
+		t.Error("report.html does not show fake_max_weight")
+	}
+}
+
 // TestShardIndexFromSchedulerEnvironment checks that "--shard /N" takes its
 // index from a Kubernetes Indexed Job.
 func TestShardIndexFromSchedulerEnvironment(t *testing.T) {
