@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/urfave/cli/v2"
 
@@ -44,19 +45,36 @@ var (
 	shardFlag      = &cli.StringFlag{Name: "shard", Usage: "process slice I/N only; \"/N\" takes I from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID"}
 )
 
-// withConfigFlags appends --config and a flag for every configuration key.
-func withConfigFlags(flags ...cli.Flag) []cli.Flag {
+// withConfigFlags appends --config and a flag for every configuration key
+// of the given groups: each command carries only the settings it reads.
+func withConfigFlags(groups []string, flags ...cli.Flag) []cli.Flag {
 	var own []string
 	for _, f := range flags {
 		own = append(own, f.Names()...)
 	}
 	flags = append(flags, configFileFlag)
 	for _, cf := range configFlags(own...) {
+		if !slices.Contains(groups, cf.group()) {
+			continue
+		}
 		configFlagOf[cf.flag] = cf
 		flags = append(flags, cf.flag)
 	}
 	return flags
 }
+
+// The groups of settings each command reads. metrics and report find their
+// run folder by the inference settings, which name it.
+var (
+	runGroups       = []string{groupRuntime, groupInference, groupMetrics, groupReport}
+	inferGroups     = []string{groupRuntime, groupInference}
+	metricsGroups   = []string{groupInference, groupMetrics}
+	reportGroups    = []string{groupInference, groupReport}
+	compareGroups   = []string{groupReport, groupAudit}
+	auditGroups     = []string{groupRuntime, groupInference, groupMetrics, groupReport, groupAudit}
+	inspectGroups   = []string{groupRuntime}
+	visualizeGroups = []string{groupRuntime, groupInference, groupReport}
+)
 
 // setup loads the configuration and, when a stage runs a model, ONNX Runtime.
 func setup(c *cli.Context, withRuntime bool) (pipeline.Env, configs.Config, error) {
@@ -93,7 +111,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "all stages (infer, metrics, report) for one checkpoint and dataset into one run folder",
-		Flags: withConfigFlags(checkpointFlag, dataFlag, outputDirFlag),
+		Flags: withConfigFlags(runGroups, checkpointFlag, dataFlag, outputDirFlag),
 		Action: func(c *cli.Context) error {
 			env, cfg, err := setup(c, true)
 			if err != nil {
@@ -112,7 +130,7 @@ func inferCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "infer",
 		Usage: "the infer stage: translations, token log-probs and every attention tensor to Parquet",
-		Flags: withConfigFlags(checkpointFlag, dataFlag, outputDirFlag, shardFlag),
+		Flags: withConfigFlags(inferGroups, checkpointFlag, dataFlag, outputDirFlag, shardFlag),
 		Action: func(c *cli.Context) error {
 			shard, err := pipeline.ParseShard(c.String("shard"))
 			if err != nil {
@@ -133,11 +151,11 @@ func inferCommand() *cli.Command {
 
 // stageCommand builds metrics and report: stages that read a run folder
 // found by --run or by the inputs that made it.
-func stageCommand(name, usage string, do func(pipeline.Env, string, configs.Config, bool) error) *cli.Command {
+func stageCommand(name, usage string, groups []string, do func(pipeline.Env, string, configs.Config, bool) error) *cli.Command {
 	return &cli.Command{
 		Name:  name,
 		Usage: usage,
-		Flags: withConfigFlags(runFlag, checkpointFlag, dataFlag, outputDirFlag),
+		Flags: withConfigFlags(groups, runFlag, checkpointFlag, dataFlag, outputDirFlag),
 		Action: func(c *cli.Context) error {
 			env, cfg, err := setup(c, false)
 			if err != nil {
@@ -155,18 +173,18 @@ func stageCommand(name, usage string, do func(pipeline.Env, string, configs.Conf
 }
 
 func metricsCommand() *cli.Command {
-	return stageCommand("metrics", "the metrics stage: head and sentence metrics, flags and the run summary", pipeline.Metrics)
+	return stageCommand("metrics", "the metrics stage: head and sentence metrics, flags and the run summary", metricsGroups, pipeline.Metrics)
 }
 
 func reportCommand() *cli.Command {
-	return stageCommand("report", "the report stage: a self-contained report.html", pipeline.Report)
+	return stageCommand("report", "the report stage: a self-contained report.html", reportGroups, pipeline.Report)
 }
 
 func compareCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "compare",
 		Usage: "compare.html across the finished runs of one model, in epoch/step order",
-		Flags: withConfigFlags(
+		Flags: withConfigFlags(compareGroups,
 			&cli.StringSliceFlag{Name: "runs", Usage: "run folders, or a folder of run folders", Required: true},
 			&cli.StringFlag{Name: "baseline", Usage: "run folder to compare against; default: each run's predecessor"},
 			&cli.StringFlag{Name: "output", Value: "compare.html", Usage: "where to write the page"},
@@ -190,7 +208,7 @@ func auditCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "audit",
 		Usage: "nightly job: run every checkpoint not yet audited, compare them, gate regressions",
-		Flags: withConfigFlags(
+		Flags: withConfigFlags(auditGroups,
 			&cli.StringFlag{Name: "checkpoints", Required: true, Usage: "a folder of checkpoint folders, a checkpoint folder, or a file listing one per line"},
 			dataFlag, outputDirFlag,
 			&cli.StringFlag{Name: "baseline", Usage: "run folder every checkpoint is gated against; default: the previous checkpoint"},
@@ -223,7 +241,7 @@ func inspectCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "inspect",
 		Usage: "print a checkpoint's contract: inputs/outputs, layers, heads, vocab, special ids, metadata",
-		Flags: withConfigFlags(checkpointFlag),
+		Flags: withConfigFlags(inspectGroups, checkpointFlag),
 		Action: func(c *cli.Context) error {
 			if _, _, err := setup(c, true); err != nil {
 				return err
@@ -242,7 +260,7 @@ func visualizeCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "visualize",
 		Usage: "the seed's attention PNGs for one sentence, a file, or validation examples",
-		Flags: withConfigFlags(
+		Flags: withConfigFlags(visualizeGroups,
 			checkpointFlag,
 			&cli.StringFlag{Name: "input", Usage: "a sentence to translate and plot"},
 			&cli.StringFlag{Name: "file", Usage: "a file with one sentence per line"},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,6 +98,9 @@ var smallChunks = []string{"--provider", "cpu", "--chunk-size", "4", "--batch-si
 
 func runArgs(cmd, data, out string, extra ...string) []string {
 	args := append([]string{cmd, "--checkpoint", tinyCheckpoint, "--data", data, "--output-dir", out}, smallChunks...)
+	if cmd == "metrics" || cmd == "report" { // no model: no runtime flags
+		args = slices.DeleteFunc(args, func(a string) bool { return a == "--provider" || a == "cpu" })
+	}
 	return append(args, extra...)
 }
 
@@ -521,7 +525,7 @@ func TestStagesRerunByName(t *testing.T) {
 	if !after.ModTime().After(before.ModTime()) {
 		t.Error("`attnaudit report` did not rewrite report.html")
 	}
-	attnaudit(t, "metrics", "--run", dir, "--provider", "cpu")
+	attnaudit(t, "metrics", "--run", dir)
 	m, err := pipeline.ReadManifest(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -20,10 +20,36 @@ type configFlag struct {
 	value func(c *cli.Context, name string) any
 }
 
+// Groups of configuration keys, by what reads them. A command carries the
+// flags of the groups it uses (withConfigFlags).
+const (
+	groupRuntime   = "runtime"   // ONNX Runtime: ort_lib, provider, cuda_device, threads
+	groupInference = "inference" // decoding and storage: batch_size … detached_pairs; they also name the run folder
+	groupMetrics   = "metrics"
+	groupReport    = "report"
+	groupAudit     = "audit"
+)
+
+// runtimeKeys are the top-level keys of groupRuntime; the other top-level
+// keys are groupInference, and nested keys belong to their section.
+var runtimeKeys = map[string]bool{"ort_lib": true, "provider": true, "cuda_device": true, "threads": true}
+
+// group is the group of a configuration key's path.
+func (cf configFlag) group() string {
+	switch {
+	case len(cf.path) > 1:
+		return cf.path[0]
+	case runtimeKeys[cf.path[0]]:
+		return groupRuntime
+	}
+	return groupInference
+}
+
 // configFlags returns a flag for every leaf of configs.Config, named after
 // its yaml key with dashes, with usage taken from default.yaml's comments.
-// A leaf whose name is taken (by another leaf or by one of the command's own
-// flags in reserved) is named by its whole path: --metrics-layer.
+// A leaf whose name is taken (by another leaf, or by one of the command's
+// own flags in reserved) is named by its whole path: --metrics-layer in
+// visualize, whose own --layer is the seed's.
 func configFlags(reserved ...string) []configFlag {
 	docs := defaultDocs()
 	taken := map[string]int{}

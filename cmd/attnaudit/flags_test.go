@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -31,11 +33,57 @@ func TestEveryConfigKeyHasADocumentedFlag(t *testing.T) {
 }
 
 func TestConfigFlagsOverrideDefaults(t *testing.T) {
-	out := attnaudit(t, "inspect", "--checkpoint", tinyCheckpoint, "--batch-size", "7")
+	out := attnaudit(t, "inspect", "--checkpoint", tinyCheckpoint, "--threads", "1")
 	if !strings.Contains(out, "cross_attn") {
 		t.Errorf("inspect output lacks cross_attn:\n%s", out)
 	}
 	if err := newApp().Run([]string{"attnaudit", "run", "--provider", "tpu"}); err == nil || exitCode(err) != exitUsage {
 		t.Errorf("--provider tpu: err %v, exit code %d; want a usage error", err, exitCode(err))
+	}
+}
+
+// TestCommandsCarryOnlyTheirFlags: each command has the settings it reads,
+// and a wrong command line (a flag the command does not have, an unknown
+// command, a bad value) exits with 2.
+func TestCommandsCarryOnlyTheirFlags(t *testing.T) {
+	app := newApp()
+	has := func(cmd, flag string) bool {
+		for _, c := range app.Commands {
+			if c.Name != cmd {
+				continue
+			}
+			for _, f := range c.Flags {
+				if slices.Contains(f.Names(), flag) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, c := range []struct {
+		cmd, flag string
+		want      bool
+	}{
+		{"inspect", "fail-on", false}, {"inspect", "batch-size", false}, {"inspect", "provider", true},
+		{"infer", "metrics-layer", false}, {"infer", "worst-examples", false}, {"infer", "batch-size", true},
+		{"metrics", "provider", false}, {"metrics", "layer", true}, {"metrics", "batch-size", true},
+		{"report", "worst-examples", true}, {"report", "guided-sigma", false},
+		{"compare", "fail-on", true}, {"compare", "batch-size", false},
+		{"audit", "fail-on", true}, {"audit", "provider", true}, {"run", "fail-on", false},
+		{"visualize", "colormap", true}, {"visualize", "guided-sigma", false},
+	} {
+		if got := has(c.cmd, c.flag); got != c.want {
+			t.Errorf("%s --%s: present %v, want %v", c.cmd, c.flag, got, c.want)
+		}
+	}
+	for _, args := range [][]string{{"inspect", "--fail-on", "all"}, {"run", "--no-such-flag"}, {"run", "--provider", "tpu"}} {
+		cmd := exec.Command(binary, args...)
+		if err := cmd.Run(); cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != exitUsage {
+			t.Errorf("attnaudit %v: %v, want exit code %d", args, err, exitUsage)
+		}
+	}
+	cmd := exec.Command(binary, "no-such-command")
+	if out, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != exitUsage || !strings.Contains(string(out), "no command") {
+		t.Errorf("unknown command: exit %d, %q", cmd.ProcessState.ExitCode(), out)
 	}
 }

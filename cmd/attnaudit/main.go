@@ -49,10 +49,17 @@ func startProfile(path string) (stop func()) {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "attnaudit",
 		Usage:   "audit the attention of encoder–decoder translation models exported to ONNX",
 		Version: version,
+		// Bad flags, missing arguments and unknown commands exit with
+		// exitUsage, as the README says.
+		OnUsageError: onUsageError,
+		CommandNotFound: func(c *cli.Context, name string) {
+			fmt.Fprintf(os.Stderr, "attnaudit: no command %q; see attnaudit --help\n", name)
+			os.Exit(exitUsage)
+		},
 		Commands: []*cli.Command{
 			runCommand(),
 			auditCommand(),
@@ -64,4 +71,10 @@ func newApp() *cli.App {
 			inspectCommand(),
 		},
 	}
+	for _, c := range app.Commands {
+		c.OnUsageError = onUsageError
+	}
+	return app
 }
+
+func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err} }
