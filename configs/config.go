@@ -110,6 +110,9 @@ func (c Config) Validate() error {
 	if err := c.Metrics.Validate(); err != nil {
 		errs = append(errs, err.Error())
 	}
+	if err := c.Report.Validate(); err != nil {
+		errs = append(errs, "report: "+err.Error())
+	}
 	errs = append(errs, c.Audit.validate()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration: %s", strings.Join(errs, "; "))

@@ -134,11 +134,27 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// resolveLayer turns a possibly negative layer index into 0…n−1; ok is
-// false when it is out of range.
-func resolveLayer(l, n int) (int, bool) {
+// ResolveLayer turns a layer index that may count from the end (−1: the
+// last) into 0…n−1 for a stack of n layers of the named attention kind.
+// Every setting that names a layer (metrics.layer, metrics.aer_layer,
+// report_layer, visualize --layer) is resolved here, with one message.
+func ResolveLayer(layer, n int, what string) (int, error) {
+	l := layer
 	if l < 0 {
 		l += n
 	}
-	return l, l >= 0 && l < n
+	if n == 0 {
+		return 0, fmt.Errorf("layer %d: no %s attention", layer, what)
+	}
+	if l < 0 || l >= n {
+		return 0, fmt.Errorf("layer %d: %s attention has %d layers (0..%d, or -1..-%d)", layer, what, n, n-1, n)
+	}
+	return l, nil
+}
+
+// resolveLayer is ResolveLayer for scoring, where a layer the pass lacks
+// leaves its scores NaN.
+func resolveLayer(l, n int) (int, bool) {
+	l, err := ResolveLayer(l, n, "")
+	return l, err == nil
 }

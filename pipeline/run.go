@@ -71,6 +71,9 @@ func openRun(env Env, in Inputs) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkLayers(in.Config, ckpt); err != nil {
+		return nil, err
+	}
 	data, dataPath, err := loadDataset(in.Data, ckpt, in.Config.Strict)
 	if err != nil {
 		return nil, err
@@ -88,6 +91,25 @@ func openRun(env Env, in Inputs) (*run, error) {
 		return nil, fmt.Errorf("creating run folder: %w", err)
 	}
 	return r, nil
+}
+
+// checkLayers resolves every configured layer against the checkpoint's
+// decoder before any stage starts, so a bad layer fails the run at once,
+// not after inference.
+func checkLayers(cfg configs.Config, ckpt *inference.Checkpoint) error {
+	_, dec := ckpt.Layers()
+	if dec == 0 { // not inspected (no ONNX Runtime): checked when the model loads
+		return nil
+	}
+	for _, s := range []struct {
+		key   string
+		layer int
+	}{{"metrics.layer", cfg.Metrics.Layer}, {"metrics.aer_layer", cfg.Metrics.AERLayer}, {"report.report_layer", cfg.Report.Layer}} {
+		if _, err := metrics.ResolveLayer(s.layer, dec, "cross"); err != nil {
+			return fmt.Errorf("%s of %s: %w", s.key, ckpt.Name(), err)
+		}
+	}
+	return nil
 }
 
 // loadDataset loads a dataset file, or the embedded demo set when path is

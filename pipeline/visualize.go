@@ -9,6 +9,7 @@ import (
 
 	"attnaudit/dataset"
 	"attnaudit/inference"
+	"attnaudit/metrics"
 	"attnaudit/report"
 )
 
@@ -38,12 +39,9 @@ func Visualize(env Env, in VisualizeInputs) ([]string, error) {
 		return nil, err
 	}
 	_, layers := ckpt.Layers()
-	layer := in.Layer
-	if layer < 0 {
-		layer += layers
-	}
-	if layer < 0 || layer >= layers {
-		return nil, fmt.Errorf("--layer %d: the decoder has %d layers (use 0..%d or -1..-%d)", in.Layer, layers, layers-1, layers)
+	layer, err := metrics.ResolveLayer(in.Layer, layers, "cross")
+	if err != nil {
+		return nil, fmt.Errorf("--layer: %w", err)
 	}
 	model, err := env.Runtime.Load(ckpt)
 	if err != nil {

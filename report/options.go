@@ -1,6 +1,9 @@
 package report
 
-import "fmt"
+import (
+	"fmt"
+	"os"
+)
 
 // Options control report.html and compare.html. The zero value of a field
 // means its default only where a zero could not be meant (DPI, colormap);
@@ -81,6 +84,20 @@ func (o PlotOptions) withDefaults() (PlotOptions, error) {
 		return o, fmt.Errorf("plot size %g×%g in: want 0 (automatic) or up to %g inches", o.PlotWidth, o.PlotHeight, maxInches)
 	}
 	return o, nil
+}
+
+// Validate checks every option, so that a bad one fails a run before its
+// first stage rather than at the report.
+func (o Options) Validate() error {
+	if _, err := o.Plot.withDefaults(); err != nil {
+		return err
+	}
+	if o.Plot.Font != "" {
+		if _, err := os.Stat(o.Plot.Font); err != nil {
+			return fmt.Errorf("font: %w", err)
+		}
+	}
+	return o.check()
 }
 
 func (o Options) check() error {

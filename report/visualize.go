@@ -39,20 +39,10 @@ func (ex VisualizeExample) inputPieces() []string {
 	return append([]string{"<s>"}, ex.TgtPieces[:len(ex.TgtPieces)-1]...)
 }
 
-// resolveLayer turns a layer index that may count from the end into one in
-// 0..n-1.
+// resolveLayer is metrics.ResolveLayer: one rule and one message for
+// every layer setting.
 func resolveLayer(layer, n int, kind string) (int, error) {
-	l := layer
-	if l < 0 {
-		l += n
-	}
-	if n == 0 {
-		return 0, fmt.Errorf("no %s attention in this example", kind)
-	}
-	if l < 0 || l >= n {
-		return 0, fmt.Errorf("layer %d: %s attention has %d layers (0..%d, or -1..-%d)", layer, kind, n, n-1, n)
-	}
-	return l, nil
+	return metrics.ResolveLayer(layer, n, kind)
 }
 
 // headMean averages a layer's heads into one matrix (the seed's

@@ -502,8 +502,22 @@ func TestVisualizeWritesTheSeedsFigures(t *testing.T) {
 		}
 	}
 	cmd := exec.Command(binary, "visualize", "--checkpoint", tinyCheckpoint, "--input", "x", "--layer", "6", "--output-dir", t.TempDir())
-	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "--layer 6") {
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "--layer: layer 6: cross attention has 6 layers") {
 		t.Errorf("--layer 6 on a 6-layer decoder: err %v, output %s", err, out)
+	}
+}
+
+// TestBadLayerFailsBeforeInference: a metrics or report layer the decoder
+// does not have stops `run` before its first stage, naming the setting.
+func TestBadLayerFailsBeforeInference(t *testing.T) {
+	out := t.TempDir()
+	cmd := exec.Command(binary, runArgs("run", smallDataset(t, 4), out, "--report-layer", "9")...)
+	msg, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(msg), "report.report_layer of tiny-random: layer 9: cross attention has 6 layers") {
+		t.Errorf("--report-layer 9: %v\n%s", err, msg)
+	}
+	if parts, _ := filepath.Glob(filepath.Join(out, "*", "*.parquet")); len(parts) > 0 {
+		t.Errorf("inference ran before the layer check: %v", parts)
 	}
 }
 
