@@ -16,6 +16,9 @@ const (
 
 var gates = []string{GateChrFDrop, GateSuspectRise, GateDiagonalityDrop, GateAERRise}
 
+// Gates are the gate names --fail-on accepts (besides "all").
+func Gates() []string { return slices.Clone(gates) }
+
 // AuditConfig holds the regression gates of `attnaudit audit`.
 type AuditConfig struct {
 	ChrFDrop        float64 `yaml:"chrf_drop" json:"chrf_drop"`

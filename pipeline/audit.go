@@ -186,29 +186,63 @@ func gate(runs []AuditRun, baseline string, cfg configs.AuditConfig) ([]Regressi
 	return out, nil
 }
 
+// regressionGate is one regression gate of `audit`, defined once: the
+// audit's checks (and so its exit code) and compare.html's highlights both
+// walk regressionGates. configs owns the names (to check --fail-on) and the
+// allowed changes.
+type regressionGate struct {
+	name string
+	// what names the metric in words; layer is −1 for run-level metrics.
+	what func(layer int) string
+	// values are the metric per layer, or one value for the run.
+	values func(AuditRun) []Number
+	limit  func(configs.AuditConfig) float64
+	// rise: a rise is worse (AER, suspects); else a drop is (chrF, diagonality).
+	rise bool
+}
+
+var regressionGates = []regressionGate{
+	{configs.GateChrFDrop, func(int) string { return "corpus chrF" },
+		func(r AuditRun) []Number { return []Number{r.ChrF} }, func(c configs.AuditConfig) float64 { return c.ChrFDrop }, false},
+	{configs.GateSuspectRise, func(int) string { return "hallucination-suspect share" },
+		func(r AuditRun) []Number { return []Number{Number(r.SuspectShare)} }, func(c configs.AuditConfig) float64 { return c.SuspectRise }, true},
+	{configs.GateDiagonalityDrop, func(l int) string { return fmt.Sprintf("layer %d cross-attention diagonality", l) },
+		func(r AuditRun) []Number { return r.Diagonality }, func(c configs.AuditConfig) float64 { return c.DiagonalityDrop }, false},
+	{configs.GateAERRise, func(l int) string { return fmt.Sprintf("layer %d AER", l) },
+		func(r AuditRun) []Number { return r.AER }, func(c configs.AuditConfig) float64 { return c.AERRise }, true},
+}
+
+// gateByName finds a gate of regressionGates.
+func gateByName(name string) (regressionGate, bool) {
+	for _, g := range regressionGates {
+		if g.name == name {
+			return g, true
+		}
+	}
+	return regressionGate{}, false
+}
+
 // compareRuns applies the gates of cfg to one pair of runs. A metric that is
 // NaN on either side (no references, no gold alignments) gates nothing.
 func compareRuns(before, after AuditRun, cfg configs.AuditConfig) []Regression {
 	var out []Regression
-	check := func(gate string, layer int, b, a Number, limit float64, worse float64, what string) {
-		if math.IsNaN(float64(a)) || math.IsNaN(float64(b)) || worse <= limit {
-			return
+	for _, g := range regressionGates {
+		bs, as := g.values(before), g.values(after)
+		for l := range min(len(bs), len(as)) {
+			b, a := bs[l], as[l]
+			worse := float64(b - a)
+			if g.rise {
+				worse = -worse
+			}
+			limit := g.limit(cfg)
+			if math.IsNaN(float64(a)) || math.IsNaN(float64(b)) || worse <= limit {
+				continue
+			}
+			out = append(out, Regression{Gate: g.name, Run: after.Run, Against: before.Run,
+				Before: float64(b), After: float64(a), Limit: limit, Layer: l,
+				Message: fmt.Sprintf("%s: %s went from %.4g to %.4g (allowed change %.4g) against %s",
+					filepath.Base(after.Run), g.what(l), float64(b), float64(a), limit, filepath.Base(before.Run))})
 		}
-		out = append(out, Regression{Gate: gate, Run: after.Run, Against: before.Run,
-			Before: float64(b), After: float64(a), Limit: limit, Layer: layer,
-			Message: fmt.Sprintf("%s: %s went from %.4g to %.4g (allowed change %.4g) against %s",
-				filepath.Base(after.Run), what, float64(b), float64(a), limit, filepath.Base(before.Run))})
-	}
-	check(configs.GateChrFDrop, 0, before.ChrF, after.ChrF, cfg.ChrFDrop, float64(before.ChrF-after.ChrF), "corpus chrF")
-	check(configs.GateSuspectRise, 0, Number(before.SuspectShare), Number(after.SuspectShare), cfg.SuspectRise,
-		after.SuspectShare-before.SuspectShare, "hallucination-suspect share")
-	for l := range min(len(before.Diagonality), len(after.Diagonality)) {
-		b, a := before.Diagonality[l], after.Diagonality[l]
-		check(configs.GateDiagonalityDrop, l, b, a, cfg.DiagonalityDrop, float64(b-a), fmt.Sprintf("layer %d cross-attention diagonality", l))
-	}
-	for l := range min(len(before.AER), len(after.AER)) {
-		b, a := before.AER[l], after.AER[l]
-		check(configs.GateAERRise, l, b, a, cfg.AERRise, float64(a-b), fmt.Sprintf("layer %d AER", l))
 	}
 	return out
 }

@@ -218,17 +218,14 @@ func WriteCompare(runDirs []string, baseline, out string, opts report.Options, g
 
 // regressionWhat says in words what a fired gate measured, for the page.
 func regressionWhat(r Regression) string {
-	switch r.Gate {
-	case configs.GateChrFDrop:
-		return "corpus chrF dropped"
-	case configs.GateSuspectRise:
-		return "hallucination-suspect share rose"
-	case configs.GateDiagonalityDrop:
-		return fmt.Sprintf("layer %d cross-attention diagonality dropped", r.Layer)
-	case configs.GateAERRise:
-		return fmt.Sprintf("layer %d AER rose", r.Layer)
+	g, ok := gateByName(r.Gate)
+	if !ok {
+		return r.Gate
 	}
-	return r.Gate
+	if g.rise {
+		return g.what(r.Layer) + " rose"
+	}
+	return g.what(r.Layer) + " dropped"
 }
 
 func samePath(a, b string) bool {
