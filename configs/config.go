@@ -44,15 +44,6 @@ type Config struct {
 	Audit   AuditConfig    `yaml:"audit" json:"audit"`
 }
 
-// Default returns the configuration of default.yaml.
-func Default() Config {
-	var c Config
-	if err := overlay(&c, defaultYAML, "default.yaml"); err != nil {
-		panic(err) // default.yaml is embedded and tested; this is a build defect
-	}
-	return c
-}
-
 // Load returns the defaults overlaid with the YAML file at path (when path is
 // not empty) and then with flags, a map from yaml key to the value given on
 // the command line.
