@@ -1,6 +1,14 @@
 // Package metrics computes attention diagnostics (../shared/SPEC.md §5) as pure
 // functions over attention matrices and examples. It does no I/O.
 //
+// Each metric and flag is described once, in table.go: HeadTable (head
+// metrics), SentenceTable (sentence scores and detectors) and FlagTable
+// (flags, their rules and reasons). head_metrics.parquet and
+// sentence_metrics.parquet's columns, the run summary, the report and the
+// compare page are generated from those tables. Scorer scores one pass;
+// Run (AddHeads, AddSentence, AddExample, then Finish) scores a whole run:
+// the reference pool, thresholds, flags and detector evaluation.
+//
 // Error contract: functions take matrices whose rows are probability
 // distributions with padding already removed. Empty matrices give NaN
 // results, never a panic; NaN or Inf weights propagate into the result.

@@ -3,6 +3,11 @@
 // config; its name carries a hash of all three, so rerunning a command goes
 // back to the same folder and resumes it, and a changed input never mixes
 // its files with an old run's.
+//
+// pipeline does I/O and ordering only: it reads and writes Parquet through
+// package store and leaves every score to package metrics (metrics.Run for
+// a run's scoring), so no metric, flag or gate is written here except the
+// audit's gate table (regressionGates).
 package pipeline
 
 import (
