@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -32,6 +33,7 @@ func randomPass(rng *rand.Rand, n int) PassInput {
 		in.Logprobs = append(in.Logprobs, -rng.Float32())
 	}
 	in.Gold = &Alignment{Sure: []Link{{Src: 0, Tgt: 0}, {Src: 3, Tgt: 2}}}
+	in.Pass = PassForced // AER applies to the forced pass only
 	return in
 }
 
@@ -99,5 +101,23 @@ func BenchmarkScorer(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.ScorePass(in, cfg)
+	}
+}
+
+// TestAEROnlyOnTheForcedPass: gold links index the reference, so the same
+// attention and gold give an AER on the forced pass and none on the free
+// or detached pass.
+func TestAEROnlyOnTheForcedPass(t *testing.T) {
+	in := realisticPass()
+	for _, pass := range []string{PassForced, PassFree, PassDetached} {
+		in.Pass = pass
+		sc := ScorePass(in, DefaultConfig())
+		want := pass == PassForced
+		if got := !math.IsNaN(sc.Sentence.AER); got != want {
+			t.Errorf("%s pass: sentence AER %v", pass, sc.Sentence.AER)
+		}
+		if got := !math.IsNaN(sc.Cross[0][0][HeadAER]); got != want {
+			t.Errorf("%s pass: head AER %v", pass, sc.Cross[0][0][HeadAER])
+		}
 	}
 }

@@ -9,6 +9,9 @@ import (
 // target's log-probabilities and every attention head, padding removed.
 type PassInput struct {
 	ExampleID int32
+	// Pass is PassFree, PassForced or PassDetached. Gold alignments index
+	// the reference's words, so AER is computed on the forced pass only.
+	Pass string
 	// Target is the text the decoder was forced over (the hypothesis for
 	// the free pass, the reference for the forced pass); Reference is what
 	// chrF and BLEU compare it with, when HasReference.
@@ -19,7 +22,7 @@ type PassInput struct {
 	TgtPieces    []string // the predicted tokens, ending with EOS
 	TgtIDs       []int32  // as TgtPieces
 	Logprobs     []float32
-	Gold         *Alignment // gold word alignment for AER, or nil
+	Gold         *Alignment // gold word alignment of the reference, or nil; used on the forced pass only
 	// Attention per kind, [layer][head]. A kind the checkpoint does not
 	// export is nil.
 	EncoderSelf, DecoderSelf, Cross [][]Matrix
@@ -111,7 +114,7 @@ func (s *Scorer) ScorePass(in PassInput, cfg Config) PassScores {
 		inputs = s.inputs
 	}
 	var gold *goldSets
-	if in.Gold != nil {
+	if in.Gold != nil && in.Pass == PassForced {
 		g := newGoldSets(*in.Gold)
 		gold = &g
 		s.links.reset(in.SrcPieces, in.TgtPieces)

@@ -32,12 +32,24 @@ type HeadMetric struct {
 	Lo, Hi float64
 	// Count marks an integer count, stored as an int32 column.
 	Count bool
+	// Pass is the pass whose values the report and the compare page show
+	// (and the audit gates): PassFree unless set. AER shows the forced pass,
+	// the only one whose target is the reference the gold links index.
+	Pass string
 	// Plot draws it in the report's per-head figures; Compare also in the
 	// compare page's per-layer curves across runs.
 	Plot, Compare bool
 	// Compute scores one head's matrix; nil for the metrics scoreHead
 	// and scoreKind compute.
 	Compute func(Matrix) float64
+}
+
+// ShownPass is the pass whose values the report shows for the metric.
+func (m HeadMetric) ShownPass() string {
+	if m.Pass == "" {
+		return PassFree
+	}
+	return m.Pass
 }
 
 // AppliesTo reports whether the metric means something for an attention kind.
@@ -99,7 +111,8 @@ var builtinHeadMetrics = [numBuiltinHeadMetrics]HeadMetric{
 		Kinds: []string{KindDecoderSelf}},
 	HeadRowSumErr: {Name: "row_sum_err", Doc: "largest |row sum − 1| (broken masks)", Lo: math.NaN(), Hi: math.NaN(), Plot: true},
 	HeadZeroRows:  {Name: "zero_rows", Doc: "rows that are all zero (broken masks)", Lo: 0, Hi: math.NaN(), Count: true},
-	HeadAER:       {Name: "aer", Doc: "alignment error rate against gold links", Lo: 0, Hi: 1, Plot: true, Compare: true, Kinds: []string{KindCross}},
+	HeadAER: {Name: "aer", Doc: "alignment error rate against gold links (forced pass: the reference)", Lo: 0, Hi: 1, Plot: true, Compare: true,
+		Kinds: []string{KindCross}, Pass: PassForced},
 }
 
 // HeadScores are the head metrics of one head, indexed by HeadIndex. Metrics
@@ -174,7 +187,7 @@ var SentenceTable = [NumSentenceMetrics]SentenceMetric{
 		Field: func(s *SentenceScores) *float64 { return &s.ChrF }},
 	SentBLEU: {Name: "bleu", Doc: "sentence BLEU against the reference",
 		Field: func(s *SentenceScores) *float64 { return &s.BLEU }},
-	SentAER: {Name: "aer", Doc: "alignment error rate of the audited AER layer against gold links",
+	SentAER: {Name: "aer", Doc: "alignment error rate of the audited AER layer against gold links (forced pass only)",
 		Field: func(s *SentenceScores) *float64 { return &s.AER }},
 }
 

@@ -370,8 +370,8 @@ func readKeyMetrics(dir string) (KeyMetrics, error) {
 		ChrF: Number(math.NaN()), BLEU: Number(math.NaN()),
 		SuspectShare: sum.SuspectShare,
 		Flags:        sum.Flags,
-		Diagonality:  numbers(sum.LayerMeans(store.PassFree, store.KindCross, metrics.HeadTable[metrics.HeadDiagonality].Name)),
-		AER:          numbers(sum.LayerMeans(store.PassFree, store.KindCross, metrics.HeadTable[metrics.HeadAER].Name)),
+		Diagonality:  numbers(sum.LayerMeans(metrics.HeadTable[metrics.HeadDiagonality].ShownPass(), store.KindCross, metrics.HeadTable[metrics.HeadDiagonality].Name)),
+		AER:          numbers(sum.LayerMeans(metrics.HeadTable[metrics.HeadAER].ShownPass(), store.KindCross, metrics.HeadTable[metrics.HeadAER].Name)),
 	}
 	if sum.CorpusChrF != nil {
 		km.ChrF = Number(*sum.CorpusChrF)

@@ -219,7 +219,7 @@ type passKey struct {
 // passInput assembles one pass's tokens and attention. Attention rows come
 // sorted by kind, layer and head.
 func passInput(ex store.Example, pass string, group []store.Attention, in metricsInputs) (metrics.PassInput, error) {
-	pin := metrics.PassInput{ExampleID: ex.ExampleID, SrcPieces: ex.SrcPieces}
+	pin := metrics.PassInput{ExampleID: ex.ExampleID, Pass: pass, SrcPieces: ex.SrcPieces}
 	switch pass {
 	case store.PassFree:
 		pin.Target, pin.TgtPieces, pin.TgtIDs, pin.Logprobs = ex.Hypothesis, ex.TgtPieces, ex.TgtIDs, ex.TokenLogprobs
@@ -229,9 +229,9 @@ func passInput(ex store.Example, pass string, group []store.Attention, in metric
 	case store.PassDetached:
 		pin.Target, pin.TgtPieces, pin.TgtIDs, pin.Logprobs = piecesText(ex.DetPieces), ex.DetPieces, ex.DetIDs, ex.DetLogprobs
 	}
-	// Gold alignments belong to the example's own reference, not to the
-	// other example's that the detached pass was forced with.
-	if g, ok := in.gold[ex.ExampleID]; ok && pass != store.PassDetached {
+	// Gold alignments index the example's own reference: metrics uses
+	// them on the forced pass only.
+	if g, ok := in.gold[ex.ExampleID]; ok {
 		pin.Gold = &g
 	}
 	for _, a := range group {

@@ -177,7 +177,8 @@ func TestComputeMetrics(t *testing.T) {
 		if math.IsNaN(float64(r.Value(metrics.HeadRepeatMass))) == wantRepeat {
 			t.Errorf("%s: repeat_mass %v", r.Kind, r.Value(metrics.HeadRepeatMass))
 		}
-		wantAER := r.Kind == store.KindCross && r.ExampleID == 0
+		// Gold links index the reference: AER on the forced pass only.
+		wantAER := r.Kind == store.KindCross && r.ExampleID == 0 && r.Pass == store.PassForced
 		if math.IsNaN(float64(r.Value(metrics.HeadAER))) == wantAER {
 			t.Errorf("example %d %s: aer %v", r.ExampleID, r.Kind, r.Value(metrics.HeadAER))
 		}
@@ -211,8 +212,11 @@ func TestComputeMetrics(t *testing.T) {
 	if got, want := float64(free0.Values[metrics.SentChrF]), metrics.SentenceChrF(exs[0].Hypothesis, exs[0].Reference); math.Abs(got-want) > 1e-4 || want != 100 {
 		t.Errorf("chrf %v, want %v", got, want)
 	}
-	if math.IsNaN(float64(free0.Values[metrics.SentAER])) || !math.IsNaN(float64(sm[3].Values[metrics.SentAER])) {
-		t.Errorf("sentence AER: example 0 %v, example 1 %v", free0.Values[metrics.SentAER], sm[3].Values[metrics.SentAER])
+	forced0 := sm[0]
+	if forced0.Pass != store.PassForced || math.IsNaN(float64(forced0.Values[metrics.SentAER])) ||
+		!math.IsNaN(float64(free0.Values[metrics.SentAER])) || !math.IsNaN(float64(sm[2].Values[metrics.SentAER])) {
+		t.Errorf("sentence AER: example 0 forced %v, free %v (want NaN); example 1 forced %v (no gold: NaN)",
+			forced0.Values[metrics.SentAER], free0.Values[metrics.SentAER], sm[2].Values[metrics.SentAER])
 	}
 	// Free passes 1 and 2 have 5 target tokens: each other's only
 	// neighbours within ±10%. Example 0 (6 tokens) has none.

@@ -89,16 +89,20 @@ func NewHeadAggregator() *HeadAggregator {
 	return &HeadAggregator{sums: map[aggKey]*acc{}, ex: map[int32]map[int16]*exAcc{}, dims: map[string][2]int{}}
 }
 
-// Add takes one row; rows of passes other than the free pass are skipped.
+// Add takes one row. Each metric is taken from the pass it is shown for
+// (metrics.HeadMetric.ShownPass: the free pass, the forced pass for AER);
+// rows of other passes are skipped.
 func (a *HeadAggregator) Add(r store.HeadMetrics) error {
-	if r.Pass != store.PassFree || r.Layer < 0 || r.Head < 0 {
+	if r.Layer < 0 || r.Head < 0 || (r.Pass != store.PassFree && r.Pass != store.PassForced) {
 		return nil
 	}
-	a.n++
+	if r.Pass == store.PassFree {
+		a.n++
+	}
 	d := a.dims[r.Kind]
 	a.dims[r.Kind] = [2]int{max(d[0], int(r.Layer)+1), max(d[1], int(r.Head)+1)}
 	for _, m := range headMetrics {
-		if !m.AppliesTo(r.Kind) {
+		if !m.AppliesTo(r.Kind) || m.ShownPass() != r.Pass {
 			continue
 		}
 		k := aggKey{r.Kind, m.Name, r.Layer, r.Head}
@@ -109,7 +113,7 @@ func (a *HeadAggregator) Add(r store.HeadMetrics) error {
 		}
 		s.add(m.get(r))
 	}
-	if r.Kind == store.KindCross {
+	if r.Kind == store.KindCross && r.Pass == store.PassFree {
 		layers := a.ex[r.ExampleID]
 		if layers == nil {
 			layers = map[int16]*exAcc{}

@@ -167,7 +167,7 @@ func headSections(q *figureQueue, st HeadStats) ([]kindSection, error) {
 			}
 			if allNaN(mat) {
 				if m.Name == "aer" {
-					sec.Notes = append(sec.Notes, "AER: no gold alignments in this dataset.")
+					sec.Notes = append(sec.Notes, "AER: no gold alignments in this dataset (AER is measured on the forced pass, whose target is the reference the gold links index).")
 				}
 				continue
 			}

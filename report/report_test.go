@@ -220,10 +220,10 @@ func TestHeadAggregator(t *testing.T) {
 	agg := NewHeadAggregator()
 	nan := float32(math.NaN())
 	rows := []store.HeadMetrics{
-		{ExampleID: 0, Pass: store.PassFree, Kind: store.KindCross, Layer: 0, Head: 0, Values: [metrics.NumHeadMetrics]float32{metrics.HeadDiagonality: 0.2, metrics.HeadEntropyNorm: 0.5, metrics.HeadAER: nan}},
+		{ExampleID: 0, Pass: store.PassFree, Kind: store.KindCross, Layer: 0, Head: 0, Values: [metrics.NumHeadMetrics]float32{metrics.HeadDiagonality: 0.2, metrics.HeadEntropyNorm: 0.5, metrics.HeadAER: 0.9}},
 		{ExampleID: 1, Pass: store.PassFree, Kind: store.KindCross, Layer: 0, Head: 0, Values: [metrics.NumHeadMetrics]float32{metrics.HeadDiagonality: 0.6, metrics.HeadEntropyNorm: nan, metrics.HeadAER: nan}},
 		{ExampleID: 0, Pass: store.PassFree, Kind: store.KindCross, Layer: 1, Head: 1, Values: [metrics.NumHeadMetrics]float32{metrics.HeadDiagonality: 1.0, metrics.HeadEntropyNorm: 0.1, metrics.HeadAER: nan}},
-		{ExampleID: 0, Pass: store.PassForced, Kind: store.KindCross, Layer: 0, Head: 0, Values: [metrics.NumHeadMetrics]float32{metrics.HeadDiagonality: 100}},
+		{ExampleID: 0, Pass: store.PassForced, Kind: store.KindCross, Layer: 0, Head: 0, Values: [metrics.NumHeadMetrics]float32{metrics.HeadDiagonality: 100, metrics.HeadAER: 0.25}},
 		{ExampleID: 0, Pass: store.PassFree, Kind: store.KindDecoderSelf, Layer: 0, Head: 0, Values: [metrics.NumHeadMetrics]float32{metrics.HeadRepeatMass: 0.3}},
 	}
 	for _, r := range rows {
@@ -248,8 +248,10 @@ func TestHeadAggregator(t *testing.T) {
 	if got := st.Means[store.KindCross]["entropy_norm"].At(0, 0); got != 0.5 {
 		t.Errorf("entropy_norm L0 h0 = %g, want 0.5 (NaN skipped)", got)
 	}
-	if !allNaN(st.Means[store.KindCross]["aer"]) {
-		t.Error("AER without gold alignments should be all NaN")
+	// AER comes from the forced pass alone (the free pass's 0.9 is not the
+	// reference's alignment); a head without forced rows has none.
+	if aer := st.Means[store.KindCross]["aer"]; aer.At(0, 0) != 0.25 || !math.IsNaN(float64(aer.At(1, 1))) {
+		t.Errorf("AER L0 h0 = %g (want 0.25, the forced pass's), L1 h1 = %g (want NaN)", aer.At(0, 0), aer.At(1, 1))
 	}
 	if _, ok := st.Means[store.KindCross]["repeat_mass"]; ok {
 		t.Error("repeat_mass is kept for cross-attention; it applies to decoder self-attention only")
