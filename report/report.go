@@ -166,7 +166,7 @@ func headSections(q *figureQueue, st HeadStats) ([]kindSection, error) {
 				continue
 			}
 			if allNaN(mat) {
-				if m.Name == "aer" {
+				if m.Name == metrics.HeadTable[metrics.HeadAER].Name {
 					sec.Notes = append(sec.Notes, "AER: no gold alignments in this dataset (AER is measured on the forced pass, whose target is the reference the gold links index).")
 				}
 				continue
@@ -307,7 +307,7 @@ func (ev *exampleViews) view(id int32, full bool) (exampleView, error) {
 // the run's cross-attention layers.
 func layerText(layer int, data RunData) string {
 	n := 0
-	if m, ok := data.Heads.Means[store.KindCross]["diagonality"]; ok {
+	if m, ok := data.Heads.Means[store.KindCross][metrics.HeadTable[metrics.HeadDiagonality].Name]; ok {
 		n = m.Rows
 	}
 	for _, a := range data.Attention {
