@@ -26,6 +26,7 @@ type reportPage struct {
 	Sampled    []exampleView
 	Problems   []string
 	MoreProbs  int
+	Explore    explorerData
 }
 
 type flagRow struct {
@@ -56,6 +57,7 @@ type exampleView struct {
 	Tokens                        []tokenView
 	Figures                       []*img
 	Note                          string
+	Explorer                      *explorerView
 }
 
 var kindTitles = map[string]string{
@@ -134,6 +136,9 @@ func Generate(w io.Writer, data RunData, opts Options) error {
 	if err := q.render(); err != nil {
 		return err
 	}
+	if page.Explore, err = ev.explorerData(th); err != nil {
+		return err
+	}
 	if err := templates.ExecuteTemplate(w, "report.html", page); err != nil {
 		return fmt.Errorf("writing report: %w", err)
 	}
@@ -203,11 +208,12 @@ type exampleViews struct {
 	examples map[int32]*store.Example
 	sents    map[int32]store.SentenceMetrics
 	cross    map[int32]*img
+	explore  map[int32]*explorerView
 }
 
 func newExampleViews(q *figureQueue, data RunData, layer int) *exampleViews {
 	ev := &exampleViews{q: q, data: data, layer: layer, examples: map[int32]*store.Example{},
-		sents: map[int32]store.SentenceMetrics{}, cross: map[int32]*img{}}
+		sents: map[int32]store.SentenceMetrics{}, cross: map[int32]*img{}, explore: map[int32]*explorerView{}}
 	for i := range data.Examples {
 		ev.examples[data.Examples[i].ExampleID] = &data.Examples[i]
 	}
@@ -249,6 +255,9 @@ func (ev *exampleViews) view(id int32, full bool) (exampleView, error) {
 		}
 	}
 	att, ok := ev.data.Attention[id]
+	if ok {
+		v.Explorer = ev.explorer(id)
+	}
 	if !ok || len(att.Cross) == 0 {
 		v.Note = "No cross-attention stored for this example's free pass."
 		return v, nil
