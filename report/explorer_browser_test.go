@@ -146,7 +146,12 @@ func TestExplorerInBrowser(t *testing.T) {
 	ctx, events := openPage(t, path, 1300, 1100)
 	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
+		// A step that waits for the page gives up long before the test's
+		// deadline, and says what the page logged.
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			events.check(t)
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
@@ -315,4 +320,3 @@ func readTip(t *testing.T, ctx context.Context, root string, x, y float64) (q, k
 	}
 	return tip.Q, tip.K, w
 }
-
