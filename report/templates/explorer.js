@@ -284,12 +284,12 @@
       const probe = this.canvas.getContext('2d');
       probe.font = font;
       const lw = Math.min(180, Math.ceil(textWidth(probe, qs)) + 12);
-      const rw = Math.min(180, Math.ceil(textWidth(probe, ks)) + 12);
+      const rw = Math.min(180, Math.ceil(textWidth(probe, ks)) + 12) + 50; // room for a weight
       const gap = 220, step = 20, top = 24;
       const w = lw + gap + rw, h = top + step * Math.max(K.rows, K.cols) + 6;
       const ctx = sizeCanvas(this.canvas, w, h);
       sizeCanvas(this.overlay, w, h);
-      this.geo = {xl: lw, xr: lw + gap, y0: top, step, lines: true};
+      this.geo = {xl: lw, xr: lw + gap, w, y0: top, step, lines: true};
       this.canvas.dataset.lines = JSON.stringify(this.geo);
       delete this.canvas.dataset.grid;
       this.paintLines(ctx, -1, -1);
@@ -299,7 +299,7 @@
     // only those of query row qt or key column kj.
     paintLines(ctx, qt, kj) {
       const K = this.K, qs = this.tokens(K.q), ks = this.tokens(K.k), g = this.geo;
-      const w = g.xr + 200, h = g.y0 + g.step * Math.max(K.rows, K.cols) + 6;
+      const w = g.w, h = g.y0 + g.step * Math.max(K.rows, K.cols) + 6;
       ctx.clearRect(0, 0, w, h);
       ctx.fillStyle = '#fff';
       ctx.fillRect(0, 0, w, h);
@@ -408,9 +408,16 @@
         line(el('span', 'x-raw', `${qs[a.t][1]} → ${ks[a.j][1]}`));
       }
       tip.hidden = false;
-      const sw = this.stage.clientWidth;
-      tip.style.left = Math.max(0, Math.min(a.x + 14, sw - tip.offsetWidth - 4)) + 'px';
-      tip.style.top = (a.y + 16) + 'px';
+      // In the lines view the tooltip sits right of the columns where there
+      // is room, else in the gap between them, off the token labels.
+      let x = a.x + 14, y = a.y + 16, room = this.stage.clientWidth;
+      if (this.geo.lines) {
+        room = this.root.clientWidth - this.stage.offsetLeft;
+        x = this.geo.w + 8 + tip.offsetWidth < room ? this.geo.w + 8 : this.geo.xl + 24;
+        y = a.y - 8;
+      }
+      tip.style.left = Math.max(0, Math.min(x, room - tip.offsetWidth - 4)) + 'px';
+      tip.style.top = y + 'px';
     }
 
     unhover() {
