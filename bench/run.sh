@@ -175,7 +175,7 @@ blobs = sum(len(b) for b in re.findall(r'data-z="([^"]*)"', page))
 shown = len(re.findall(r'<section class="example"', page))
 mb = lambda b: f"{b / 1e6:.1f}"
 print(f"| {sys.argv[3]} | {sys.argv[4]} | {shown} | {r['explorers']} | {mb(r['bytes'])} | {mb(blobs)} | {sys.argv[5] or '—'} "
-      f"| {r['dom_content_loaded_ms']:.0f} | {r['load_ms']:.0f} | {r['first_explorer_ms']:.0f} |")
+      f"| {r['dom_content_loaded_ms']:.0f} | {r['load_ms']:.0f} | {r['first_explorer_ms']:.0f} |".replace("| -1 |", "| — |"))
 PY
 }
 
@@ -204,6 +204,12 @@ bench_report() {
 		dir=$(dirname "$(find "$WORK/run-$n" -name manifest.json | head -n1)")
 		cp "$dir/report.html" "$WORK/report-$n-default.html"
 		report_row "$n" default "$WORK/report-$n-default.html" "$dir/manifest.json"
+		# The same page with the explorer cut out: what the explorer costs.
+		"$PY" -c 'import re, sys
+s = open(sys.argv[1], encoding="utf-8").read()
+s = re.sub(r"(?s)<div id=\"explorer-data\".*?</script>|<div class=\"explorer\".*?</div>", "", s)
+open(sys.argv[2], "w", encoding="utf-8").write(s)' "$WORK/report-$n-default.html" "$WORK/report-$n-noexplorer.html"
+		report_row "$n" "default without explorer" "$WORK/report-$n-noexplorer.html" "$dir/manifest.json"
 		if timed "report-$n-all" "$BIN" report --checkpoint "$CKPT" --data "$data" --output-dir "$WORK/run-$n" \
 			--worst-examples "$n" --sample-examples "$n"; then
 			report_row "$n" "every example" "$dir/report.html" "$dir/manifest.json"
