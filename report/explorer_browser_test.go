@@ -260,6 +260,11 @@ func TestExplorerInBrowser(t *testing.T) {
 	}
 	checkWeight("lines cross L1 H1 row 3 max", w, float64(m.At(3, best)))
 
+	// A gallery card's explorer starts when its <details> is opened.
+	card := ".card details"
+	run("opening a gallery explorer", chromedp.ScrollIntoView(chromedp.CSS(card)), chromedp.Click(chromedp.CSS(card+" summary")),
+		chromedp.WaitVisible(chromedp.CSS(card+" .explorer .x-canvas")))
+
 	if *keep != "" {
 		// A picture of the explorer in use, for the docs: the heatmap
 		// with a hovered cell.

@@ -69,8 +69,10 @@ var kindTitles = map[string]string{
 const maxProblems = 20
 
 // Generate writes report.html for one run to w: a single self-contained
-// page (inline CSS, figures as data: URLs, no script, a CSP that forbids any
-// request) that reads the same offline and in any browser.
+// page (inline CSS, figures as data: URLs, a CSP that forbids any request)
+// that reads the same offline and in any browser. Its one script, allowed
+// by its hash, is the attention explorer (explorer.go); without it the page
+// still shows every figure.
 func Generate(w io.Writer, data RunData, opts Options) error {
 	if err := opts.check(); err != nil {
 		return err

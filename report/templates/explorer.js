@@ -143,8 +143,10 @@
         this.set(b.dataset.set, b.dataset.v);
       });
       root.addEventListener('keydown', e => this.key(e));
-      this.stage.addEventListener('mousemove', e => this.hover(e));
-      this.stage.addEventListener('mouseleave', () => this.unhover());
+      // Pointer events: a mouse hovers, a finger or pen taps.
+      this.stage.addEventListener('pointermove', e => this.hover(e));
+      this.stage.addEventListener('pointerdown', e => this.hover(e));
+      this.stage.addEventListener('pointerleave', () => this.unhover());
     }
 
     button(set, v, text, key) {
