@@ -114,6 +114,16 @@ func TestExplorerInBrowser(t *testing.T) {
 	const layers, heads = 6, 8
 	data := synthRun(30, layers, heads)
 	opts := DefaultOptions()
+	id := Select(data, opts).Worst[0]
+	var exIdx int
+	for i, e := range data.Examples {
+		if e.ExampleID == id {
+			exIdx = i
+		}
+	}
+	// Byte-fallback pieces spelling 나 (EB 82 98), to see labels survive the
+	// trip through the blob.
+	data.Examples[exIdx].SrcPieces = []string{"<0xEB>", "<0x82>", "<0x98>", "▁간", "다", "</s>"}
 	var buf bytes.Buffer
 	if err := Generate(&buf, data, opts); err != nil {
 		t.Fatal(err)
@@ -131,13 +141,6 @@ func TestExplorerInBrowser(t *testing.T) {
 	}
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
-	}
-	id := Select(data, opts).Worst[0]
-	var exIdx int
-	for i, e := range data.Examples {
-		if e.ExampleID == id {
-			exIdx = i
-		}
 	}
 	ex := data.Examples[exIdx]
 	att := data.Attention[id]
@@ -197,8 +200,8 @@ func TestExplorerInBrowser(t *testing.T) {
 	run("clicking head 5", chromedp.Click(chromedp.CSS(root+` button[data-set="head"][data-v="5"]`)))
 	state("cross 2 5 heat")
 	q, k, w := hoverCell(3, 1)
-	if q != tgt[3] || k != src[1] {
-		t.Errorf("tooltip names %q → %q, want %q → %q", q, k, tgt[3], src[1])
+	if q != tgt[3] || k != src[1] || k != "나[2/3]" {
+		t.Errorf("tooltip names %q → %q, want %q → %q (나[2/3])", q, k, tgt[3], src[1])
 	}
 	checkWeight("cross L2 H5 (3,1)", w, float64(att.Cross[2][5].At(3, 1)))
 
