@@ -161,13 +161,20 @@ func TestExplorerInBrowser(t *testing.T) {
 	sel := chromedp.CSS(root)
 	state := func(want string) {
 		t.Helper()
-		// Read live: chromedp's copy of the DOM may lag behind a click.
-		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q).dataset.state`, root)))
-		if err != nil {
-			t.Fatalf("reading the state: %v", err)
-		}
-		if got != want {
-			t.Fatalf("explorer state %q, want %q", got, want)
+		// Read live (chromedp's copy of the DOM may lag behind a click),
+		// a few times: the page may handle an input on its next frame.
+		for try := 0; ; try++ {
+			got, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q).dataset.state`, root)))
+			if err != nil {
+				t.Fatalf("reading the state: %v", err)
+			}
+			if got == want {
+				return
+			}
+			if try == 50 {
+				t.Fatalf("explorer state %q, want %q", got, want)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	key := func(keys string) {
@@ -182,7 +189,7 @@ func TestExplorerInBrowser(t *testing.T) {
 			const cv = document.querySelector(%q + ' .x-canvas'), g = JSON.parse(cv.dataset.grid), r = cv.getBoundingClientRect();
 			return {X: r.left + g.x0 + (%d + 0.5) * g.cell, Y: r.top + g.y0 + (%d + 0.5) * g.cell};
 		})()`, root, col, row))
-		return readTip(t, ctx, root, pt.X, pt.Y)
+		return readTip(t, ctx, root, pt.X, pt.Y, fmt.Sprintf("%d,%d", row, col))
 	}
 	checkWeight := func(what string, got, want float64) {
 		t.Helper()
@@ -244,7 +251,7 @@ func TestExplorerInBrowser(t *testing.T) {
 		const cv = document.querySelector(%q + ' .x-canvas'), g = JSON.parse(cv.dataset.lines), r = cv.getBoundingClientRect();
 		return {X: r.left + g.xl - 10, Y: r.top + g.y0 + 3.5 * g.step};
 	})()`, root))
-	q, k, w = readTip(t, ctx, root, pt.X, pt.Y)
+	q, k, w = readTip(t, ctx, root, pt.X, pt.Y, "q3")
 	m := att.Cross[1][1]
 	best := 0
 	for j := range m.Cols {
@@ -302,27 +309,40 @@ func locate(t *testing.T, ctx context.Context, script string) point {
 	return pt
 }
 
-// readTip moves the mouse to (x, y) and reads the explorer's tooltip.
-func readTip(t *testing.T, ctx context.Context, root string, x, y float64) (q, k string, w float64) {
+// readTip moves the mouse to (x, y) and reads the explorer's tooltip once
+// it describes at ("row,col", or "q"/"k" and a token index in the lines
+// view): the browser may handle a move on its next frame.
+func readTip(t *testing.T, ctx context.Context, root string, x, y float64, at string) (string, string, float64) {
 	t.Helper()
 	type tipText struct {
-		Hidden  bool
-		Q, K, W string
+		Hidden      bool
+		At, Q, K, W string
 	}
 	if err := chromedp.Do(ctx, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, x, y)); err != nil {
 		t.Fatalf("hovering (%.0f, %.0f): %v", x, y, err)
 	}
-	tip, err := chromedp.Run(ctx, chromedp.Evaluate[tipText](fmt.Sprintf(`(() => {
+	var tip tipText
+	for try := 0; ; try++ {
+		var err error
+		tip, err = chromedp.Run(ctx, chromedp.Evaluate[tipText](fmt.Sprintf(`(() => {
 			const tip = document.querySelector(%q + ' .x-tip'), f = s => (tip.querySelector(s) || {}).textContent || '';
-			return {Hidden: tip.hidden, Q: f('.x-q'), K: f('.x-k'), W: f('.x-w')};
+			return {Hidden: tip.hidden, At: tip.dataset.at || '', Q: f('.x-q'), K: f('.x-k'), W: f('.x-w')};
 		})()`, root)))
-	if err != nil {
-		t.Fatalf("hovering (%.0f, %.0f): %v", x, y, err)
+		if err != nil {
+			t.Fatalf("hovering (%.0f, %.0f): %v", x, y, err)
+		}
+		if !tip.Hidden && tip.At == at {
+			break
+		}
+		if try == 100 {
+			t.Fatalf("hovering (%.0f, %.0f): tooltip hidden=%v describes %q, want %q", x, y, tip.Hidden, tip.At, at)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if tip.Hidden || !tipRe.MatchString(tip.W) {
-		t.Fatalf("hovering (%.0f, %.0f): tooltip hidden=%v weight %q", x, y, tip.Hidden, tip.W)
+	if !tipRe.MatchString(tip.W) {
+		t.Fatalf("hovering (%.0f, %.0f): tooltip weight %q", x, y, tip.W)
 	}
-	w, err = strconv.ParseFloat(tip.W, 64)
+	w, err := strconv.ParseFloat(tip.W, 64)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -410,6 +410,7 @@
         line(el('span', 'x-raw', `${qs[a.t][1]} → ${ks[a.j][1]}`));
       }
       tip.hidden = false;
+      tip.dataset.at = this.geo.lines ? a.side + a.i : a.t + ',' + a.j; // what it describes, for tests
       // In the lines view the tooltip sits right of the columns where there
       // is room, else in the gap between them, off the token labels.
       let x = a.x + 14, y = a.y + 16, room = this.stage.clientWidth;
