@@ -6,6 +6,8 @@
 #   run        attnaudit run on 1,000 sentences: seconds per stage from manifest.json
 #   visualize  attnaudit visualize --file vs bench/seed_visualize.py on 20 sentences (target ≥ 10x)
 #   rss        peak RSS of attnaudit run on 1,000 and 10,000 sentences (should stay flat)
+#   report     report.html's size and open time in headless Chromium (bench/pageopen) on
+#              runs of 198 and 1,000 examples, with the default selection and every example shown
 #
 #   BENCH=infer,visualize bench/run.sh   a subset (default: all)
 #   QUICK=1 bench/run.sh                 smoke test: fewer sentences, smaller runs
@@ -16,9 +18,10 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 if [ "${QUICK:-0}" = 1 ]; then
-	MODE="QUICK smoke test" INFER_BS="1 16" INFER_N=16 RUN_N=100 RSS_NS="100 400" VIS_N=5
+	MODE="QUICK smoke test" INFER_BS="1 16" INFER_N=16 RUN_N=100 RSS_NS="100 400" VIS_N=5 REPORT_NS="100"
 else
 	MODE="full" INFER_BS="1 16 64" INFER_N=${BENCH_INFER_N:-128} RUN_N=1000 RSS_NS=${BENCH_RSS_NS:-"1000 10000"} VIS_N=20
+	REPORT_NS=${BENCH_REPORT_NS:-"198 1000"}
 fi
 
 # run_data N OUT: a dataset of N examples, the demo set repeated (ids made
@@ -154,6 +157,71 @@ bench_rss() {
 	emit "Flat means the last column stays near 1 while the examples grow tenfold (memory bounded by batch and chunk size, SPEC §7)."
 }
 
+# report_row N WHAT PAGE MANIFEST: one row of the report table.
+report_row() {
+	local n=$1 what=$2 page=$3 manifest=$4 out
+	out=$WORK/pageopen-$n-$what.json
+	printf '    %s\n' "bench/pageopen -runs 3 $page" >>"$WORK/commands.txt"
+	if ! "$WORK/pageopen" -runs 3 "$page" >"$out" 2>"$out.err"; then
+		emit "| $n | $what | — | — | — | — | — | failed: $(tail -n1 "$out.err" | tr '|' ' ') | | |"
+		FAILED=1
+		return
+	fi
+	"$PY" - "$out" "$page" "$n" "$what" "$(stage_seconds "$manifest" report)" >>"$SECTION" <<'PY'
+import json, re, sys
+r = json.load(open(sys.argv[1]))
+page = open(sys.argv[2], encoding="utf-8").read()
+blobs = sum(len(b) for b in re.findall(r'data-z="([^"]*)"', page))
+shown = len(re.findall(r'<section class="example"', page))
+mb = lambda b: f"{b / 1e6:.1f}"
+print(f"| {sys.argv[3]} | {sys.argv[4]} | {shown} | {r['explorers']} | {mb(r['bytes'])} | {mb(blobs)} | {sys.argv[5] or '—'} "
+      f"| {r['dom_content_loaded_ms']:.0f} | {r['load_ms']:.0f} | {r['first_explorer_ms']:.0f} |".replace("| -1 |", "| — |"))
+PY
+}
+
+# bench_report: report.html on runs of REPORT_NS examples, as `run` writes
+# it (the worst 40 and 20 drawn at random, plus the gallery) and with every
+# example shown (`report --worst-examples N --sample-examples N`).
+bench_report() {
+	local n dir data
+	emit ""
+	emit "### report.html: size and open time in headless Chromium (bench/pageopen)"
+	emit ""
+	[ "$GO_OK" = 1 ] || { emit "Not measured: bin/attnaudit does not build."; return; }
+	if ! go build -o "$WORK/pageopen" ./bench/pageopen >"$WORK/pageopen.err" 2>&1; then
+		emit "Not measured: bench/pageopen does not build: $(head -n2 "$WORK/pageopen.err" | tr '\n' ' ')"
+		return
+	fi
+	emit "Times are the browser's own (PerformanceNavigationTiming, from navigation start), medians of 3 fresh tabs; \"first explorer\" is from scrolling to the first example's explorer until it has decoded its data and drawn. Explorer data is the base64 of the zlib'd, byte-quantised attention (every kind, layer and head) of each shown example."
+	emit ""
+	emit "| run examples | report | example sections | explorers | MB | explorer data MB | report stage s | DOMContentLoaded ms | load ms | first explorer ms |"
+	emit "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	for n in $REPORT_NS; do
+		if [ ! -d "$WORK/run-$n" ]; then
+			attnaudit_run "$n" || continue
+		fi
+		data=$(ls "$WORK"/run-data-"$n".* | head -n1)
+		dir=$(dirname "$(find "$WORK/run-$n" -name manifest.json | head -n1)")
+		# Written again, so that a reused BENCH_WORK measures this build.
+		timed "report-$n-default" "$BIN" report --checkpoint "$CKPT" --data "$data" --output-dir "$WORK/run-$n" ||
+			{ fail_note "report-$n-default"; continue; }
+		cp "$dir/report.html" "$WORK/report-$n-default.html"
+		report_row "$n" default "$WORK/report-$n-default.html" "$dir/manifest.json"
+		# The same page with the explorer cut out: what the explorer costs.
+		"$PY" -c 'import re, sys
+s = open(sys.argv[1], encoding="utf-8").read()
+s = re.sub(r"(?s)<div id=\"explorer-data\".*?</script>|<div class=\"explorer\".*?</div>", "", s)
+open(sys.argv[2], "w", encoding="utf-8").write(s)' "$WORK/report-$n-default.html" "$WORK/report-$n-noexplorer.html"
+		report_row "$n" "default without explorer" "$WORK/report-$n-noexplorer.html" "$dir/manifest.json"
+		if timed "report-$n-all" "$BIN" report --checkpoint "$CKPT" --data "$data" --output-dir "$WORK/run-$n" \
+			--worst-examples "$n" --sample-examples "$n"; then
+			report_row "$n" "every example" "$dir/report.html" "$dir/manifest.json"
+		else
+			fail_note "report-$n-all"
+		fi
+	done
+}
+
 declare -A RSS_DONE WALL_DONE
 ensure_gnu_time
 pick_checkpoint
@@ -164,5 +232,6 @@ wants infer && infer_compare cpu cpu "$INFER_BS" "$INFER_N"
 wants run && bench_run
 wants visualize && bench_visualize
 wants rss && bench_rss
+wants report && bench_report
 finish
 [ "$FAILED" = 0 ] && [ "$GO_OK" = 1 ]

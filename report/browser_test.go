@@ -3,6 +3,8 @@ package report
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"html"
 	"os"
@@ -14,12 +16,12 @@ import (
 	"time"
 )
 
-const csp = `default-src 'none'; img-src data:; style-src 'unsafe-inline'`
-
 // probe is injected into a copy of a page: it records errors, CSP
 // violations (any attempted request) and console errors, then, on load,
 // whether every image decoded, into a <pre> that --dump-dom prints.
-const probe = `<script>
+const probe = `<script>` + probeJS + `</script>`
+
+const probeJS = `
 window.__errs = [];
 window.addEventListener('error', e => __errs.push('error: ' + (e.message || (e.target && e.target.outerHTML || '').slice(0, 80))), true);
 document.addEventListener('securitypolicyviolation', e => __errs.push('csp: ' + e.violatedDirective + ' ' + e.blockedURI));
@@ -32,7 +34,7 @@ window.addEventListener('load', () => {
   pre.textContent = JSON.stringify({images: imgs.length, bad: bad, errs: __errs});
   document.body.appendChild(pre);
 });
-</script>`
+`
 
 type probeResult struct {
 	Images int      `json:"images"`
@@ -73,6 +75,7 @@ func runChromium(t *testing.T, bin string, args ...string) []byte {
 
 var (
 	probeOut  = regexp.MustCompile(`(?s)<pre id="__probe">(.*?)</pre>`)
+	cspMeta   = regexp.MustCompile(`<meta http-equiv="Content-Security-Policy" content="([^"]*)">`)
 	remoteURL = regexp.MustCompile(`(?i)(?:src|href|action)\s*=\s*["']?\s*(?:https?:|//)|url\(\s*["']?\s*(?:https?:|//)|@import`)
 )
 
@@ -81,25 +84,36 @@ var (
 func checkInBrowser(t *testing.T, bin, dir, name string, page []byte) probeResult {
 	t.Helper()
 	p := string(page)
-	meta := `<meta http-equiv="Content-Security-Policy" content="` + csp + `">`
-	if !strings.Contains(p, meta) {
-		t.Fatalf("%s lacks the CSP meta tag %s", name, meta)
+	m := cspMeta.FindStringSubmatchIndex(p)
+	if m == nil {
+		t.Fatalf("%s lacks a CSP meta tag", name)
 	}
-	// Let the probe (and only inline script) run; everything else stays
-	// forbidden, so a request still shows up as a CSP violation.
-	p = strings.Replace(p, meta, `<meta http-equiv="Content-Security-Policy" content="`+csp+`; script-src 'unsafe-inline'">`+probe, 1)
+	policy := html.UnescapeString(p[m[2]:m[3]])
+	if !strings.HasPrefix(policy, noScriptCSP) {
+		t.Fatalf("%s: CSP %q does not start with %q", name, policy, noScriptCSP)
+	}
+	// Let the probe run too, by its hash; everything else stays as the
+	// page says, so a request still shows up as a CSP violation.
+	sum := sha256.Sum256([]byte(probeJS))
+	probeSrc := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	if strings.Contains(policy, "script-src ") {
+		policy = strings.Replace(policy, "script-src ", "script-src "+probeSrc+" ", 1)
+	} else {
+		policy += "; script-src " + probeSrc
+	}
+	p = p[:m[0]] + `<meta http-equiv="Content-Security-Policy" content="` + html.EscapeString(policy) + `">` + probe + p[m[1]:]
 	path := filepath.Join(dir, "probe-"+name)
 	if err := os.WriteFile(path, []byte(p), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dom := runChromium(t, bin, "--virtual-time-budget=20000", "--dump-dom", "file://"+path)
-	m := probeOut.FindSubmatch(dom)
-	if m == nil {
+	out := probeOut.FindSubmatch(dom)
+	if out == nil {
 		t.Fatalf("%s: the probe did not report (page did not load?); DOM starts %.300s", name, dom)
 	}
 	var res probeResult
-	if err := json.Unmarshal([]byte(html.UnescapeString(string(m[1]))), &res); err != nil {
-		t.Fatalf("%s: probe output %q: %v", name, m[1], err)
+	if err := json.Unmarshal([]byte(html.UnescapeString(string(out[1]))), &res); err != nil {
+		t.Fatalf("%s: probe output %q: %v", name, out[1], err)
 	}
 	return res
 }
@@ -150,7 +164,7 @@ func TestPagesInBrowser(t *testing.T) {
 func TestBrowserProbeCatches(t *testing.T) {
 	bin := chromium(t)
 	page := []byte(`<!DOCTYPE html><html><head><meta charset="utf-8">` +
-		`<meta http-equiv="Content-Security-Policy" content="` + csp + `"></head><body>` +
+		`<meta http-equiv="Content-Security-Policy" content="` + noScriptCSP + `"></head><body>` +
 		`<img alt="remote" src="http://127.0.0.1:9/x.png"><img alt="broken" src="data:image/png;base64,AAAA"></body></html>`)
 	if remoteURL.Find(page) == nil {
 		t.Error("the static check misses a remote image")

@@ -13,7 +13,13 @@
 // is drawn with a font found at run time (PlotOptions.Font, then fontconfig,
 // then well-known paths); without one, a warning is logged once and
 // characters the fallback font lacks are drawn as escaped code points
-// (\uD55C), never as empty boxes.
+// (\uD55C), never as empty boxes. Token labels follow tokenLabels
+// (SentencePiece's ▁ as a word start, byte-fallback pieces as the
+// characters they spell) in figures and pages alike.
+//
+// report.html also carries an attention explorer per shown example
+// (explorer.go): every kind, layer and head, quantised to a byte per weight
+// and decoded in the browser only when looked at.
 //
 // Error contract: an empty matrix, or head/label counts that do not match
 // the matrix, is an error. NaN weights are drawn grey; +Inf and −Inf are

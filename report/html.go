@@ -8,7 +8,6 @@ import (
 	"html/template"
 	"math"
 	"runtime"
-	"strings"
 	"sync"
 
 	"gonum.org/v1/plot/vg"
@@ -29,6 +28,8 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 		}
 		return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(of))
 	},
+	"pageHead":      pageHead,
+	"explorerStyle": explorerStyle,
 	"css": func() template.CSS {
 		data, err := templateFS.ReadFile("templates/page.css")
 		if err != nil {
@@ -125,10 +126,10 @@ type tokenView struct {
 // unsure) to green (log p = 0); pieces without a log-prob are left white.
 func logprobTokens(pieces []string, lps []float32) []tokenView {
 	out := make([]tokenView, len(pieces))
-	for i, p := range pieces {
-		out[i] = tokenView{Text: strings.ReplaceAll(p, "▁", "␣")}
+	for i, l := range tokenLabels(pieces) {
+		out[i] = tokenView{Text: l.Text}
 		if i >= len(lps) || math.IsNaN(float64(lps[i])) {
-			out[i].Title = "no log-probability"
+			out[i].Title = l.Title + ": no log-probability"
 			continue
 		}
 		lp := float64(lps[i])
@@ -137,7 +138,7 @@ func logprobTokens(pieces []string, lps []float32) []tokenView {
 		g := int(math.Round(163*(1-t) + 233*t))
 		b := int(math.Round(163*(1-t) + 192*t))
 		out[i].Style = template.CSS(fmt.Sprintf("background:#%02x%02x%02x", r, g, b))
-		out[i].Title = fmt.Sprintf("log p = %.3f (p = %.3f)", lp, math.Exp(lp))
+		out[i].Title = fmt.Sprintf("%s: log p = %.3f (p = %.3f)", l.Title, lp, math.Exp(lp))
 	}
 	return out
 }

@@ -27,6 +27,7 @@ type reportPage struct {
 	Sampled    []exampleView
 	Problems   []string
 	MoreProbs  int
+	Explore    explorerData
 }
 
 type flagRow struct {
@@ -57,6 +58,7 @@ type exampleView struct {
 	Tokens                        []tokenView
 	Figures                       []*img
 	Note                          string
+	Explorer                      *explorerView
 }
 
 var kindTitles = map[string]string{
@@ -68,8 +70,10 @@ var kindTitles = map[string]string{
 const maxProblems = 20
 
 // Generate writes report.html for one run to w: a single self-contained
-// page (inline CSS, figures as data: URLs, no script, a CSP that forbids any
-// request) that reads the same offline and in any browser.
+// page (inline CSS, figures as data: URLs, a CSP that forbids any request)
+// that reads the same offline and in any browser. Its one script, allowed
+// by its hash, is the attention explorer (explorer.go); without it the page
+// still shows every figure.
 func Generate(w io.Writer, data RunData, opts Options) error {
 	if err := opts.check(); err != nil {
 		return err
@@ -136,6 +140,9 @@ func Generate(w io.Writer, data RunData, opts Options) error {
 		}
 	}
 	if err := q.render(); err != nil {
+		return err
+	}
+	if page.Explore, err = ev.explorerData(th); err != nil {
 		return err
 	}
 	if err := templates.ExecuteTemplate(w, "report.html", page); err != nil {
@@ -207,11 +214,12 @@ type exampleViews struct {
 	examples map[int32]*store.Example
 	sents    map[int32]store.SentenceMetrics
 	cross    map[int32]*img
+	explore  map[int32]*explorerView
 }
 
 func newExampleViews(q *figureQueue, data RunData, layer int) *exampleViews {
 	ev := &exampleViews{q: q, data: data, layer: layer, examples: map[int32]*store.Example{},
-		sents: map[int32]store.SentenceMetrics{}, cross: map[int32]*img{}}
+		sents: map[int32]store.SentenceMetrics{}, cross: map[int32]*img{}, explore: map[int32]*explorerView{}}
 	for i := range data.Examples {
 		ev.examples[data.Examples[i].ExampleID] = &data.Examples[i]
 	}
@@ -257,6 +265,9 @@ func (ev *exampleViews) view(id int32, full bool) (exampleView, error) {
 		}
 	}
 	att, ok := ev.data.Attention[id]
+	if ok {
+		v.Explorer = ev.explorer(id)
+	}
 	if !ok || len(att.Cross) == 0 {
 		v.Note = "No cross-attention stored for this example's free pass."
 		return v, nil

@@ -87,6 +87,7 @@ type exampleFigures struct {
 
 func (th *theme) exampleFigures(ex VisualizeExample, layer int, withEncoder bool) (exampleFigures, error) {
 	var out exampleFigures
+	src, tgt := labelTexts(ex.SrcPieces), labelTexts(ex.TgtPieces)
 	l, err := resolveLayer(layer, len(ex.Cross), crossName)
 	if err != nil {
 		return out, err
@@ -96,13 +97,13 @@ func (th *theme) exampleFigures(ex VisualizeExample, layer int, withEncoder bool
 	if err != nil {
 		return out, fmt.Errorf("cross-attention layer %d: %w", l, err)
 	}
-	f, err := th.attentionFigure(avg, ex.SrcPieces, ex.TgtPieces,
+	f, err := th.attentionFigure(avg, src, tgt,
 		fmt.Sprintf("Cross-attention, layer %d (mean of %d heads)", l, len(heads)), srcAxis, tgtAxis)
 	if err != nil {
 		return out, fmt.Errorf("cross-attention layer %d: %w", l, err)
 	}
 	out.cross = &f
-	g, err := th.headGridFigure(heads, ex.SrcPieces, ex.TgtPieces,
+	g, err := th.headGridFigure(heads, src, tgt,
 		fmt.Sprintf("Cross-attention, layer %d, every head", l), srcAxis, tgtAxis)
 	if err != nil {
 		return out, fmt.Errorf("cross-attention layer %d: %w", l, err)
@@ -117,7 +118,7 @@ func (th *theme) exampleFigures(ex VisualizeExample, layer int, withEncoder bool
 		if err != nil {
 			return out, fmt.Errorf("decoder self-attention layer %d: %w", dl, err)
 		}
-		in := ex.inputPieces()
+		in := labelTexts(ex.inputPieces())
 		f, err := th.attentionFigure(avg, in, in,
 			fmt.Sprintf("Decoder self-attention, layer %d (mean of %d heads)", dl, len(ex.DecoderSelf[dl])), decKeys, decQuery)
 		if err != nil {
@@ -134,7 +135,7 @@ func (th *theme) exampleFigures(ex VisualizeExample, layer int, withEncoder bool
 		if err != nil {
 			return out, fmt.Errorf("encoder self-attention layer %d: %w", el, err)
 		}
-		f, err := th.attentionFigure(avg, ex.SrcPieces, ex.SrcPieces,
+		f, err := th.attentionFigure(avg, src, src,
 			fmt.Sprintf("Encoder self-attention, layer %d (mean of %d heads)", el, len(ex.EncoderSelf[el])), encKeys, encQuery)
 		if err != nil {
 			return out, fmt.Errorf("encoder self-attention layer %d: %w", el, err)
