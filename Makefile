@@ -22,7 +22,7 @@ PYTHON          ?= python3
 APT_PACKAGES := python3-torch python3-sentencepiece python3-onnx python3-numpy \
 	sentencepiece fonts-nanum chromium
 
-.PHONY: all build ort ort-gpu setup demo test test-go bench
+.PHONY: all build ort ort-gpu setup demo test test-go bench validity
 all: build
 
 setup: ort
@@ -79,6 +79,11 @@ test-go: ort
 # BENCH_THREADS=1 on a shared host (bench/lib.sh lists every knob).
 bench: ort
 	bench/run.sh
+
+# docs/validity.md: each detector's detached-pair AUROC per layer on the demo
+# set and the held-out ko-en news test lines (needs ../shared/data/ko-en).
+validity: build
+	$(PYTHON) bench/validity.py
 
 # The Python exporter (export/): its tests, and the shipped reference model.
 # Debian's python3 (torch 1.13) by default; the ONNX export runs on torch 1.13 or 2.x.
