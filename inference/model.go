@@ -17,10 +17,15 @@ type Model struct {
 	io       *contractIO
 	provider string
 
-	// enc runs the encoder; step runs the decoder for logits only (search);
-	// full runs it for logits and the attention it exports.
+	// enc runs the encoder; full runs the decoder for logits and the
+	// attention it exports (teacher-forced passes). Contract 1: step runs
+	// the decoder for logits only (search). Contract 2: first runs
+	// decoder_model.onnx for the first step and the cache, past
+	// decoder_with_past_model.onnx for the later steps.
 	enc, step, full *ort.DynamicAdvancedSession
+	first, past     *ort.DynamicAdvancedSession
 	encOut, fullOut []string
+	attnOut         []string // the decoders' attention outputs (contract 2)
 
 	buf buffers
 }
@@ -32,7 +37,10 @@ type buffers struct {
 	rowMem           []float32
 	logits           []float32
 	dself, cross     []float32
-	stamp            []uint32 // repetition penalty: token → step it was last penalised
+	mask             []int64      // contract 2: encoder_attention_mask
+	kvSelf, kvCross  [2][]float32 // contract 2: the cache, two buffers each (read one, write the other)
+	raw              []float32    // a logits row before adjust
+	stamp            []uint32     // repetition penalty: token → step it was last penalised
 	stampNow         uint32
 }
 
@@ -53,15 +61,18 @@ func (r *Runtime) Load(ck *Checkpoint) (*Model, error) {
 	}
 	m := &Model{ck: ck, tok: ck.tok, io: ck.io}
 	m.encOut = []string{TensorMemory}
+	if ck.io.contract == 2 {
+		m.encOut = []string{TensorLastHidden}
+	}
 	if ck.io.has[TensorEncoderSelf] {
 		m.encOut = append(m.encOut, TensorEncoderSelf)
 	}
-	m.fullOut = []string{TensorLogits}
 	for _, t := range []string{TensorDecoderSelf, TensorCross} {
 		if ck.io.has[t] {
-			m.fullOut = append(m.fullOut, t)
+			m.attnOut = append(m.attnOut, t)
 		}
 	}
+	m.fullOut = append([]string{TensorLogits}, m.attnOut...)
 	useCUDA := r.cuda
 	if useCUDA {
 		err := m.open(r, true)
@@ -89,6 +100,9 @@ func (m *Model) open(r *Runtime, cuda bool) error {
 		return err
 	}
 	defer so.Destroy()
+	if m.io.contract == 2 {
+		return m.open2(so)
+	}
 	decIn := []string{TensorTgtIDs, TensorMemory, TensorSrcIDs}
 	if m.enc, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.encoder, []string{TensorSrcIDs}, m.encOut, so); err != nil {
 		return fmt.Errorf("%s: %w", EncoderFile, err)
@@ -98,6 +112,28 @@ func (m *Model) open(r *Runtime, cuda bool) error {
 	}
 	if m.full, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.decoder, decIn, m.fullOut, so); err != nil {
 		return fmt.Errorf("%s: %w", DecoderFile, err)
+	}
+	return nil
+}
+
+func (m *Model) open2(so *ort.SessionOptions) error {
+	var err error
+	if m.enc, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.encoder, []string{TensorInputIDs, TensorAttentionMask}, m.encOut, so); err != nil {
+		return fmt.Errorf("%s: %w", EncoderModelFile, err)
+	}
+	L := m.io.cache.layers
+	decIn := []string{TensorInputIDs, TensorEncoderMask, TensorEncoderHidden}
+	if m.full, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.decoder, decIn, m.fullOut, so); err != nil {
+		return fmt.Errorf("%s: %w", DecoderModelFile, err)
+	}
+	firstOut := append(append([]string{TensorLogits}, cacheNames(PresentName, L, cacheParts...)...), m.attnOut...)
+	if m.first, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.decoder, decIn, firstOut, so); err != nil {
+		return fmt.Errorf("%s: %w", DecoderModelFile, err)
+	}
+	pastIn := append([]string{TensorInputIDs, TensorEncoderMask}, cacheNames(PastName, L, cacheParts...)...)
+	pastOut := append(append([]string{TensorLogits}, cacheNames(PresentName, L, "decoder")...), m.attnOut...)
+	if m.past, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.past, pastIn, pastOut, so); err != nil {
+		return fmt.Errorf("%s: %w", DecoderWithPastFile, err)
 	}
 	return nil
 }
@@ -113,7 +149,7 @@ func (m *Model) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var first error
-	for _, s := range []**ort.DynamicAdvancedSession{&m.enc, &m.step, &m.full} {
+	for _, s := range []**ort.DynamicAdvancedSession{&m.enc, &m.step, &m.full, &m.first, &m.past} {
 		if *s != nil {
 			if err := (*s).Destroy(); err != nil && first == nil {
 				first = err
