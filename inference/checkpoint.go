@@ -550,6 +550,9 @@ func (ck *Checkpoint) Describe(w io.Writer) error {
 	fmt.Fprintf(&b, "vocab       %d (tokenizer: %d pieces)\n", c.vocab, ck.tok.VocabSize())
 	m := ck.meta
 	fmt.Fprintf(&b, "special ids bos %d %s, eos %d %s, pad %d %s\n", m.BosID, ck.tok.Piece(m.BosID), m.EosID, ck.tok.Piece(m.EosID), m.PadID, ck.tok.Piece(m.PadID))
+	if c.contract == 2 {
+		fmt.Fprintf(&b, "decoder start %d %s (forced first token: none)\n", ck.decoderStart(), ck.tok.Piece(ck.decoderStart()))
+	}
 	if n := ck.MaxSourceTokens(); n > 0 {
 		fmt.Fprintf(&b, "max source  %d tokens\n", n)
 	}

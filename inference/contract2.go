@@ -210,13 +210,14 @@ func describeGraph(b *strings.Builder, file string, in, out []ort.InputOutputInf
 			fmt.Fprintf(b, "  %-7s %-22s %-8s %s\n", g.kind, t.Name, t.DataType, shapeString(t.Dimensions))
 		}
 		if len(cache) > 0 {
-			fmt.Fprintf(b, "  %-7s %-22s %-8s %s\n", g.kind, fmt.Sprintf("%d cache tensors", len(cache)), "float", cacheSummary(cache, g.infos))
+			first := find(g.infos, cache[0])
+			fmt.Fprintf(b, "  %-7s %-22s %-8s %s\n", g.kind, fmt.Sprintf("%d cache tensors", len(cache)), first.DataType, cacheSummary(cache, first.Dimensions))
 		}
 	}
 }
 
 // cacheSummary is "past_key_values.{0..5}.{decoder,encoder}.{key,value} [?, 8, ?, 10]".
-func cacheSummary(names []string, infos []ort.InputOutputInfo) string {
+func cacheSummary(names []string, shape ort.Shape) string {
 	prefix := names[0][:strings.Index(names[0], ".")]
 	var parts []string
 	for _, n := range names {
@@ -225,5 +226,5 @@ func cacheSummary(names []string, infos []ort.InputOutputInfo) string {
 		}
 	}
 	layers := len(names) / max(len(parts), 1) / len(cacheKV)
-	return fmt.Sprintf("%s.{0..%d}.{%s}.{key,value} %s", prefix, layers-1, strings.Join(parts, ","), shapeString(find(infos, names[0]).Dimensions))
+	return fmt.Sprintf("%s.{0..%d}.{%s}.{key,value} %s", prefix, layers-1, strings.Join(parts, ","), shapeString(shape))
 }
