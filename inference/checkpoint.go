@@ -13,6 +13,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -336,19 +337,37 @@ func (ck *Checkpoint) inspect() error {
 	}
 	c := &contractIO{contract: ck.meta.Contract, has: map[string]bool{}}
 	encFile, decFile, pastFile := c.files()
+	// ONNX Runtime reads a graph's inputs and outputs by building a session
+	// for it: a tenth of a second each, so the graphs are read in parallel.
+	type graph struct {
+		file    string
+		data    []byte
+		in, out *[]ort.InputOutputInfo
+	}
+	graphs := []graph{{encFile, ck.encoder, &c.encIn, &c.encOut}, {decFile, ck.decoder, &c.decIn, &c.decOut}}
+	if c.contract == 2 {
+		graphs = append(graphs, graph{pastFile, ck.past, &c.pastIn, &c.pastOut})
+	}
+	errs := make([]error, len(graphs))
+	var wg sync.WaitGroup
+	for i, g := range graphs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if *g.in, *g.out, err = ort.GetInputOutputInfoWithONNXData(g.data); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", g.file, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
 	var err error
-	if c.encIn, c.encOut, err = ort.GetInputOutputInfoWithONNXData(ck.encoder); err != nil {
-		return fmt.Errorf("%s: %w", encFile, err)
-	}
-	if c.decIn, c.decOut, err = ort.GetInputOutputInfoWithONNXData(ck.decoder); err != nil {
-		return fmt.Errorf("%s: %w", decFile, err)
-	}
 	if c.contract == 1 {
 		err = c.check()
 	} else {
-		if c.pastIn, c.pastOut, err = ort.GetInputOutputInfoWithONNXData(ck.past); err != nil {
-			return fmt.Errorf("%s: %w", pastFile, err)
-		}
 		err = c.check2()
 	}
 	if err != nil {

@@ -1,6 +1,7 @@
 package inference
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -116,26 +117,41 @@ func (m *Model) open(r *Runtime, cuda bool) error {
 	return nil
 }
 
+// open2 opens contract 2's four sessions in parallel (each takes a tenth
+// of a second to build): the encoder, decoder_model.onnx twice (first step
+// with the cache outputs; teacher-forced passes without) and the decoder
+// with past.
 func (m *Model) open2(so *ort.SessionOptions) error {
-	var err error
-	if m.enc, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.encoder, []string{TensorInputIDs, TensorAttentionMask}, m.encOut, so); err != nil {
-		return fmt.Errorf("%s: %w", EncoderModelFile, err)
-	}
 	L := m.io.cache.layers
 	decIn := []string{TensorInputIDs, TensorEncoderMask, TensorEncoderHidden}
-	if m.full, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.decoder, decIn, m.fullOut, so); err != nil {
-		return fmt.Errorf("%s: %w", DecoderModelFile, err)
-	}
 	firstOut := append(append([]string{TensorLogits}, cacheNames(PresentName, L, cacheParts...)...), m.attnOut...)
-	if m.first, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.decoder, decIn, firstOut, so); err != nil {
-		return fmt.Errorf("%s: %w", DecoderModelFile, err)
-	}
 	pastIn := append([]string{TensorInputIDs, TensorEncoderMask}, cacheNames(PastName, L, cacheParts...)...)
 	pastOut := append(append([]string{TensorLogits}, cacheNames(PresentName, L, "decoder")...), m.attnOut...)
-	if m.past, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.past, pastIn, pastOut, so); err != nil {
-		return fmt.Errorf("%s: %w", DecoderWithPastFile, err)
+	sessions := []struct {
+		s       **ort.DynamicAdvancedSession
+		file    string
+		data    []byte
+		in, out []string
+	}{
+		{&m.enc, EncoderModelFile, m.ck.encoder, []string{TensorInputIDs, TensorAttentionMask}, m.encOut},
+		{&m.full, DecoderModelFile, m.ck.decoder, decIn, m.fullOut},
+		{&m.first, DecoderModelFile, m.ck.decoder, decIn, firstOut},
+		{&m.past, DecoderWithPastFile, m.ck.past, pastIn, pastOut},
 	}
-	return nil
+	errs := make([]error, len(sessions))
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if *s.s, err = ort.NewDynamicAdvancedSessionWithONNXData(s.data, s.in, s.out, so); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", s.file, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Provider is the execution provider the sessions run on: "cuda" or "cpu".
