@@ -367,16 +367,16 @@ func (m *Model) beamCached(e *encoded, maxLen []int, k int, penalty float32) ([]
 			}
 			last := t >= maxLen[i] // every live beam holds maxLen-1 tokens: only EOS may follow
 			cands = cands[:0]
-			stepRows := make([]*stepRows, len(st.live))
+			rowsOf := make([]*stepRows, len(st.live))
 			for b, h := range st.live {
 				row := out.logits[(r+b)*v : (r+b+1)*v]
-				stepRows[b] = m.record(out, r+b, e.lens[i])
+				rowsOf[b] = m.record(out, r+b, e.lens[i])
 				rawLSE := logSumExp(row)
 				adj := m.scratch(row)
 				m.adjust(adj, h.toks, penalty)
 				lse := logSumExp(adj)
 				if last {
-					ended := h.extend(stepRows[b], eos, eos, float32(float64(row[eos])-rawLSE))
+					ended := h.extend(rowsOf[b], eos, eos, float32(float64(row[eos])-rawLSE))
 					ended.score = (h.score + float64(adj[eos]) - lse) / float64(len(h.toks)+1)
 					st.done = append(st.done, ended)
 					continue
@@ -399,14 +399,14 @@ func (m *Model) beamCached(e *encoded, maxLen []int, k int, penalty float32) ([]
 				parent := st.live[c.beam]
 				if c.tok == eos {
 					if rank < k {
-						ended := parent.extend(stepRows[c.beam], eos, eos, c.rawLP)
+						ended := parent.extend(rowsOf[c.beam], eos, eos, c.rawLP)
 						ended.score = c.score / float64(len(parent.toks)+1)
 						st.done = append(st.done, ended)
 					}
 					continue
 				}
 				if len(live) < k {
-					next := parent.extend(stepRows[c.beam], c.tok, eos, c.rawLP)
+					next := parent.extend(rowsOf[c.beam], c.tok, eos, c.rawLP)
 					next.score = c.score
 					live = append(live, next)
 					keep = append(keep, base+c.beam)
