@@ -13,7 +13,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -337,8 +336,6 @@ func (ck *Checkpoint) inspect() error {
 	}
 	c := &contractIO{contract: ck.meta.Contract, has: map[string]bool{}}
 	encFile, decFile, pastFile := c.files()
-	// ONNX Runtime reads a graph's inputs and outputs by building a session
-	// for it: a tenth of a second each, so the graphs are read in parallel.
 	type graph struct {
 		file    string
 		data    []byte
@@ -348,21 +345,11 @@ func (ck *Checkpoint) inspect() error {
 	if c.contract == 2 {
 		graphs = append(graphs, graph{pastFile, ck.past, &c.pastIn, &c.pastOut})
 	}
-	errs := make([]error, len(graphs))
-	var wg sync.WaitGroup
-	for i, g := range graphs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var err error
-			if *g.in, *g.out, err = ort.GetInputOutputInfoWithONNXData(g.data); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", g.file, err)
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
+	for _, g := range graphs {
+		var err error
+		if *g.in, *g.out, err = graphIO(g.data); err != nil {
+			return fmt.Errorf("%s: %w", g.file, err)
+		}
 	}
 	var err error
 	if c.contract == 1 {
