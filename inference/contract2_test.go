@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -364,5 +365,72 @@ func TestDescribeContract2(t *testing.T) {
 	}
 	if err := ck.RequireAttention(TensorDecoderSelf); !errors.As(err, &missing) || missing.File != DecoderModelFile {
 		t.Errorf("RequireAttention: %v", err)
+	}
+}
+
+// TestCacheReorder: after rows leave and others are duplicated (as beams
+// sharing a parent), each cache row decodes as its source would alone; the
+// encoder half keeps only the longest remaining source's positions.
+func TestCacheReorder(t *testing.T) {
+	m := loadTiny2(t)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// Row 1, the longest source, leaves.
+	srcs := []string{testSentences[0].Source, testSentences[4].Source, testSentences[1].Source}
+	ids, _, err := m.tokenizeSources(srcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := m.ck.decoderStart()
+	// Decode rows 0..2 two steps, then continue rows [2, 2, 0] (row 1 leaves).
+	steps := [][]int32{{start, start, start}, {11, 12, 13}, {21, 22, 23}}
+	parents := [][]int{nil, {0, 1, 2}, {2, 2, 0}}
+	type rowOut struct{ logits, self, cross []float32 }
+	capture := func(out stepOut, r int, k int) rowOut {
+		v := m.io.vocab
+		rows := m.record(out, r, k)
+		return rowOut{slices.Clone(out.logits[r*v : (r+1)*v]), rows.self, rows.cross}
+	}
+	e, err := m.encode(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.newCache(e, []int{0, 1, 2})
+	var last stepOut
+	for s := range steps {
+		if last, err = c.advance(parents[s], steps[s]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := max(len(ids[2]), len(ids[0])); c.S != want || want >= e.S || last.n != 3 {
+		t.Errorf("after the reorder: %d rows, %d source positions of %d; want 3 and %d", last.n, c.S, e.S, want)
+	}
+	got := make([]rowOut, 3)
+	for r, src := range []int{2, 2, 0} {
+		got[r] = capture(last, r, len(ids[src]))
+	}
+	// The same paths, each source alone.
+	for r, path := range []struct {
+		src  int
+		toks []int32
+	}{{2, []int32{start, 13, 21}}, {2, []int32{start, 13, 22}}, {0, []int32{start, 11, 23}}} {
+		e, err := m.encode([][]int32{ids[path.src]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone := m.newCache(e, []int{0})
+		var out stepOut
+		var par []int
+		for _, tok := range path.toks {
+			if out, err = alone.advance(par, []int32{tok}); err != nil {
+				t.Fatal(err)
+			}
+			par = []int{0}
+		}
+		want := capture(out, 0, len(ids[path.src]))
+		what := fmt.Sprintf("row %d", r)
+		closeSlices(t, what+" logits", got[r].logits, want.logits, 1e-4)
+		closeSlices(t, what+" decoder self", got[r].self, want.self, 1e-4)
+		closeSlices(t, what+" cross", got[r].cross, want.cross, 1e-4)
 	}
 }
