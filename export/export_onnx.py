@@ -28,7 +28,9 @@ import json
 import os
 import shutil
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 import sentencepiece as spm
 import torch
 from torch import nn
@@ -346,9 +348,9 @@ def export_graphs_c2(model, out_dir):
         model.set_store_attention(False)
     head_dim = cfg.d_model // cfg.heads
     kv = {1: cfg.heads, 3: head_dim}
-    _fix_static_dims(os.path.join(out_dir, C2_ENCODER), {"last_hidden_state": {2: cfg.d_model}})
-    _fix_static_dims(os.path.join(out_dir, C2_DECODER), {name: kv for name in present_all})
-    _fix_static_dims(os.path.join(out_dir, C2_DECODER_PAST), {name: kv for name in present_self})
+    _fix_static_dims(os.path.join(out_dir, C2_ENCODER), {"last_hidden_state": {2: cfg.d_model}}, True)
+    _fix_static_dims(os.path.join(out_dir, C2_DECODER), {name: kv for name in present_all}, True)
+    _fix_static_dims(os.path.join(out_dir, C2_DECODER_PAST), {name: kv for name in present_self}, True)
 
 
 def export_graphs(model, out_dir):
@@ -374,9 +376,95 @@ def export_graphs(model, out_dir):
     _fix_static_dims(os.path.join(out_dir, "encoder.onnx"), {"memory": {2: model.cfg.d_model}})
 
 
-def _fix_static_dims(path, dims):
+def _constant_reshapes(graph):
+    """Give Reshape nodes a constant target shape where the exporter computes
+    it from the input's own shape: Reshape(x, Concat(Unsqueeze(Gather(Shape(x), k)), …, c))
+    becomes Reshape(x, [0, …, c]) (0 copies the input's axis), x possibly
+    behind a Transpose. Every head split and merge is such a chain of 5–9
+    small nodes; in a one-position decoder step they were a quarter of the
+    graph's nodes, each an ONNX Runtime kernel launch. Returns how many."""
+    prod = {o: n for n in graph.node for o in n.output}
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+
+    def const(name):
+        if name in inits:
+            return inits[name]
+        n = prod.get(name)
+        if n is not None and n.op_type == "Constant":
+            return numpy_helper.to_array(n.attribute[0].t)
+        return None
+
+    def source_axis(name):
+        """(tensor, axis) when name is Unsqueeze(Gather(Shape(tensor), axis), [0])."""
+        u = prod.get(name)
+        if u is None or u.op_type != "Unsqueeze" or len(u.input) != 2:
+            return None
+        axes = const(u.input[1])
+        g = prod.get(u.input[0])
+        if axes is None or axes.tolist() != [0] or g is None or g.op_type != "Gather":
+            return None
+        idx = const(g.input[1])
+        sh = prod.get(g.input[0])
+        if idx is None or idx.ndim != 0 or sh is None or sh.op_type != "Shape" or len(sh.attribute):
+            return None
+        return sh.input[0], int(idx)
+
+    shapes = []  # (Reshape node, Constant node holding its shape)
+    for n in graph.node:
+        if n.op_type != "Reshape" or any(a.name == "allowzero" and a.i for a in n.attribute):
+            continue
+        cat = prod.get(n.input[1])
+        if cat is None or cat.op_type != "Concat":
+            continue
+        data, perm = n.input[0], None
+        t = prod.get(data)
+        if t is not None and t.op_type == "Transpose":
+            perm = list(onnx.helper.get_attribute_value(t.attribute[0]))
+        shape = []
+        for j, part in enumerate(cat.input):
+            src = source_axis(part)
+            if src is not None:
+                tensor, k = src
+                same = (tensor == data and k == j) or (
+                    perm is not None and tensor == t.input[0] and j < len(perm) and perm[j] == k)
+                if not same:
+                    break
+                shape.append(0)
+                continue
+            u = prod.get(part)
+            c = const(u.input[0]) if u is not None and u.op_type == "Unsqueeze" else const(part)
+            if c is None or c.size != 1 or int(c.reshape(-1)[0]) == 0:
+                break
+            shape.append(int(c.reshape(-1)[0]))
+        else:
+            # A Constant node rather than an initializer: initializers are
+            # the model's parameters (onnx_weights.py maps every one).
+            name = n.input[1] + "_const"
+            value = numpy_helper.from_array(np.array(shape, dtype=np.int64), name)
+            shapes.append((n, onnx.helper.make_node("Constant", [], [name], name=name, value=value)))
+    for n, c in shapes:
+        graph.node.insert(list(graph.node).index(n), c)
+        n.input[1] = c.output[0]
+    _drop_dead_nodes(graph)
+    return len(shapes)
+
+
+def _drop_dead_nodes(graph):
+    """Remove nodes none of whose outputs is used, until none is left."""
+    while True:
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            return
+        for n in dead:
+            graph.node.remove(n)
+
+
+def _fix_static_dims(path, dims, constant_reshapes=False):
     """Record static sizes the exporter's shape inference left symbolic."""
     graph = onnx.load(path)
+    if constant_reshapes:
+        _constant_reshapes(graph.graph)
     for out in graph.graph.output:
         for axis, size in dims.get(out.name, {}).items():
             out.type.tensor_type.shape.dim[axis].dim_value = size

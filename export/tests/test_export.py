@@ -210,6 +210,14 @@ class ExportContract2(unittest.TestCase):
         for name, t in want.items():
             torch.testing.assert_close(tensor(self.parity["outputs"][name]), t, atol=1e-6, rtol=0, msg=name)
 
+    def test_reshapes_are_constant(self):
+        """Head splits and merges reshape to constant shapes (no Shape → Gather → Concat chains)."""
+        for name in ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"):
+            g = self.graph(name)
+            self.assertEqual(export_onnx._constant_reshapes(g), 0, name)
+            shapes = [n for n in g.node if n.op_type == "Shape"]
+            self.assertLessEqual(len(shapes), 6, f"{name}: {[n.name for n in shapes]}")
+
     def test_weights_read_back(self):
         """onnx_weights maps every parameter of all three graphs back, bit for bit."""
         from onnx_weights import load_checkpoint
