@@ -314,18 +314,21 @@ func (m *Model) greedyCached(e *encoded, maxLen []int, penalty float32) ([]track
 			return nil, err
 		}
 		// Finished rows leave: the next step continues the others' cache rows.
+		// The log-normaliser of every row (an exp per vocabulary entry, the
+		// search's main host work) on all cores; the rest is cheap.
+		lse := grow(&m.buf.lse, len(active))
+		parallelRows(len(active), func(r int) { lse[r] = logSumExp(out.logits[r*v : (r+1)*v]) })
 		still := active[:0]
 		parents, toks = parents[:0], toks[:0]
 		for r, i := range active {
 			row := out.logits[r*v : (r+1)*v]
-			lse := logSumExp(row)
 			y := eos
 			if len(tracks[i].toks) < maxLen[i]-1 {
 				adj := m.scratch(row)
 				m.adjust(adj, tracks[i].toks, penalty)
 				y = argmax(adj)
 			}
-			tracks[i] = tracks[i].extend(m.record(out, r, e.lens[i]), y, eos, float32(float64(row[y])-lse))
+			tracks[i] = tracks[i].extend(m.record(out, r, e.lens[i]), y, eos, float32(float64(row[y])-lse[r]))
 			if y != eos {
 				still, parents, toks = append(still, i), append(parents, r), append(toks, y)
 			}

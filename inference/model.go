@@ -41,6 +41,7 @@ type buffers struct {
 	mask             []int64      // contract 2: encoder_attention_mask
 	kvSelf, kvCross  [2][]float32 // contract 2: the cache, two buffers each (read one, write the other)
 	raw              []float32    // a logits row before adjust
+	lse              []float64    // each row's log-normaliser
 	stamp            []uint32     // repetition penalty: token → step it was last penalised
 	stampNow         uint32
 }
