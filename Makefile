@@ -5,6 +5,7 @@
 #   make demo    run the whole pipeline on the embedded default into runs/
 #   make test    every test: Go (with DuckDB and headless Chromium checks) and Python
 #   make bench   benchmarks, written to bench/RESULTS.md
+#   make convert-checkpoints  re-export the shipped checkpoints in CONTRACT (default 2), same weights
 ORT_VERSION := 1.30.0
 ORT_DIR     := third_party/onnxruntime
 ORT_LIB     := $(ORT_DIR)/libonnxruntime.so.1
