@@ -5,6 +5,7 @@
 #   make demo    run the whole pipeline on the embedded default into runs/
 #   make test    every test: Go (with DuckDB and headless Chromium checks) and Python
 #   make bench   benchmarks, written to bench/RESULTS.md
+#   make convert-checkpoints  re-export the shipped checkpoints in CONTRACT (default 2), same weights
 ORT_VERSION := 1.30.0
 ORT_DIR     := third_party/onnxruntime
 ORT_LIB     := $(ORT_DIR)/libonnxruntime.so.1
@@ -92,13 +93,13 @@ KO_EN_DATA    ?= ../shared/data/ko-en
 REF_WORK      := .work
 REF_EPOCHS    := 001 010 027
 REF_DEVICE    ?= auto
-.PHONY: test-python reference-model
+.PHONY: test-python reference-model convert-checkpoints
 
 test-python:
 	cd export && $(EXPORT_PYTHON) -m unittest discover -s tests
 
 # split -> tokenizer -> train (27 epochs, states at 1, 10, 27) -> export into
-# examples/checkpoints/ko-en-small/. Minutes on a GPU, hours on a CPU; CUDA and
+# examples/checkpoints/ko-en-small/ (contract 2; the tiny test pair in both). Minutes on a GPU, hours on a CPU; CUDA and
 # CPU runs differ numerically, so only a CUDA run reproduces the shipped weights.
 reference-model:
 	cd export && $(EXPORT_PYTHON) data.py --data $(abspath $(KO_EN_DATA)) --out ../$(REF_WORK)/data
@@ -111,4 +112,15 @@ reference-model:
 			--out ../examples/checkpoints/ko-en-small/epoch-$$e || exit 1; \
 	done
 	cd export && $(EXPORT_PYTHON) export_onnx.py --random --d-model 32 --ffn 64 --seed 0 --name tiny-random \
-		--parity-sentences 2 --tokenizer ../$(REF_WORK)/tokenizer.model --out ../testdata/checkpoints/tiny
+		--contract 1 --parity-sentences 2 --tokenizer ../$(REF_WORK)/tokenizer.model --out ../testdata/checkpoints/tiny
+	cd export && $(EXPORT_PYTHON) convert.py --checkpoint ../testdata/checkpoints/tiny --contract 2 \
+		--out ../testdata/checkpoints/tiny-c2
+
+# Re-export the shipped checkpoints in contract CONTRACT (default 2) in place,
+# with the weights read back from their ONNX files (no training states needed).
+CONTRACT ?= 2
+convert-checkpoints:
+	cd export && for e in $(REF_EPOCHS); do \
+		$(EXPORT_PYTHON) convert.py --checkpoint ../examples/checkpoints/ko-en-small/epoch-$$e \
+			--contract $(CONTRACT) --out ../examples/checkpoints/ko-en-small/epoch-$$e || exit 1; \
+	done

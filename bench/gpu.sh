@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The inference comparison on a GPU machine: attnaudit infer --provider cuda
-# against bench/torch_infer.py --device cuda at batch 1/16/64/256, with the
-# peak of nvidia-smi's memory.used per command (ORT's memory is invisible to
-# torch) and torch.cuda.max_memory_allocated. Appends a section to bench/RESULTS.md.
+# on the contract-2 checkpoint against bench/torch_infer.py --device cuda
+# --cached and against attnaudit on a contract-1 copy, at batch
+# 1/16/64/256 (infer_contracts in bench/lib.sh). Appends a section to
+# bench/RESULTS.md.
 #
 # Needs: bin/attnaudit (built here or copied in; BENCH_BIN), a GPU build of
 # ONNX Runtime that attnaudit finds (`make ort-gpu`, pip's onnxruntime-gpu, or
@@ -32,6 +33,8 @@ build_go
 machine_header "GPU, $MODE"
 emit "- GPU: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader -i "$GPU_INDEX")"
 emit "- Memory columns: peak of \`nvidia-smi --query-gpu=memory.used\` sampled every 100 ms while each command ran (whole device, CUDA context included); torch's own \`max_memory_allocated\` beside it."
-infer_compare cuda cuda "$SIZES" "$N"
+# The shipped checkpoint is contract 2: attnaudit with the cache vs torch
+# with its cache vs attnaudit on a contract-1 copy (bench/lib.sh).
+infer_contracts cuda cuda "$SIZES" "$N"
 finish
 [ "$FAILED" = 0 ] && [ "$GO_OK" = 1 ]

@@ -262,3 +262,70 @@ finish() {
 
 # wants NAME: whether BENCH (a comma list, default all) selects NAME.
 wants() { case ",${BENCH:-all}," in *,all,* | *,"$1",*) return 0 ;; *) return 1 ;; esac; }
+
+# contract1_copy: a contract-1 copy of $CKPT with the same weights
+# (export/convert.py), in $WORK; sets CKPT_C1, or returns non-zero.
+contract1_copy() {
+	CKPT_C1=$WORK/checkpoint-contract1
+	[ -f "$CKPT_C1/checkpoint.json" ] && return 0
+	(cd "$ROOT/export" && "$PY" convert.py --checkpoint "$CKPT" --contract 1 --out "$CKPT_C1") \
+		>"$WORK/convert.out" 2>"$WORK/convert.err" || { log "convert.py failed: $(tail -n2 "$WORK/convert.err" | tr '\n' ' ')"; FAILED=1; return 1; }
+}
+
+# go_infer NAME CKPT PROVIDER BS DATA: times attnaudit infer; sets GO_S (the
+# manifest's infer stage seconds), GO_WALL, GO_RSS and GO_USED, or returns non-zero.
+go_infer() {
+	local name=$1 ckpt=$2 provider=$3 bs=$4 data=$5 m
+	GO_S="" GO_WALL="" GO_RSS=""
+	timed "$name" "$BIN" infer --checkpoint "$ckpt" --data "$data" --output-dir "$WORK/$name" --batch-size "$bs" \
+		--provider "$provider" --threads "$THREADS" --detached-pairs=false || { fail_note "$name"; return 1; }
+	GO_WALL=$WALL GO_RSS=$RSS_MB
+	m=$(manifest_of "$name" "$WORK/$name")
+	if [ -n "$m" ]; then
+		GO_S=$(stage_seconds "$m" infer)
+		GO_USED=$(jget "$m" "d.get('provider') + ', ONNX Runtime ' + d['tool'].get('ort_version', '?') + ' ' + d['tool'].get('ort_library', '')")
+	fi
+	GO_S=${GO_S:-$GO_WALL}
+}
+
+# torch_infer NAME DEVICE BS DATA [FLAGS...]: times bench/torch_infer.py; sets T_S.
+torch_infer() {
+	local name=$1 device=$2 bs=$3 data=$4
+	shift 4
+	T_S=""
+	timed "$name" "$PY" bench/torch_infer.py --checkpoint "$CKPT" --data "$data" --batch-sizes "$bs" \
+		--device "$device" --threads "$THREADS" "$@" || { fail_note "$name"; return 1; }
+	T_S=$(jget "$WORK/$name.out" "d['runs'][0]['seconds']")
+	cat "$WORK/$name.out" >>"$WORK/raw.txt"
+}
+
+# infer_contracts PROVIDER DEVICE "BATCH SIZES" N: the key/value cache's
+# gain. attnaudit on the contract-2 checkpoint (cached decoding, attention
+# captured per step) against torch_infer.py --cached (the same algorithm in
+# PyTorch eager), against attnaudit on a contract-1 copy of the same weights
+# (prefix re-run, teacher-forced attention pass), and against torch's
+# uncached way; every command alternates per batch size.
+infer_contracts() {
+	local provider=$1 device=$2 sizes=$3 n=$4 data=$WORK/infer-data.txt bs
+	first_n "$n" "$data"
+	emit ""
+	emit "### Inference with the key/value cache: attnaudit contract 2 vs PyTorch cached vs attnaudit contract 1 ($provider / $device), $n sentences"
+	emit ""
+	emit "attnaudit c2: \`$(basename "$CKPT")\` as shipped (contract 2: decoder_with_past_model.onnx one position per step, finished rows leave batch and cache, free-pass attention from each step's rows, written to Parquet). torch cached: \`bench/torch_infer.py --cached\`, the same algorithm in PyTorch eager (attention copied to the host, not written). attnaudit c1: the same weights written as contract 1 by \`export/convert.py --contract 1\` (prefix re-run each step, then one teacher-forced pass). torch uncached: \`bench/torch_infer.py\` (contract 1's algorithm). Greedy, max_len 2·src+10, batches sorted by source length. attnaudit's times are the manifest's \`stages.infer.seconds\` (model load included); torch's exclude model load and one warm-up batch."
+	emit ""
+	[ "$GO_OK" = 1 ] || { emit "Not measured: bin/attnaudit does not build."; return; }
+	contract1_copy || { emit "Not measured: export/convert.py could not write the contract-1 copy."; return; }
+	emit "| batch | attnaudit c2 s | c2 sent/s | torch cached s | c2 vs torch cached | ≥ 2x | attnaudit c1 s | c2 vs c1 | torch uncached s | c2 vs torch uncached | c2 RSS MB | c1 RSS MB |"
+	emit "| ---: | ---: | ---: | ---: | ---: | :-: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	for bs in $sizes; do
+		local c2_s="" c2_rss="" c1_s="" c1_rss="" tc_s="" tu_s="" r
+		go_infer "c2-bs$bs" "$CKPT" "$provider" "$bs" "$data" && c2_s=$GO_S c2_rss=$GO_RSS
+		torch_infer "torch-cached-bs$bs" "$device" "$bs" "$data" --cached && tc_s=$T_S
+		go_infer "c1-bs$bs" "$CKPT_C1" "$provider" "$bs" "$data" && c1_s=$GO_S c1_rss=$GO_RSS
+		torch_infer "torch-uncached-bs$bs" "$device" "$bs" "$data" && tu_s=$T_S
+		r=$(ratio "${tc_s:-0}" "${c2_s:-0}")
+		emit "| $bs | ${c2_s:-—} | $(per_s "$n" "${c2_s:-0}") | ${tc_s:-—} | $r | $(meets "$r" 2) | ${c1_s:-—} | $(ratio "${c1_s:-0}" "${c2_s:-0}") | ${tu_s:-—} | $(ratio "${tu_s:-0}" "${c2_s:-0}") | ${c2_rss:-—} | ${c1_rss:-—} |"
+	done
+	emit ""
+	emit "Targets: c2 ≥ 2x torch cached at every batch size; c2 ≥ 3x c1 at batch 64. attnaudit's provider (manifest.json): ${GO_USED:-?}."
+}

@@ -2,7 +2,10 @@
 # make bench: attnaudit against the seed's PyTorch way, side by side, on CPU.
 # Appends one section to bench/RESULTS.md (earlier sections are kept).
 #
-#   infer      attnaudit infer vs bench/torch_infer.py at batch 1/16/64: sentences/s, ratio (target ≥ 2x)
+#   infer      attnaudit infer on the contract-2 checkpoint vs bench/torch_infer.py --cached (target ≥ 2x),
+#              vs attnaudit on a contract-1 copy of the same weights (target ≥ 3x at batch 64), and vs
+#              torch uncached, at batch 1/16/64
+#   infer-c1   the older table: attnaudit vs torch uncached only (on BENCH_CHECKPOINT as it is)
 #   run        attnaudit run on 1,000 sentences: seconds per stage from manifest.json
 #   visualize  attnaudit visualize --file vs bench/seed_visualize.py on 20 sentences (target ≥ 10x)
 #   rss        peak RSS of attnaudit run on 1,000 and 10,000 sentences (should stay flat)
@@ -228,7 +231,8 @@ pick_checkpoint
 ensure_sentences
 build_go
 machine_header "CPU, $MODE (BENCH=${BENCH:-all})"
-wants infer && infer_compare cpu cpu "$INFER_BS" "$INFER_N"
+wants infer && infer_contracts cpu cpu "$INFER_BS" "$INFER_N"
+case ",${BENCH:-}," in *,infer-c1,*) infer_compare cpu cpu "$INFER_BS" "$INFER_N" ;; esac
 wants run && bench_run
 wants visualize && bench_visualize
 wants rss && bench_rss

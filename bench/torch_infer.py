@@ -1,19 +1,18 @@
 """The PyTorch baseline for `make bench`: the seed's way of translating with attention.
 
-Loads a contract-v1 checkpoint folder into export/model.py's Transformer by
-reading the ONNX initializers (the exporter keeps parameter names, except the
-Linear weights that constant folding transposed into anonymous MatMul
-initializers and the LayerNorm parameters that deduplication turned into
-Identity nodes: both are mapped back through the graph). Every parameter of the
-model must be found, with its shape; anything unmapped is an error. When the
-folder has parity.json, the loaded model must reproduce its outputs.
+Loads a checkpoint folder (contract 1 or 2) into export/model.py's Transformer
+by reading the ONNX initializers (export/onnx_weights.py: every parameter
+mapped, the folder's parity.json reproduced).
 
 Then greedy decoding in PyTorch eager, the seed's algorithm and ours: one
 encoder pass per batch (sorted by source length), the decoder re-run on the
 growing prefix (no cache), then one teacher-forced decoder pass over the
 output to capture decoder self- and cross-attention; encoder self-attention,
 token log-probs and the three attention kinds are copied to the host per
-example with padding removed, as attnaudit does.
+example with padding removed, as attnaudit does. With --cached, contract 2's
+algorithm: the decoder reads one new position per step against a key/value
+cache (finished rows leave the batch and the cache), and each step's
+attention rows and log-prob make up the free pass: no re-run.
 
     python3 bench/torch_infer.py --checkpoint testdata/checkpoints/tiny \
         --data bench/sentences.txt --batch-sizes 1,16,64 --device cpu
@@ -29,145 +28,12 @@ import sys
 import time
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
-import sentencepiece as spm
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "export"))
-from model import ModelConfig, Transformer  # noqa: E402
-
-PREFIX = "model."  # the exporter wraps the model as EncoderGraph.model / DecoderGraph.model
-
-
-class MappingError(Exception):
-    pass
-
-
-def _module_of(node_name):
-    """"/encoder.0/self_attn/q/MatMul" (or "/model/encoder.0/...") -> "encoder.0.self_attn.q"."""
-    parts = [p for p in node_name.split("/") if p]
-    if len(parts) < 2:
-        raise MappingError(f"node {node_name!r} has no module scope: cannot tell which Linear it is "
-                           "(export with a torch that records scope names)")
-    parts = parts[:-1]
-    if parts[0] == PREFIX.rstrip("."):
-        parts = parts[1:]
-    return ".".join(parts)
-
-
-def onnx_parameters(path):
-    """The model parameters held in one ONNX graph: {state_dict key: numpy array}."""
-    graph = onnx.load(path).graph
-    arrays = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    alias = {}  # Identity outputs of initializers -> the initializer
-    for node in graph.node:
-        if node.op_type == "Identity" and node.input[0] in arrays:
-            alias[node.output[0]] = node.input[0]
-    params, used = {}, set()
-
-    def add(key, value, init_name):
-        if key in params and not np.array_equal(params[key], value):
-            raise MappingError(f"{path}: {key} is given two different values")
-        params[key] = value
-        used.add(init_name)
-
-    for name, value in arrays.items():
-        if name.startswith(PREFIX):
-            add(name[len(PREFIX):], value, name)
-    for out, name in alias.items():
-        if out.startswith(PREFIX):
-            add(out[len(PREFIX):], arrays[name], name)
-    for node in graph.node:
-        if node.op_type not in ("MatMul", "Gemm"):
-            continue
-        inputs = [alias.get(i, i) for i in node.input]
-        anon = [k for k, i in enumerate(inputs) if i in arrays and not i.startswith(PREFIX)]
-        if not anon:
-            continue
-        if anon != [1]:
-            raise MappingError(f"{path}: node {node.name} has weight initializers at inputs {anon}, want only B")
-        w = arrays[inputs[1]]
-        trans_b = any(a.name == "transB" and a.i for a in node.attribute)
-        # torch Linear keeps weight [out, in]; MatMul(x, W) holds W = weight.T.
-        add(_module_of(node.name) + ".weight", w if trans_b else w.T, inputs[1])
-    unused = sorted(set(arrays) - used)
-    if unused:
-        raise MappingError(f"{path}: initializers mapped to no parameter: {', '.join(unused[:10])}"
-                           + (" …" if len(unused) > 10 else ""))
-    return params
-
-
-def model_config(meta):
-    want = ("vocab_size", "d_model", "ffn", "heads", "enc_layers", "dec_layers")
-    missing = [k for k in want if k not in meta]
-    if missing:
-        raise MappingError(f"checkpoint.json lacks {', '.join(missing)}")
-    d = {k: meta[k] for k in want}
-    d["max_positions"] = meta.get("max_positions", 512)
-    d["pad_id"] = meta["pad_id"]
-    d["dropout"] = 0.0
-    return ModelConfig.from_dict(d)
-
-
-def load_checkpoint(folder, device="cpu", verify=True):
-    """-> (model in eval mode on device, checkpoint.json dict, SentencePiece processor)."""
-    with open(os.path.join(folder, "checkpoint.json"), encoding="utf-8") as f:
-        meta = json.load(f)
-    if meta.get("contract") != 1:
-        raise MappingError(f"{folder}: checkpoint contract {meta.get('contract')!r}, want 1")
-    model = Transformer(model_config(meta))
-    enc = onnx_parameters(os.path.join(folder, "encoder.onnx"))
-    dec = onnx_parameters(os.path.join(folder, "decoder.onnx"))
-    for key in enc.keys() & dec.keys():
-        if not np.array_equal(enc[key], dec[key]):
-            raise MappingError(f"{key} differs between encoder.onnx and decoder.onnx")
-    found = {**enc, **dec}
-    state = model.state_dict()
-    missing = sorted(state.keys() - found.keys())
-    extra = sorted(found.keys() - state.keys())
-    if missing or extra:
-        raise MappingError(f"{folder}: parameters not in the ONNX files: {missing}; "
-                           f"ONNX parameters the model lacks: {extra}")
-    bad = [f"{k} {tuple(found[k].shape)} vs {tuple(v.shape)}" for k, v in state.items()
-           if tuple(found[k].shape) != tuple(v.shape)]
-    if bad:
-        raise MappingError(f"{folder}: shape mismatches: {'; '.join(bad)}")
-    model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=v.dtype, copy=True)) for k, v in found.items()}, strict=True)
-    model.eval()
-    if verify and os.path.exists(os.path.join(folder, "parity.json")):
-        check_parity(model, os.path.join(folder, "parity.json"))
-    sp = spm.SentencePieceProcessor(model_file=os.path.join(folder, "tokenizer.model"))
-    return model.to(device), meta, sp
-
-
-@torch.no_grad()
-def check_parity(model, path):
-    """The loaded model must reproduce the exporter's PyTorch outputs."""
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
-
-    def tensor(t, dtype):
-        return torch.tensor(t["data"], dtype=dtype).reshape(t["shape"])
-
-    src = tensor(doc["inputs"]["src_ids"], torch.long)
-    tgt = tensor(doc["inputs"]["tgt_ids"], torch.long)
-    model.set_store_attention(True)
-    try:
-        memory = model.encode(src)
-        got = {"memory": memory, "encoder_self_attn": model.encoder_attention()}
-        got["logits"] = model.decode(tgt, memory, src)
-        got["decoder_self_attn"] = model.decoder_self_attention()
-        got["cross_attn"] = model.cross_attention()
-    finally:
-        model.set_store_attention(False)
-    atol = float(doc.get("atol", 1e-4))
-    for name, want in doc["outputs"].items():
-        diff = (got[name] - tensor(want, torch.float32)).abs().max().item()
-        if diff > atol:
-            raise MappingError(f"{path}: {name} differs from the exporter's by {diff:.3g} (atol {atol})")
-
+from export_onnx import key_mask  # noqa: E402
+from onnx_weights import load_checkpoint  # noqa: E402
 
 def _pad(rows, pad_id, device):
     n = max(len(r) for r in rows)
@@ -209,6 +75,93 @@ def _greedy(model, memory, src, limits, bos, eos, pad, keep_finished):
             toks.append(t)
         hyps.append(toks)
     return hyps
+
+
+def _greedy_cached(model, memory, src, limits, bos, eos, pad):
+    """Greedy decoding with the key/value cache (contract 2's algorithm): one
+    decoder position per step, finished rows leaving the batch and the cache;
+    each step's attention rows and log-prob are the free pass's, so there is
+    no teacher-forced re-run. Attention capture must be on.
+
+    Returns (token lists without BOS/EOS, log-probs per row, decoder
+    self-attention [layers, heads, n+1, n+1] and cross-attention
+    [layers, heads, n+1, src_len] per row, as numpy)."""
+    n, S = src.shape
+    device = src.device
+    mask = model.source_mask(src)
+    cross_kv = model.cross_key_values(memory)
+    alive = torch.arange(n, device=device)
+    inp = torch.full((n, 1), bos, dtype=torch.long, device=device)
+    hyps = [[] for _ in range(n)]
+    logps = [[] for _ in range(n)]
+    steps = []  # (rows, decoder self [L, a, H, t], cross [L, a, H, S]) per step
+    past = None
+    for step in range(int(limits.max())):
+        logits, past = model.decode_cached(inp, cross_kv, mask, past)
+        logits = logits[:, -1].float()
+        nxt = logits.argmax(-1)
+        # At its limit a row holds limit - 1 tokens: EOS is forced, as in attnaudit.
+        nxt = torch.where(limits[alive] - 1 <= step, torch.full_like(nxt, eos), nxt)
+        lp = F.log_softmax(logits, dim=-1).gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
+        rows = alive.tolist()
+        steps.append((rows, model.decoder_self_attention()[:, :, :, 0].cpu().numpy(),
+                      model.cross_attention()[:, :, :, 0].cpu().numpy()))
+        for r, tok, p in zip(rows, nxt.tolist(), lp.tolist()):
+            logps[r].append(p)
+            if tok != eos:
+                hyps[r].append(tok)
+        keep = nxt != eos
+        if not bool(keep.any()):
+            break
+        if not bool(keep.all()):
+            alive, mask = alive[keep], mask[keep]
+            past = [(k[keep], v[keep]) for k, v in past]
+            cross_kv = [(k[keep], v[keep]) for k, v in cross_kv]
+        inp = nxt[keep].unsqueeze(1)
+    layers, heads = len(model.decoder), model.cfg.heads
+    dself = [np.zeros((layers, heads, len(h) + 1, len(h) + 1), np.float32) for h in hyps]
+    cross = [np.zeros((layers, heads, len(h) + 1, S), np.float32) for h in hyps]
+    for t, (rows, ds, cr) in enumerate(steps):
+        for a, r in enumerate(rows):
+            dself[r][:, :, t, :t + 1] = ds[:, a]
+            cross[r][:, :, t] = cr[:, a]
+    return hyps, logps, dself, cross
+
+
+@torch.no_grad()
+def translate_cached(model, meta, sp, sources, batch_size, device):
+    """translate() with the key/value cache: attention captured while decoding."""
+    bos, eos, pad = meta["bos_id"], meta["eos_id"], meta["pad_id"]
+    max_pos = meta.get("max_positions") or 10 ** 9
+    src_all = [sp.encode(s) + [eos] for s in sources]
+    order = sorted(range(len(sources)), key=lambda i: len(src_all[i]))
+    results = [None] * len(sources)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        srcs = [src_all[i] for i in idx]
+        src = _pad(srcs, pad, device)
+        limits = torch.tensor([min(2 * len(s) + 10, max_pos) for s in srcs], device=device)
+        model.set_store_attention(True)
+        try:
+            memory = model.encode(src)
+            enc_attn = model.encoder_attention().float().cpu().numpy()
+            hyps, logps, dself, cross = _greedy_cached(model, memory, src, limits, bos, eos, pad)
+        finally:
+            model.set_store_attention(False)
+        for b, i in enumerate(idx):
+            ns = len(srcs[b])
+            results[i] = {
+                "src_ids": srcs[b],
+                "src_pieces": [sp.id_to_piece(t) for t in srcs[b]],
+                "tgt_ids": hyps[b] + [eos],
+                "tgt_pieces": [sp.id_to_piece(t) for t in hyps[b] + [eos]],
+                "hypothesis": sp.decode(hyps[b]),
+                "token_logprobs": np.asarray(logps[b], np.float32),
+                "encoder_self": np.ascontiguousarray(enc_attn[:, b, :, :ns, :ns]),
+                "decoder_self": dself[b],
+                "cross": np.ascontiguousarray(cross[b][..., :ns]),
+            }
+    return results
 
 
 @torch.no_grad()
@@ -302,6 +255,9 @@ def main(argv=None):
     ap.add_argument("--keep-finished", action="store_true",
                     help="keep finished rows in the batch (the seed's Transformer.greedy); "
                          "default: drop them, as attnaudit does")
+    ap.add_argument("--cached", action="store_true",
+                    help="decode with the key/value cache, attention captured per step (contract 2's "
+                         "algorithm); default: re-run the prefix and one teacher-forced pass (contract 1's)")
     ap.add_argument("--no-verify", action="store_true", help="skip the parity.json check")
     args = ap.parse_args(argv)
     if args.threads > 0:
@@ -318,7 +274,11 @@ def main(argv=None):
 
     # One small untimed batch, so the first timed batch size does not pay for
     # allocator and kernel warm-up alone.
-    translate(model, meta, sp, sources[:2], 2, device)
+    if args.cached and args.keep_finished:
+        raise SystemExit("--cached drops finished rows; --keep-finished is for the uncached way")
+    run = translate_cached if args.cached else translate
+    extra = {} if args.cached else {"keep_finished": args.keep_finished}
+    run(model, meta, sp, sources[:2], 2, device)
     _sync(device)
 
     runs = []
@@ -326,7 +286,7 @@ def main(argv=None):
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         t = time.perf_counter()
-        res = translate(model, meta, sp, sources, bs, device, args.keep_finished)
+        res = run(model, meta, sp, sources, bs, device, **extra)
         _sync(device)
         secs = time.perf_counter() - t
         run = {
@@ -345,6 +305,7 @@ def main(argv=None):
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
         "threads": torch.get_num_threads(),
         "finished_rows": "kept" if args.keep_finished else "dropped",
+        "mode": "cached" if args.cached else "uncached",
         "checkpoint": os.path.abspath(args.checkpoint),
         "checkpoint_name": meta.get("name"),
         "load_seconds": round(load_s, 3),

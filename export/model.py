@@ -45,12 +45,12 @@ class ModelConfig:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-def sinusoidal_positions(length, d_model, device=None):
-    """Vaswani et al. (2017) sinusoids for positions 0..length-1: [length, d_model].
+def sinusoidal_positions(length, d_model, device=None, start=0):
+    """Vaswani et al. (2017) sinusoids for positions start..start+length-1: [length, d_model].
 
     Computed on the fly so an exported graph carries no position table.
     """
-    pos = torch.arange(length, device=device).to(torch.float32).unsqueeze(1)
+    pos = (torch.arange(length, device=device) + start).to(torch.float32).unsqueeze(1)
     idx = torch.arange(0, d_model, 2, device=device).to(torch.float32)
     freq = torch.exp(idx * (-math.log(10000.0) / d_model))
     angles = pos * freq
@@ -79,9 +79,16 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query, key, mask):
         """mask: bool, broadcastable to [batch, heads, q_len, k_len], True = masked."""
+        k, v = self.key_value(key)
+        return self.attend(query, k, v, mask)
+
+    def key_value(self, key):
+        """The keys and values of key, per head: two [batch, heads, k_len, head_dim]."""
+        return self._split(self.k(key)), self._split(self.v(key))
+
+    def attend(self, query, k, v, mask):
+        """Attention of query over keys and values already projected (a cache)."""
         q = self._split(self.q(query))
-        k = self._split(self.k(key))
-        v = self._split(self.v(key))
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
         scores = scores.masked_fill(mask, MASK_VALUE)
         weights = torch.softmax(scores, dim=-1)
@@ -135,6 +142,19 @@ class DecoderLayer(nn.Module):
         y = y + self.dropout(self.cross_attn(self.norm2(y), memory, cross_mask))
         return y + self.dropout(self.ffn(self.norm3(y)))
 
+    def step(self, y, past, cross_kv, self_mask, cross_mask):
+        """forward() for new target positions, reusing earlier positions' keys
+        and values: past is (key, value) [batch, heads, past_len, head_dim] or
+        None, cross_kv the cross-attention's (key, value) of the memory.
+        Returns y and the self-attention's (key, value) over all positions."""
+        h = self.norm1(y)
+        k, v = self.self_attn.key_value(h)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        y = y + self.dropout(self.self_attn.attend(h, k, v, self_mask))
+        y = y + self.dropout(self.cross_attn.attend(self.norm2(y), cross_kv[0], cross_kv[1], cross_mask))
+        return y + self.dropout(self.ffn(self.norm3(y))), (k, v)
+
 
 class Transformer(nn.Module):
     """Encoder-decoder with one embedding shared by source, target and output."""
@@ -160,9 +180,9 @@ class Transformer(nn.Module):
                 m.store_attention = bool(on)
                 m.weights = None
 
-    def _embed(self, ids):
+    def _embed(self, ids, start=0):
         x = self.embed(ids) * self.scale
-        return self.dropout(x + sinusoidal_positions(ids.shape[1], self.cfg.d_model, ids.device))
+        return self.dropout(x + sinusoidal_positions(ids.shape[1], self.cfg.d_model, ids.device, start))
 
     def source_mask(self, src_ids):
         """[batch, 1, 1, src_len], True where the key is padding."""
@@ -176,9 +196,12 @@ class Transformer(nn.Module):
         pad = (tgt_ids == self.cfg.pad_id).unsqueeze(1).unsqueeze(2)
         return future.unsqueeze(0).unsqueeze(0) | pad
 
-    def encode(self, src_ids):
-        """src_ids [batch, src_len] -> memory [batch, src_len, d_model]."""
-        mask = self.source_mask(src_ids)
+    def encode(self, src_ids, mask=None):
+        """src_ids [batch, src_len] -> memory [batch, src_len, d_model].
+
+        mask: the source_mask() to use (default: keys equal to pad_id)."""
+        if mask is None:
+            mask = self.source_mask(src_ids)
         x = self._embed(src_ids)
         for layer in self.encoder:
             x = layer(x, mask)
@@ -196,6 +219,37 @@ class Transformer(nn.Module):
         for layer in self.decoder:
             y = layer(y, memory, self_mask, cross_mask)
         return self.dec_norm(y)
+
+    def cross_key_values(self, memory):
+        """Every decoder layer's cross-attention (key, value) of memory: the
+        encoder half of the key/value cache, computed once per source."""
+        return [layer.cross_attn.key_value(memory) for layer in self.decoder]
+
+    def decode_cached(self, tgt_ids, cross_kv, cross_mask, past=None):
+        """decode() with a key/value cache: see decode_cached_hidden."""
+        hidden, present = self.decode_cached_hidden(tgt_ids, cross_kv, cross_mask, past)
+        return F.linear(hidden, self.embed.weight), present
+
+    def decode_cached_hidden(self, tgt_ids, cross_kv, cross_mask, past=None):
+        """Incremental decoding: tgt_ids [batch, q] are the target positions
+        after the past_len cached ones (past: per layer (key, value)
+        [batch, heads, past_len, head_dim], or None for none). Every query
+        sees all cached and earlier new positions; the cache holds no
+        padding, so no target key is masked. cross_mask is source_mask()'s
+        [batch, 1, 1, src_len]. Returns the decoder's final normalised
+        states [batch, q, d_model] and the new cache (per layer (key, value)
+        over past_len + q positions)."""
+        start = 0 if past is None else past[0][0].shape[2]
+        q = tgt_ids.shape[1]
+        qpos = torch.arange(q, device=tgt_ids.device).unsqueeze(1) + start
+        kpos = torch.arange(start + q, device=tgt_ids.device).unsqueeze(0)
+        self_mask = (kpos > qpos).unsqueeze(0).unsqueeze(0)
+        y = self._embed(tgt_ids, start)
+        present = []
+        for i, layer in enumerate(self.decoder):
+            y, kv = layer.step(y, None if past is None else past[i], cross_kv[i], self_mask, cross_mask)
+            present.append(kv)
+        return self.dec_norm(y), present
 
     def forward(self, src_ids, tgt_ids):
         return self.decode(tgt_ids, self.encode(src_ids), src_ids)

@@ -17,16 +17,28 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 )
 
-// Checkpoint contract files (SPEC §2).
+// Checkpoint contract files (SPEC §2; contract 2: docs/contract2.md).
 const (
 	MetaFile      = "checkpoint.json"
-	EncoderFile   = "encoder.onnx"
-	DecoderFile   = "decoder.onnx"
 	TokenizerFile = "tokenizer.model"
+	// Contract 1.
+	EncoderFile = "encoder.onnx"
+	DecoderFile = "decoder.onnx"
+	// Contract 2: Hugging Face Optimum's seq2seq layout.
+	EncoderModelFile    = "encoder_model.onnx"
+	DecoderModelFile    = "decoder_model.onnx"
+	DecoderWithPastFile = "decoder_with_past_model.onnx"
 )
 
-// ContractVersion is the checkpoint contract this package reads.
-const ContractVersion = 1
+// ContractVersion is the newest checkpoint contract this package reads; it
+// reads every contract from 1 to ContractVersion.
+const ContractVersion = 2
+
+// contractFiles are each contract's files, checkpoint.json first.
+var contractFiles = map[int][]string{
+	1: {MetaFile, EncoderFile, DecoderFile, TokenizerFile},
+	2: {MetaFile, EncoderModelFile, DecoderModelFile, DecoderWithPastFile, TokenizerFile},
+}
 
 // Tensor names of the contract.
 const (
@@ -42,19 +54,25 @@ const (
 // Meta is checkpoint.json. Fields other than those named here are kept in
 // Extra, as they were written.
 type Meta struct {
-	Contract     int                        `json:"contract"`
-	Name         string                     `json:"name"`
-	Epoch        int                        `json:"epoch"`
-	Step         int64                      `json:"step"`
-	BosID        int32                      `json:"bos_id"`
-	EosID        int32                      `json:"eos_id"`
-	PadID        int32                      `json:"pad_id"`
-	SrcLang      string                     `json:"src_lang"`
-	TgtLang      string                     `json:"tgt_lang"`
-	TrainLoss    *float64                   `json:"train_loss"` // nil when not recorded
-	ValidLoss    *float64                   `json:"valid_loss"`
-	MaxPositions int                        `json:"max_positions"` // 0 when not recorded
-	Extra        map[string]json.RawMessage `json:"-"`
+	Contract     int      `json:"contract"`
+	Name         string   `json:"name"`
+	Epoch        int      `json:"epoch"`
+	Step         int64    `json:"step"`
+	BosID        int32    `json:"bos_id"`
+	EosID        int32    `json:"eos_id"`
+	PadID        int32    `json:"pad_id"`
+	SrcLang      string   `json:"src_lang"`
+	TgtLang      string   `json:"tgt_lang"`
+	TrainLoss    *float64 `json:"train_loss"` // nil when not recorded
+	ValidLoss    *float64 `json:"valid_loss"`
+	MaxPositions int      `json:"max_positions"` // 0 when not recorded
+	// DecoderStartID is the decoder's first input (contract 2's
+	// decoder_start_token_id; nil means bos_id).
+	DecoderStartID *int32 `json:"decoder_start_token_id"`
+	// ForcedBosID is a token forced as the first output (a language
+	// token); nil when none. Not supported yet.
+	ForcedBosID *int32                     `json:"forced_bos_token_id"`
+	Extra       map[string]json.RawMessage `json:"-"`
 }
 
 // MissingAttentionError is what asking for an attention tensor that the
@@ -74,19 +92,32 @@ type Checkpoint struct {
 	meta    Meta
 	rawMeta json.RawMessage
 	encoder []byte
-	decoder []byte
+	decoder []byte // contract 2: decoder_model.onnx
+	past    []byte // contract 2: decoder_with_past_model.onnx; nil in contract 1
 	tok     *Tokenizer
 	hash    string
 	sizes   map[string]int
 	io      *contractIO // nil until inspected with ONNX Runtime
 }
 
-// contractIO is what ONNX Runtime reports about the two graphs.
+// contractIO is what ONNX Runtime reports about the graphs.
 type contractIO struct {
+	contract                     int
 	encIn, encOut, decIn, decOut []ort.InputOutputInfo
+	pastIn, pastOut              []ort.InputOutputInfo // contract 2's decoder with past
 	encLayers, decLayers, heads  int
 	dModel, vocab                int
 	has                          map[string]bool // attention outputs present
+	cache                        cacheLayout     // contract 2
+}
+
+// files names the contract's graphs: encoder, decoder (and, in contract 2,
+// the decoder with past).
+func (c *contractIO) files() (enc, dec, past string) {
+	if c.contract == 1 {
+		return EncoderFile, DecoderFile, ""
+	}
+	return EncoderModelFile, DecoderModelFile, DecoderWithPastFile
 }
 
 // OpenCheckpoint reads and checks the checkpoint in folder dir of fsys.
@@ -95,19 +126,29 @@ type contractIO struct {
 func OpenCheckpoint(fsys fs.FS, dir string) (*Checkpoint, error) {
 	ck := &Checkpoint{name: dir, sizes: map[string]int{}}
 	files := map[string][]byte{}
-	for _, f := range []string{MetaFile, EncoderFile, DecoderFile, TokenizerFile} {
+	read := func(f string, names []string) error {
 		b, err := fs.ReadFile(fsys, path.Join(dir, f))
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("%s missing: a checkpoint holds %s, %s, %s and %s", f, MetaFile, EncoderFile, DecoderFile, TokenizerFile)
+				return fmt.Errorf("%s missing: a checkpoint holds %s and %s", f, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
 			}
-			return nil, fmt.Errorf("reading %s: %w", f, err)
+			return fmt.Errorf("reading %s: %w", f, err)
 		}
 		files[f] = b
 		ck.sizes[f] = len(b)
+		return nil
+	}
+	if err := read(MetaFile, contractFiles[ContractVersion]); err != nil {
+		return nil, err
 	}
 	if err := ck.parseMeta(files[MetaFile]); err != nil {
 		return nil, fmt.Errorf("%s: %w", MetaFile, err)
+	}
+	names := contractFiles[ck.meta.Contract]
+	for _, f := range names[1:] {
+		if err := read(f, names); err != nil {
+			return nil, fmt.Errorf("contract %d: %w", ck.meta.Contract, err)
+		}
 	}
 	tok, err := NewTokenizer(TokenizerFile, files[TokenizerFile])
 	if err != nil {
@@ -121,7 +162,12 @@ func OpenCheckpoint(fsys fs.FS, dir string) (*Checkpoint, error) {
 			return nil, fmt.Errorf("%s: %s %d is outside %s's %d pieces", MetaFile, s.name, s.id, TokenizerFile, tok.VocabSize())
 		}
 	}
-	ck.tok, ck.encoder, ck.decoder = tok, files[EncoderFile], files[DecoderFile]
+	ck.tok = tok
+	if ck.meta.Contract == 1 {
+		ck.encoder, ck.decoder = files[EncoderFile], files[DecoderFile]
+	} else {
+		ck.encoder, ck.decoder, ck.past = files[EncoderModelFile], files[DecoderModelFile], files[DecoderWithPastFile]
+	}
 	ck.hash = hashFiles(files)
 	if ort.IsInitialized() {
 		if err := ck.inspect(); err != nil {
@@ -144,8 +190,14 @@ func (ck *Checkpoint) parseMeta(b []byte) error {
 	if err := json.Unmarshal(b, &ck.meta); err != nil {
 		return err
 	}
-	if ck.meta.Contract != ContractVersion {
-		return fmt.Errorf("contract %d: this attnaudit reads contract %d", ck.meta.Contract, ContractVersion)
+	if _, ok := contractFiles[ck.meta.Contract]; !ok {
+		return fmt.Errorf("contract %d: this attnaudit reads contracts 1 to %d", ck.meta.Contract, ContractVersion)
+	}
+	if ck.meta.ForcedBosID != nil {
+		return fmt.Errorf("forced_bos_token_id %d: forcing the first output token is not supported yet (set it to null)", *ck.meta.ForcedBosID)
+	}
+	if ck.meta.DecoderStartID != nil && *ck.meta.DecoderStartID < 0 {
+		return fmt.Errorf("decoder_start_token_id %d is negative", *ck.meta.DecoderStartID)
 	}
 	for _, s := range []struct {
 		name string
@@ -160,7 +212,8 @@ func (ck *Checkpoint) parseMeta(b []byte) error {
 	}
 	known := map[string]bool{}
 	for _, f := range []string{"contract", "name", "epoch", "step", "bos_id", "eos_id", "pad_id",
-		"src_lang", "tgt_lang", "train_loss", "valid_loss", "max_positions"} {
+		"src_lang", "tgt_lang", "train_loss", "valid_loss", "max_positions",
+		"decoder_start_token_id", "forced_bos_token_id"} {
 		known[f] = true
 	}
 	ck.meta.Extra = map[string]json.RawMessage{}
@@ -191,6 +244,19 @@ func hashFiles(files map[string][]byte) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// decoderStart is the decoder's first input: decoder_start_token_id, else
+// bos_id.
+func (ck *Checkpoint) decoderStart() int32 {
+	if ck.meta.DecoderStartID != nil {
+		return *ck.meta.DecoderStartID
+	}
+	return ck.meta.BosID
+}
+
+// Contract is the checkpoint contract of the folder (checkpoint.json's
+// "contract"): 1 or 2.
+func (ck *Checkpoint) Contract() int { return ck.meta.Contract }
 
 // Name is checkpoint.json's name.
 func (ck *Checkpoint) Name() string { return ck.meta.Name }
@@ -243,11 +309,12 @@ func (ck *Checkpoint) RequireAttention(tensors ...string) error {
 	if err := ck.inspect(); err != nil {
 		return err
 	}
+	encFile, decFile, _ := ck.io.files()
 	for _, t := range tensors {
-		file := DecoderFile
+		file := decFile
 		switch t {
 		case TensorEncoderSelf:
-			file = EncoderFile
+			file = encFile
 		case TensorDecoderSelf, TensorCross:
 		default:
 			return fmt.Errorf("%q is not an attention tensor", t)
@@ -267,19 +334,34 @@ func (ck *Checkpoint) inspect() error {
 	if !ort.IsInitialized() {
 		return errors.New("inspecting the checkpoint's graphs needs ONNX Runtime: open a Runtime first")
 	}
-	c := &contractIO{has: map[string]bool{}}
+	c := &contractIO{contract: ck.meta.Contract, has: map[string]bool{}}
+	encFile, decFile, pastFile := c.files()
+	type graph struct {
+		file    string
+		data    []byte
+		in, out *[]ort.InputOutputInfo
+	}
+	graphs := []graph{{encFile, ck.encoder, &c.encIn, &c.encOut}, {decFile, ck.decoder, &c.decIn, &c.decOut}}
+	if c.contract == 2 {
+		graphs = append(graphs, graph{pastFile, ck.past, &c.pastIn, &c.pastOut})
+	}
+	for _, g := range graphs {
+		var err error
+		if *g.in, *g.out, err = graphIO(g.data); err != nil {
+			return fmt.Errorf("%s: %w", g.file, err)
+		}
+	}
 	var err error
-	if c.encIn, c.encOut, err = ort.GetInputOutputInfoWithONNXData(ck.encoder); err != nil {
-		return fmt.Errorf("%s: %w", EncoderFile, err)
+	if c.contract == 1 {
+		err = c.check()
+	} else {
+		err = c.check2()
 	}
-	if c.decIn, c.decOut, err = ort.GetInputOutputInfoWithONNXData(ck.decoder); err != nil {
-		return fmt.Errorf("%s: %w", DecoderFile, err)
-	}
-	if err := c.check(); err != nil {
+	if err != nil {
 		return err
 	}
 	if c.vocab < ck.tok.VocabSize() {
-		return fmt.Errorf("%s: output %s has %d classes but %s has %d pieces", DecoderFile, TensorLogits, c.vocab, TokenizerFile, ck.tok.VocabSize())
+		return fmt.Errorf("%s: output %s has %d classes but %s has %d pieces", decFile, TensorLogits, c.vocab, TokenizerFile, ck.tok.VocabSize())
 	}
 	ck.io = c
 	return nil
@@ -438,28 +520,35 @@ func (ck *Checkpoint) Describe(w io.Writer) error {
 		return err
 	}
 	c := ck.io
-	var b bytes.Buffer
+	var b strings.Builder
 	fmt.Fprintf(&b, "checkpoint  %s (contract %d)\n", ck.meta.Name, ck.meta.Contract)
 	fmt.Fprintf(&b, "hash        %s\n", ck.hash)
-	for _, f := range []string{MetaFile, EncoderFile, DecoderFile, TokenizerFile} {
-		fmt.Fprintf(&b, "file        %-16s %9d bytes\n", f, ck.sizes[f])
+	for _, f := range contractFiles[ck.meta.Contract] {
+		fmt.Fprintf(&b, "file        %-30s %9d bytes\n", f, ck.sizes[f])
 	}
-	for _, g := range []struct {
-		file    string
-		in, out []ort.InputOutputInfo
-	}{{EncoderFile, c.encIn, c.encOut}, {DecoderFile, c.decIn, c.decOut}} {
-		fmt.Fprintf(&b, "%s\n", g.file)
-		for _, t := range g.in {
-			fmt.Fprintf(&b, "  input   %-18s %-8s %s\n", t.Name, t.DataType, shapeString(t.Dimensions))
-		}
-		for _, t := range g.out {
-			fmt.Fprintf(&b, "  output  %-18s %-8s %s\n", t.Name, t.DataType, shapeString(t.Dimensions))
-		}
+	encFile, decFile, pastFile := c.files()
+	describeGraph(&b, encFile, c.encIn, c.encOut)
+	describeGraph(&b, decFile, c.decIn, c.decOut)
+	if c.contract == 2 {
+		describeGraph(&b, pastFile, c.pastIn, c.pastOut)
+		fmt.Fprintf(&b, "cache       Optimum seq2seq: %d layers × {decoder, encoder} × {key, value}, [batch, %d heads, positions, %d]; %s returns all %d, %s reads them and returns the %d decoder ones\n",
+			c.cache.layers, c.cache.heads, c.cache.dim, decFile, 4*c.cache.layers, pastFile, 2*c.cache.layers)
+	} else {
+		fmt.Fprintf(&b, "cache       none: the decoder re-reads the whole prefix each step\n")
 	}
 	for _, t := range []string{TensorEncoderSelf, TensorDecoderSelf, TensorCross} {
 		if err := ck.RequireAttention(t); err != nil {
 			fmt.Fprintf(&b, "missing     %v\n", err)
+			continue
 		}
+		where := encFile
+		switch {
+		case t != TensorEncoderSelf && c.contract == 2:
+			where = decFile + " and " + pastFile + ", one row per cached step"
+		case t != TensorEncoderSelf:
+			where = decFile + ", one teacher-forced pass"
+		}
+		fmt.Fprintf(&b, "attention   %-18s (%s)\n", t, where)
 	}
 	fmt.Fprintf(&b, "layers      encoder %d, decoder %d\n", c.encLayers, c.decLayers)
 	fmt.Fprintf(&b, "heads       %d\n", c.heads)
@@ -467,6 +556,9 @@ func (ck *Checkpoint) Describe(w io.Writer) error {
 	fmt.Fprintf(&b, "vocab       %d (tokenizer: %d pieces)\n", c.vocab, ck.tok.VocabSize())
 	m := ck.meta
 	fmt.Fprintf(&b, "special ids bos %d %s, eos %d %s, pad %d %s\n", m.BosID, ck.tok.Piece(m.BosID), m.EosID, ck.tok.Piece(m.EosID), m.PadID, ck.tok.Piece(m.PadID))
+	if c.contract == 2 {
+		fmt.Fprintf(&b, "decoder start %d %s (forced first token: none)\n", ck.decoderStart(), ck.tok.Piece(ck.decoderStart()))
+	}
 	if n := ck.MaxSourceTokens(); n > 0 {
 		fmt.Fprintf(&b, "max source  %d tokens\n", n)
 	}
@@ -475,7 +567,7 @@ func (ck *Checkpoint) Describe(w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(&b, "%s\n  %s\n", MetaFile, meta.String())
-	_, err := w.Write(b.Bytes())
+	_, err := io.WriteString(w, b.String())
 	return err
 }
 

@@ -46,11 +46,14 @@ type Result struct {
 	// EncoderSelf is len(SrcIDs) × len(SrcIDs) per head.
 	EncoderSelf [][]metrics.Matrix
 	Hypothesis  string // the decoded text of Free.IDs
-	Free        Pass   // teacher-forced over the model's own output
-	Forced      *Pass  // teacher-forced over the reference; nil without one
+	// Free is the pass over the model's own output: contract 1 runs it
+	// teacher-forced after the search, contract 2 assembles it from the
+	// rows each cached step returned.
+	Free   Pass
+	Forced *Pass // teacher-forced over the reference; nil without one
 }
 
-// Pass is one teacher-forced decoder pass over a target y_1..y_n. The decoder
+// Pass is one decoder pass over a target y_1..y_n. The decoder
 // reads [BOS, y_1..y_n]; query row t predicts IDs[t], so IDs is
 // [y_1..y_n, EOS] and every row count below is len(IDs).
 type Pass struct {
@@ -63,12 +66,14 @@ type Pass struct {
 }
 
 // TranslateBatch translates a batch: one encoder pass over the padded
-// sources, greedy or beam search re-running the decoder over the growing
-// prefixes of the unfinished sequences only (the contract has no key/value
-// cache), then one teacher-forced decoder pass over each hypothesis and
-// each reference that captures attention and per-token log-probabilities.
-// Under the decoder's causal mask that attention is the attention at
-// generation time.
+// sources, then greedy or beam search. Contract 1 (no key/value cache)
+// re-runs the decoder over the growing prefixes of the unfinished sequences
+// only, then one teacher-forced decoder pass over each hypothesis captures
+// attention and per-token log-probabilities; under the decoder's causal
+// mask that is the attention at generation time. Contract 2 decodes one
+// position per step against the cache and keeps each step's attention rows
+// and log-probability as the free pass (cached.go). Either way one
+// teacher-forced pass over each reference makes the forced pass.
 func (m *Model) TranslateBatch(reqs []Request, opts DecodeOptions) ([]Result, error) {
 	if opts.Beam < 0 || opts.MaxLen < 0 || opts.RepetitionPenalty < 0 {
 		return nil, fmt.Errorf("decode options %+v: want beam, max-len and repetition penalty ≥ 0", opts)
@@ -117,20 +122,35 @@ func (m *Model) TranslateBatch(reqs []Request, opts DecodeOptions) ([]Result, er
 	if penalty == 0 {
 		penalty = 1
 	}
-	var hyps [][]int32
-	if opts.Beam == 0 {
-		hyps, err = m.greedy(m.stepper(e), maxLen, penalty)
-	} else {
-		hyps, err = m.beam(m.stepper(e), maxLen, opts.Beam, penalty)
-	}
-	if err != nil {
-		return nil, err
-	}
-
 	rowReq := make([]int, 0, 2*len(reqs))
 	targets := make([][]int32, 0, 2*len(reqs))
-	for i := range reqs {
-		rowReq, targets = append(rowReq, i), append(targets, hyps[i])
+	var hyps [][]int32
+	if m.io.contract == 2 {
+		var tracks []track
+		if opts.Beam == 0 {
+			tracks, err = m.greedyCached(e, maxLen, penalty)
+		} else {
+			tracks, err = m.beamCached(e, maxLen, opts.Beam, penalty)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i, tr := range tracks {
+			res[i].Free = m.pass(tr, e.lens[i])
+			res[i].Hypothesis = m.tok.Decode(tr.toks)
+		}
+	} else {
+		if opts.Beam == 0 {
+			hyps, err = m.greedy(m.stepper(e), maxLen, penalty)
+		} else {
+			hyps, err = m.beam(m.stepper(e), maxLen, opts.Beam, penalty)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i := range reqs {
+			rowReq, targets = append(rowReq, i), append(targets, hyps[i])
+		}
 	}
 	for i, r := range reqs {
 		if r.HasReference {
@@ -146,7 +166,7 @@ func (m *Model) TranslateBatch(reqs []Request, opts DecodeOptions) ([]Result, er
 		return nil, err
 	}
 	for k, i := range rowReq {
-		if k < len(reqs) {
+		if k < len(hyps) {
 			res[i].Free = passes[k]
 			res[i].Hypothesis = m.tok.Decode(hyps[i])
 		} else {
@@ -246,6 +266,9 @@ func (m *Model) encode(ids [][]int32) (*encoded, error) {
 	e.mem = grow(&m.buf.mem, e.n*e.S*d)
 	var in, out tensors
 	add(&in, e.src, e.n, e.S)
+	if m.io.contract == 2 {
+		add(&in, m.sourceMask(e.src), e.n, e.S)
+	}
 	add(&out, e.mem, e.n, e.S, d)
 	if m.io.has[TensorEncoderSelf] {
 		l, h := m.io.encLayers, m.io.heads
@@ -253,7 +276,8 @@ func (m *Model) encode(ids [][]int32) (*encoded, error) {
 		add(&out, e.attn, l, e.n, h, e.S, e.S)
 	}
 	if err := run(m.enc, &in, &out); err != nil {
-		return nil, fmt.Errorf("%s: %w", EncoderFile, err)
+		file, _, _ := m.io.files()
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return e, nil
 }
@@ -288,8 +312,13 @@ func (m *Model) decode(attention bool, n, t int, tgt []int64, mem []float32, src
 	v, d := m.io.vocab, m.io.dModel
 	var in, out tensors
 	add(&in, tgt, n, t)
-	add(&in, mem, n, S, d)
-	add(&in, src, n, S)
+	if m.io.contract == 2 {
+		add(&in, m.sourceMask(src), n, S)
+		add(&in, mem, n, S, d)
+	} else {
+		add(&in, mem, n, S, d)
+		add(&in, src, n, S)
+	}
 	logits = grow(&m.buf.logits, n*t*v)
 	add(&out, logits, n, t, v)
 	sess := m.step
@@ -306,7 +335,8 @@ func (m *Model) decode(attention bool, n, t int, tgt []int64, mem []float32, src
 		}
 	}
 	if err := run(sess, &in, &out); err != nil {
-		return nil, nil, nil, fmt.Errorf("%s: %w", DecoderFile, err)
+		_, file, _ := m.io.files()
+		return nil, nil, nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return logits, dself, cross, nil
 }
@@ -445,6 +475,7 @@ type candidate struct {
 	score float64
 	beam  int
 	tok   int32
+	rawLP float32 // contract 2: log p(tok) from the unadjusted logits
 }
 
 // better orders candidates: higher score, then lower beam, then lower token,
@@ -513,7 +544,7 @@ func (m *Model) beam(next nextLogits, maxLen []int, k int, penalty float32) ([][
 				}
 				top = topK(top[:0], row, 2*k)
 				for _, c := range top {
-					cands = append(cands, candidate{h.score + float64(row[c.tok]) - lse, b, c.tok})
+					cands = append(cands, candidate{score: h.score + float64(row[c.tok]) - lse, beam: b, tok: c.tok})
 				}
 			}
 			r += len(st.live)
@@ -521,15 +552,7 @@ func (m *Model) beam(next nextLogits, maxLen []int, k int, penalty float32) ([][
 				st.live = nil
 				continue
 			}
-			slices.SortFunc(cands, func(a, b candidate) int {
-				if better(a, b) {
-					return -1
-				}
-				if better(b, a) {
-					return 1
-				}
-				return 0
-			})
+			sortCandidates(cands)
 			var live []hypothesis
 			for rank, c := range cands[:min(2*k, len(cands))] {
 				parent := st.live[c.beam].toks
@@ -563,6 +586,18 @@ func (m *Model) beam(next nextLogits, maxLen []int, k int, penalty float32) ([][
 		}
 	}
 	return out, nil
+}
+
+func sortCandidates(cands []candidate) {
+	slices.SortFunc(cands, func(a, b candidate) int {
+		if better(a, b) {
+			return -1
+		}
+		if better(b, a) {
+			return 1
+		}
+		return 0
+	})
 }
 
 // topK returns the k best tokens of row (higher logit, then lower id), in
@@ -625,7 +660,7 @@ func (m *Model) forceGroup(e *encoded, rowReq []int, targets [][]int32) ([]Pass,
 	}
 	mem, src, S := m.rows(e, rowReq)
 	tgt := grow(&m.buf.tgt, n*T)
-	bos, eos, pad := int64(m.ck.meta.BosID), m.ck.meta.EosID, int64(m.ck.meta.PadID)
+	bos, eos, pad := int64(m.ck.decoderStart()), m.ck.meta.EosID, int64(m.ck.meta.PadID)
 	for r, y := range targets {
 		row := tgt[r*T : (r+1)*T]
 		row[0] = bos

@@ -151,21 +151,22 @@ var testSentences = []Request{
 }
 
 func TestGreedyEqualsBeamOne(t *testing.T) {
-	m := loadTiny(t)
-	for _, penalty := range []float32{0, 1.3} {
-		opts := DecodeOptions{MaxLen: 24, RepetitionPenalty: penalty}
-		greedy, err := m.TranslateBatch(testSentences, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.Beam = 1
-		beam, err := m.TranslateBatch(testSentences, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range greedy {
-			if !equalIDs(greedy[i].Free.IDs, beam[i].Free.IDs) || greedy[i].Hypothesis != beam[i].Hypothesis {
-				t.Errorf("penalty %g, sentence %d: greedy %v, beam 1 %v", penalty, i, greedy[i].Free.IDs, beam[i].Free.IDs)
+	for _, m := range tinyModels(t) {
+		for _, penalty := range []float32{0, 1.3} {
+			opts := DecodeOptions{MaxLen: 24, RepetitionPenalty: penalty}
+			greedy, err := m.TranslateBatch(testSentences, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts.Beam = 1
+			beam, err := m.TranslateBatch(testSentences, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range greedy {
+				if !equalIDs(greedy[i].Free.IDs, beam[i].Free.IDs) || greedy[i].Hypothesis != beam[i].Hypothesis {
+					t.Errorf("penalty %g, sentence %d: greedy %v, beam 1 %v", penalty, i, greedy[i].Free.IDs, beam[i].Free.IDs)
+				}
 			}
 		}
 	}
@@ -174,42 +175,43 @@ func TestGreedyEqualsBeamOne(t *testing.T) {
 // TestPaddingInvariance: an example translated alone and inside a padded
 // batch gets the same tokens, log-probabilities and attention.
 func TestPaddingInvariance(t *testing.T) {
-	m := loadTiny(t)
-	for _, beam := range []int{0, 3} {
-		opts := DecodeOptions{Beam: beam, MaxLen: 20}
-		batch, err := m.TranslateBatch(testSentences, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, req := range testSentences {
-			alone, err := m.TranslateBatch([]Request{req}, opts)
+	for _, m := range tinyModels(t) {
+		for _, beam := range []int{0, 3} {
+			opts := DecodeOptions{Beam: beam, MaxLen: 20}
+			batch, err := m.TranslateBatch(testSentences, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, b := alone[0], batch[i]
-			what := fmt.Sprintf("beam %d, sentence %d", beam, i)
-			if b.Index != i || !equalIDs(a.SrcIDs, b.SrcIDs) || !slices.Equal(a.SrcPieces, b.SrcPieces) {
-				t.Errorf("%s: source %v alone, %v (index %d) in the batch", what, a.SrcIDs, b.SrcIDs, b.Index)
-			}
-			if !equalIDs(a.Free.IDs, b.Free.IDs) {
-				t.Errorf("%s: hypothesis %v alone, %v in the batch", what, a.Free.IDs, b.Free.IDs)
-				continue
-			}
-			closeMatrices(t, what+" encoder self", b.EncoderSelf, a.EncoderSelf, 1e-4)
-			passes := [][2]*Pass{{&b.Free, &a.Free}}
-			if req.HasReference {
-				passes = append(passes, [2]*Pass{b.Forced, a.Forced})
-			} else if b.Forced != nil || a.Forced != nil {
-				t.Errorf("%s: a forced pass without a reference", what)
-			}
-			for _, p := range passes {
-				if !equalIDs(p[0].IDs, p[1].IDs) {
-					t.Errorf("%s: pass over %v in the batch, %v alone", what, p[0].IDs, p[1].IDs)
+			for i, req := range testSentences {
+				alone, err := m.TranslateBatch([]Request{req}, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				a, b := alone[0], batch[i]
+				what := fmt.Sprintf("beam %d, sentence %d", beam, i)
+				if b.Index != i || !equalIDs(a.SrcIDs, b.SrcIDs) || !slices.Equal(a.SrcPieces, b.SrcPieces) {
+					t.Errorf("%s: source %v alone, %v (index %d) in the batch", what, a.SrcIDs, b.SrcIDs, b.Index)
+				}
+				if !equalIDs(a.Free.IDs, b.Free.IDs) {
+					t.Errorf("%s: hypothesis %v alone, %v in the batch", what, a.Free.IDs, b.Free.IDs)
 					continue
 				}
-				closeSlices(t, what+" logprobs", p[0].Logprobs, p[1].Logprobs, 1e-4)
-				closeMatrices(t, what+" decoder self", p[0].DecoderSelf, p[1].DecoderSelf, 1e-4)
-				closeMatrices(t, what+" cross", p[0].Cross, p[1].Cross, 1e-4)
+				closeMatrices(t, what+" encoder self", b.EncoderSelf, a.EncoderSelf, 1e-4)
+				passes := [][2]*Pass{{&b.Free, &a.Free}}
+				if req.HasReference {
+					passes = append(passes, [2]*Pass{b.Forced, a.Forced})
+				} else if b.Forced != nil || a.Forced != nil {
+					t.Errorf("%s: a forced pass without a reference", what)
+				}
+				for _, p := range passes {
+					if !equalIDs(p[0].IDs, p[1].IDs) {
+						t.Errorf("%s: pass over %v in the batch, %v alone", what, p[0].IDs, p[1].IDs)
+						continue
+					}
+					closeSlices(t, what+" logprobs", p[0].Logprobs, p[1].Logprobs, 1e-4)
+					closeMatrices(t, what+" decoder self", p[0].DecoderSelf, p[1].DecoderSelf, 1e-4)
+					closeMatrices(t, what+" cross", p[0].Cross, p[1].Cross, 1e-4)
+				}
 			}
 		}
 	}
@@ -218,46 +220,47 @@ func TestPaddingInvariance(t *testing.T) {
 // TestResultShapes checks the token conventions and that every attention
 // row is a distribution (decoder self-attention causal).
 func TestResultShapes(t *testing.T) {
-	m := loadTiny(t)
-	res, err := m.TranslateBatch(testSentences, DecodeOptions{Beam: 2, MaxLen: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, eos := m.tok, m.ck.meta.EosID
-	for i, r := range res {
-		ids, pieces := tok.Encode(testSentences[i].Source)
-		if !equalIDs(r.SrcIDs, append(ids, eos)) || !slices.Equal(r.SrcPieces, append(pieces, "</s>")) {
-			t.Errorf("sentence %d: source %v %q", i, r.SrcIDs, r.SrcPieces)
+	for _, m := range tinyModels(t) {
+		res, err := m.TranslateBatch(testSentences, DecodeOptions{Beam: 2, MaxLen: 16})
+		if err != nil {
+			t.Fatal(err)
 		}
-		checkAttention(t, fmt.Sprintf("sentence %d encoder", i), r.EncoderSelf, len(r.SrcIDs), len(r.SrcIDs), false)
-		passes := []*Pass{&r.Free}
-		if r.Forced != nil {
-			refIDs, _ := tok.Encode(testSentences[i].Reference)
-			if !equalIDs(r.Forced.IDs, append(refIDs, eos)) {
-				t.Errorf("sentence %d: forced pass over %v, reference %v", i, r.Forced.IDs, refIDs)
+		tok, eos := m.tok, m.ck.meta.EosID
+		for i, r := range res {
+			ids, pieces := tok.Encode(testSentences[i].Source)
+			if !equalIDs(r.SrcIDs, append(ids, eos)) || !slices.Equal(r.SrcPieces, append(pieces, "</s>")) {
+				t.Errorf("sentence %d: source %v %q", i, r.SrcIDs, r.SrcPieces)
 			}
-			passes = append(passes, r.Forced)
-		}
-		free := r.Free.IDs
-		if len(free) == 0 || len(free) > 16 || free[len(free)-1] != eos || slices.Contains(free[:len(free)-1], eos) {
-			t.Errorf("sentence %d: free pass tokens %v: want at most 16, one EOS, last", i, free)
-		}
-		if got := tok.Decode(free); got != r.Hypothesis {
-			t.Errorf("sentence %d: hypothesis %q, tokens decode to %q", i, r.Hypothesis, got)
-		}
-		for k, p := range passes {
-			what := fmt.Sprintf("sentence %d pass %d", i, k)
-			q := len(p.IDs)
-			if len(p.Pieces) != q || len(p.Logprobs) != q {
-				t.Errorf("%s: %d ids, %d pieces, %d logprobs", what, q, len(p.Pieces), len(p.Logprobs))
-			}
-			for _, lp := range p.Logprobs {
-				if !(lp <= 0) {
-					t.Errorf("%s: log-probability %g", what, lp)
+			checkAttention(t, fmt.Sprintf("sentence %d encoder", i), r.EncoderSelf, len(r.SrcIDs), len(r.SrcIDs), false)
+			passes := []*Pass{&r.Free}
+			if r.Forced != nil {
+				refIDs, _ := tok.Encode(testSentences[i].Reference)
+				if !equalIDs(r.Forced.IDs, append(refIDs, eos)) {
+					t.Errorf("sentence %d: forced pass over %v, reference %v", i, r.Forced.IDs, refIDs)
 				}
+				passes = append(passes, r.Forced)
 			}
-			checkAttention(t, what+" decoder self", p.DecoderSelf, q, q, true)
-			checkAttention(t, what+" cross", p.Cross, q, len(r.SrcIDs), false)
+			free := r.Free.IDs
+			if len(free) == 0 || len(free) > 16 || free[len(free)-1] != eos || slices.Contains(free[:len(free)-1], eos) {
+				t.Errorf("sentence %d: free pass tokens %v: want at most 16, one EOS, last", i, free)
+			}
+			if got := tok.Decode(free); got != r.Hypothesis {
+				t.Errorf("sentence %d: hypothesis %q, tokens decode to %q", i, r.Hypothesis, got)
+			}
+			for k, p := range passes {
+				what := fmt.Sprintf("sentence %d pass %d", i, k)
+				q := len(p.IDs)
+				if len(p.Pieces) != q || len(p.Logprobs) != q {
+					t.Errorf("%s: %d ids, %d pieces, %d logprobs", what, q, len(p.Pieces), len(p.Logprobs))
+				}
+				for _, lp := range p.Logprobs {
+					if !(lp <= 0) {
+						t.Errorf("%s: log-probability %g", what, lp)
+					}
+				}
+				checkAttention(t, what+" decoder self", p.DecoderSelf, q, q, true)
+				checkAttention(t, what+" cross", p.Cross, q, len(r.SrcIDs), false)
+			}
 		}
 	}
 }
@@ -294,49 +297,51 @@ func checkAttention(t *testing.T, what string, attn [][]metrics.Matrix, rows, co
 }
 
 func TestMaxLen(t *testing.T) {
-	m := loadTiny(t)
-	eos := m.ck.meta.EosID
-	for _, beam := range []int{0, 2} {
-		for _, maxLen := range []int{1, 2, 5} {
-			res, err := m.TranslateBatch(testSentences[:2], DecodeOptions{Beam: beam, MaxLen: maxLen})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i, r := range res {
-				if n := len(r.Free.IDs); n == 0 || n > maxLen || r.Free.IDs[n-1] != eos {
-					t.Errorf("beam %d, max-len %d, sentence %d: tokens %v", beam, maxLen, i, r.Free.IDs)
+	for _, m := range tinyModels(t) {
+		eos := m.ck.meta.EosID
+		for _, beam := range []int{0, 2} {
+			for _, maxLen := range []int{1, 2, 5} {
+				res, err := m.TranslateBatch(testSentences[:2], DecodeOptions{Beam: beam, MaxLen: maxLen})
+				if err != nil {
+					t.Fatal(err)
 				}
-				if maxLen == 1 && r.Hypothesis != "" {
-					t.Errorf("max-len 1 gives hypothesis %q", r.Hypothesis)
+				for i, r := range res {
+					if n := len(r.Free.IDs); n == 0 || n > maxLen || r.Free.IDs[n-1] != eos {
+						t.Errorf("beam %d, max-len %d, sentence %d: tokens %v", beam, maxLen, i, r.Free.IDs)
+					}
+					if maxLen == 1 && r.Hypothesis != "" {
+						t.Errorf("max-len 1 gives hypothesis %q", r.Hypothesis)
+					}
 				}
 			}
 		}
-	}
-	if _, err := m.TranslateBatch(testSentences, DecodeOptions{Beam: -1}); err == nil {
-		t.Error("beam -1 accepted")
+		if _, err := m.TranslateBatch(testSentences, DecodeOptions{Beam: -1}); err == nil {
+			t.Error("beam -1 accepted")
+		}
 	}
 }
 
 func TestForce(t *testing.T) {
-	m := loadTiny(t)
-	res, err := m.TranslateBatch(testSentences[:3], DecodeOptions{MaxLen: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	passes, err := m.Force([]string{testSentences[0].Source, testSentences[2].Source}, []string{testSentences[0].Reference, testSentences[2].Reference})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, i := range []int{0, 2} {
-		want := res[i].Forced
-		if !equalIDs(passes[k].IDs, want.IDs) {
-			t.Fatalf("Force over %v, TranslateBatch's forced pass over %v", passes[k].IDs, want.IDs)
+	for _, m := range tinyModels(t) {
+		res, err := m.TranslateBatch(testSentences[:3], DecodeOptions{MaxLen: 10})
+		if err != nil {
+			t.Fatal(err)
 		}
-		closeSlices(t, "logprobs", passes[k].Logprobs, want.Logprobs, 1e-4)
-		closeMatrices(t, "cross", passes[k].Cross, want.Cross, 1e-4)
-	}
-	if _, err := m.Force([]string{"a"}, nil); err == nil {
-		t.Error("Force with unequal lengths accepted")
+		passes, err := m.Force([]string{testSentences[0].Source, testSentences[2].Source}, []string{testSentences[0].Reference, testSentences[2].Reference})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, i := range []int{0, 2} {
+			want := res[i].Forced
+			if !equalIDs(passes[k].IDs, want.IDs) {
+				t.Fatalf("Force over %v, TranslateBatch's forced pass over %v", passes[k].IDs, want.IDs)
+			}
+			closeSlices(t, "logprobs", passes[k].Logprobs, want.Logprobs, 1e-4)
+			closeMatrices(t, "cross", passes[k].Cross, want.Cross, 1e-4)
+		}
+		if _, err := m.Force([]string{"a"}, nil); err == nil {
+			t.Error("Force with unequal lengths accepted")
+		}
 	}
 }
 

@@ -1,9 +1,11 @@
-// Package inference runs contract-v1 checkpoints (../shared/SPEC.md §2) in
-// ONNX Runtime: it loads the library and picks the execution provider
-// (Runtime), reads and checks checkpoint folders (Checkpoint), tokenises
-// with SentencePiece (Tokenizer), and translates with greedy or beam search,
-// capturing every attention tensor with teacher-forced decoder passes
-// (Model).
+// Package inference runs checkpoints of contract 1 (../shared/SPEC.md §2)
+// and contract 2 (docs/contract2.md: Hugging Face Optimum's seq2seq layout
+// with a key/value cache) in ONNX Runtime: it loads the library and picks
+// the execution provider (Runtime), reads and checks checkpoint folders
+// (Checkpoint), tokenises with SentencePiece (Tokenizer), and translates
+// with greedy or beam search (Model), capturing every attention tensor:
+// with a teacher-forced pass after the search (contract 1), or from the
+// rows each cached step returns (contract 2, cached.go).
 //
 //	rt, err := inference.NewRuntime(inference.Options{Provider: "auto"})
 //	ck, err := inference.OpenCheckpoint(os.DirFS(dir), ".")

@@ -57,7 +57,29 @@ func openTiny(t testing.TB) *Checkpoint {
 	return ck
 }
 
-var tinyModel *Model
+var tinyModel, tinyModel2 *Model
+
+// tinyDir2 is the same weights in contract 2 (export/convert.py).
+var tinyDir2 = filepath.Join("..", "testdata", "checkpoints", "tiny-c2")
+
+// loadTiny2 loads the tiny checkpoint's contract-2 twin once for all tests.
+func loadTiny2(t testing.TB) *Model {
+	t.Helper()
+	if tinyModel2 == nil {
+		ck, err := OpenCheckpoint(os.DirFS(tinyDir2), ".")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tinyModel2, err = testRuntime.Load(ck); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tinyModel2
+}
+
+// tinyModels are the tiny weights in both contracts, for tests that hold
+// for each.
+func tinyModels(t testing.TB) []*Model { return []*Model{loadTiny(t), loadTiny2(t)} }
 
 // loadTiny loads the tiny checkpoint once for all tests.
 func loadTiny(t testing.TB) *Model {

@@ -1,6 +1,7 @@
 package inference
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -17,10 +18,15 @@ type Model struct {
 	io       *contractIO
 	provider string
 
-	// enc runs the encoder; step runs the decoder for logits only (search);
-	// full runs it for logits and the attention it exports.
+	// enc runs the encoder; full runs the decoder for logits and the
+	// attention it exports (teacher-forced passes). Contract 1: step runs
+	// the decoder for logits only (search). Contract 2: first runs
+	// decoder_model.onnx for the first step and the cache, past
+	// decoder_with_past_model.onnx for the later steps.
 	enc, step, full *ort.DynamicAdvancedSession
+	first, past     *ort.DynamicAdvancedSession
 	encOut, fullOut []string
+	attnOut         []string // the decoders' attention outputs (contract 2)
 
 	buf buffers
 }
@@ -32,7 +38,11 @@ type buffers struct {
 	rowMem           []float32
 	logits           []float32
 	dself, cross     []float32
-	stamp            []uint32 // repetition penalty: token → step it was last penalised
+	mask             []int64      // contract 2: encoder_attention_mask
+	kvSelf, kvCross  [2][]float32 // contract 2: the cache, two buffers each (read one, write the other)
+	raw              []float32    // a logits row before adjust
+	lse              []float64    // each row's log-normaliser
+	stamp            []uint32     // repetition penalty: token → step it was last penalised
 	stampNow         uint32
 }
 
@@ -53,15 +63,18 @@ func (r *Runtime) Load(ck *Checkpoint) (*Model, error) {
 	}
 	m := &Model{ck: ck, tok: ck.tok, io: ck.io}
 	m.encOut = []string{TensorMemory}
+	if ck.io.contract == 2 {
+		m.encOut = []string{TensorLastHidden}
+	}
 	if ck.io.has[TensorEncoderSelf] {
 		m.encOut = append(m.encOut, TensorEncoderSelf)
 	}
-	m.fullOut = []string{TensorLogits}
 	for _, t := range []string{TensorDecoderSelf, TensorCross} {
 		if ck.io.has[t] {
-			m.fullOut = append(m.fullOut, t)
+			m.attnOut = append(m.attnOut, t)
 		}
 	}
+	m.fullOut = append([]string{TensorLogits}, m.attnOut...)
 	useCUDA := r.cuda
 	if useCUDA {
 		err := m.open(r, true)
@@ -89,6 +102,9 @@ func (m *Model) open(r *Runtime, cuda bool) error {
 		return err
 	}
 	defer so.Destroy()
+	if m.io.contract == 2 {
+		return m.open2(so)
+	}
 	decIn := []string{TensorTgtIDs, TensorMemory, TensorSrcIDs}
 	if m.enc, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.encoder, []string{TensorSrcIDs}, m.encOut, so); err != nil {
 		return fmt.Errorf("%s: %w", EncoderFile, err)
@@ -102,6 +118,43 @@ func (m *Model) open(r *Runtime, cuda bool) error {
 	return nil
 }
 
+// open2 opens contract 2's four sessions in parallel (each takes a tenth
+// of a second to build): the encoder, decoder_model.onnx twice (first step
+// with the cache outputs; teacher-forced passes without) and the decoder
+// with past.
+func (m *Model) open2(so *ort.SessionOptions) error {
+	L := m.io.cache.layers
+	decIn := []string{TensorInputIDs, TensorEncoderMask, TensorEncoderHidden}
+	firstOut := append(append([]string{TensorLogits}, cacheNames(PresentName, L, cacheParts...)...), m.attnOut...)
+	pastIn := append([]string{TensorInputIDs, TensorEncoderMask}, cacheNames(PastName, L, cacheParts...)...)
+	pastOut := append(append([]string{TensorLogits}, cacheNames(PresentName, L, "decoder")...), m.attnOut...)
+	sessions := []struct {
+		s       **ort.DynamicAdvancedSession
+		file    string
+		data    []byte
+		in, out []string
+	}{
+		{&m.enc, EncoderModelFile, m.ck.encoder, []string{TensorInputIDs, TensorAttentionMask}, m.encOut},
+		{&m.full, DecoderModelFile, m.ck.decoder, decIn, m.fullOut},
+		{&m.first, DecoderModelFile, m.ck.decoder, decIn, firstOut},
+		{&m.past, DecoderWithPastFile, m.ck.past, pastIn, pastOut},
+	}
+	errs := make([]error, len(sessions))
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if *s.s, err = ort.NewDynamicAdvancedSessionWithONNXData(s.data, s.in, s.out, so); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", s.file, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // Provider is the execution provider the sessions run on: "cuda" or "cpu".
 func (m *Model) Provider() string { return m.provider }
 
@@ -113,7 +166,7 @@ func (m *Model) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var first error
-	for _, s := range []**ort.DynamicAdvancedSession{&m.enc, &m.step, &m.full} {
+	for _, s := range []**ort.DynamicAdvancedSession{&m.enc, &m.step, &m.full, &m.first, &m.past} {
 		if *s != nil {
 			if err := (*s).Destroy(); err != nil && first == nil {
 				first = err

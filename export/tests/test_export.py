@@ -51,7 +51,7 @@ class ExportRoundTrip(unittest.TestCase):
         cls.model.eval()
         cls.tmp = tempfile.TemporaryDirectory()
         cls.dir = os.path.join(cls.tmp.name, "ckpt")
-        meta = export_onnx.checkpoint_meta(cls.model.cfg, "round-trip", 4, 400, 3.5, 3.25, {"seed": 3})
+        meta = export_onnx.checkpoint_meta(cls.model.cfg, "round-trip", 4, 400, 3.5, 3.25, {"seed": 3}, contract=1)
         export_onnx.export_checkpoint(cls.model, TOKENIZER, cls.dir, meta)
         with open(os.path.join(cls.dir, "parity.json"), encoding="utf-8") as f:
             cls.parity = json.load(f)
@@ -121,6 +121,133 @@ class ExportRoundTrip(unittest.TestCase):
             torch.testing.assert_close(tensor(self.parity["outputs"][name]), t, atol=1e-6, rtol=0, msg=name)
         self.assertFalse(any(getattr(m, "store_attention", False) for m in self.model.modules()),
                          "export left attention capture on")
+
+
+class ExportContract2(unittest.TestCase):
+    """Contract 2: Optimum's three graphs, names and cache shapes; PyTorch with its cache."""
+
+    @classmethod
+    def setUpClass(cls):
+        torch.manual_seed(4)
+        vocab = spm.SentencePieceProcessor(model_file=TOKENIZER).get_piece_size()
+        cls.model = Transformer(ModelConfig(vocab_size=vocab, d_model=16, ffn=32, enc_layers=2, dec_layers=3))
+        cls.model.eval()
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dir = os.path.join(cls.tmp.name, "ckpt")
+        meta = export_onnx.checkpoint_meta(cls.model.cfg, "round-trip", 4, 400, 3.5, 3.25)
+        export_onnx.export_checkpoint(cls.model, TOKENIZER, cls.dir, meta)
+        with open(os.path.join(cls.dir, "parity.json"), encoding="utf-8") as f:
+            cls.parity = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def graph(self, name):
+        g = onnx.load(os.path.join(self.dir, name))
+        onnx.checker.check_model(g)
+        return g.graph
+
+    def test_files_and_meta(self):
+        self.assertEqual(sorted(os.listdir(self.dir)),
+                         ["checkpoint.json", "decoder_model.onnx", "decoder_with_past_model.onnx",
+                          "encoder_model.onnx", "parity.json", "tokenizer.model"])
+        with open(os.path.join(self.dir, "checkpoint.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        for key in REQUIRED_META:
+            self.assertIn(key, meta)
+        self.assertEqual(meta["contract"], 2)
+        self.assertEqual(meta["decoder_start_token_id"], meta["bos_id"])
+        self.assertIsNone(meta["forced_bos_token_id"])
+
+    def test_encoder(self):
+        g = self.graph("encoder_model.onnx")
+        self.assertEqual([i.name for i in g.input], ["input_ids", "attention_mask"])
+        self.assertEqual([o.name for o in g.output], ["last_hidden_state", "encoder_self_attn"])
+        self.assertEqual(dims(g.output[0]), ["batch_size", "encoder_sequence_length", 16])
+        self.assertEqual(dims(g.output[1]), [2, "batch_size", 8, "encoder_sequence_length", "encoder_sequence_length"])
+
+    def test_decoder(self):
+        g = self.graph("decoder_model.onnx")
+        self.assertEqual([i.name for i in g.input], ["input_ids", "encoder_attention_mask", "encoder_hidden_states"])
+        want = ["logits"] + export_onnx.cache_names("present", 3) + ["decoder_self_attn", "cross_attn"]
+        self.assertEqual([o.name for o in g.output], want)
+        out = {o.name: dims(o) for o in g.output}
+        self.assertEqual(out["present.2.decoder.value"], ["batch_size", 8, "decoder_sequence_length", 2])
+        self.assertEqual(out["present.0.encoder.key"], ["batch_size", 8, "encoder_sequence_length", 2])
+        self.assertEqual(out["logits"], ["batch_size", "decoder_sequence_length", 4000])
+
+    def test_decoder_with_past(self):
+        g = self.graph("decoder_with_past_model.onnx")
+        self.assertEqual([i.name for i in g.input],
+                         ["input_ids", "encoder_attention_mask"] + export_onnx.cache_names("past_key_values", 3))
+        want = ["logits"] + export_onnx.cache_names("present", 3, ("decoder",)) + ["decoder_self_attn", "cross_attn"]
+        self.assertEqual([o.name for o in g.output], want)
+        ins = {i.name: dims(i) for i in g.input}
+        self.assertEqual(ins["past_key_values.1.decoder.key"], ["batch_size", 8, "past_decoder_sequence_length", 2])
+        self.assertEqual(ins["past_key_values.1.encoder.value"], ["batch_size", 8, "encoder_sequence_length", 2])
+        out = {o.name: dims(o) for o in g.output}
+        self.assertEqual(out["present.1.decoder.key"][1:], [8, "past_decoder_sequence_length + decoder_sequence_length", 2])
+
+    def test_cached_equals_teacher_forced(self):
+        """Decoding with the cache gives the teacher-forced pass's logits and attention rows."""
+        src, tgt = tensor(self.parity["inputs"]["input_ids"]), tensor(self.parity["inputs"]["decoder_input_ids"])
+        full = export_onnx.run_pytorch(self.model, src, tgt)
+        cached = export_onnx.run_pytorch_cached(self.model, src, tgt)
+        real = tgt != 0
+        torch.testing.assert_close(cached["logits"][real], full["logits"][real], atol=1e-5, rtol=0)
+        torch.testing.assert_close(cached["last_hidden_state"], full["memory"], atol=0, rtol=0)
+        for name in ("decoder_self_attn", "cross_attn"):
+            rows = lambda a: a.permute(1, 3, 0, 2, 4)[real]  # noqa: E731
+            torch.testing.assert_close(rows(cached[name]), rows(full[name]), atol=1e-6, rtol=0, msg=name)
+
+    def test_parity_is_pytorch_with_cache(self):
+        src, tgt = tensor(self.parity["inputs"]["input_ids"]), tensor(self.parity["inputs"]["decoder_input_ids"])
+        self.assertEqual(self.parity["contract"], 2)
+        torch.testing.assert_close(tensor(self.parity["inputs"]["attention_mask"]), (src != 0).long())
+        want = export_onnx.run_pytorch_cached(self.model, src, tgt)
+        self.assertEqual(sorted(self.parity["outputs"]), sorted(want))
+        for name, t in want.items():
+            torch.testing.assert_close(tensor(self.parity["outputs"][name]), t, atol=1e-6, rtol=0, msg=name)
+
+    def test_reshapes_are_constant(self):
+        """Head splits and merges reshape to constant shapes (no Shape → Gather → Concat chains)."""
+        for name in ("encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx"):
+            g = self.graph(name)
+            self.assertEqual(export_onnx._constant_reshapes(g), 0, name)
+            shapes = [n for n in g.node if n.op_type == "Shape"]
+            self.assertLessEqual(len(shapes), 6, f"{name}: {[n.name for n in shapes]}")
+
+    def test_weights_read_back(self):
+        """onnx_weights maps every parameter of all three graphs back, bit for bit."""
+        from onnx_weights import load_checkpoint
+        model, meta, _ = load_checkpoint(self.dir)
+        self.assertEqual(meta["contract"], 2)
+        want = self.model.state_dict()
+        for key, value in model.state_dict().items():
+            self.assertTrue(torch.equal(value, want[key]), key)
+
+
+class Convert(unittest.TestCase):
+    """convert.py re-exports the tiny fixture in contract 2 with its weights."""
+
+    def test_tiny_to_contract2_and_back(self):
+        import convert
+        from onnx_weights import load_checkpoint
+        with tempfile.TemporaryDirectory() as tmp:
+            c2, c1 = os.path.join(tmp, "c2"), os.path.join(tmp, "c1")
+            convert.convert(TINY, c2, 2)
+            convert.convert(c2, c1, 1)
+            a, meta_a, _ = load_checkpoint(TINY)
+            b, meta_b, _ = load_checkpoint(c2)
+            c, _, _ = load_checkpoint(c1)
+            for key, value in a.state_dict().items():
+                self.assertTrue(torch.equal(value, b.state_dict()[key]), key)
+                self.assertTrue(torch.equal(value, c.state_dict()[key]), key)
+            self.assertEqual(meta_b["contract"], 2)
+            self.assertEqual({k: v for k, v in meta_a.items() if k not in convert.REWRITTEN},
+                             {k: v for k, v in meta_b.items() if k not in convert.REWRITTEN})
+            self.assertFalse(os.path.exists(os.path.join(c1, "decoder_model.onnx")))
 
 
 class ParityFixture(unittest.TestCase):
