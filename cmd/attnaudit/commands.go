@@ -38,7 +38,7 @@ func exitCode(err error) int {
 // Flags shared by several commands.
 var (
 	configFileFlag = &cli.StringFlag{Name: "config", Usage: "YAML file layered over configs/default.yaml"}
-	checkpointFlag = &cli.StringFlag{Name: "checkpoint", Usage: "checkpoint folder (contract v1); default: the shipped final checkpoint"}
+	checkpointFlag = &cli.StringFlag{Name: "checkpoint", Usage: "checkpoint folder (contract 1 or 2); default: the shipped final checkpoint"}
 	dataFlag       = &cli.StringFlag{Name: "data", Usage: "dataset (.tsv, .jsonl or .txt); default: the embedded demo set"}
 	outputDirFlag  = &cli.StringFlag{Name: "output-dir", Value: "runs", Usage: "folder that holds run folders"}
 	runFlag        = &cli.StringFlag{Name: "run", Usage: "run folder; default: the one --checkpoint, --data and --output-dir name"}
