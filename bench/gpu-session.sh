@@ -12,7 +12,9 @@
 # Expects ONNX Runtime's GPU build in third_party/onnxruntime-gpu (`make
 # ort-gpu`), or, where the machine cannot download it, the parts made by
 # ../shared/tools/gpu-stage.sh in GPU_PARTS (unpacked here), and bin/attnaudit
-# and bin/attncmp (or .zst copies under GPU_STAGE). Everything worth keeping
+# and bin/attncmp (or .zst copies under GPU_STAGE). Parts travel with the
+# working tree (about 36 MB with the contract-2 checkpoints) under a 64 MiB
+# limit per call: stage them with PART_MIB=24. Everything worth keeping
 # is written under OUT: summary.txt and session.tar.gz (logs, manifests,
 # profiles, RESULTS-gpu.md).
 set -uo pipefail
