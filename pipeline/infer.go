@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,9 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 			todo += len(r.chunk(c))
 		}
 	}
+	est := r.expectedAttentionBytes(todo)
+	fmt.Fprintf(env.Log, "infer: expect about %s of attention for %d examples (%s per example; precision %s, store %s)\n",
+		formatBytes(est), todo, formatBytes(est/int64(max(todo, 1))), r.cfg.Precision, r.cfg.Store)
 	prog := newProgress(env.Progress, "infer", todo)
 	// Chunks' Parquet parts are encoded and written on their own goroutines
 	// while the next chunks are translated: at GPU speed, encoding (zstd) is
@@ -146,7 +150,7 @@ func (r *run) translateChunk(model *inference.Model, c int) (chunkOutput, error)
 		}
 		out, err := model.TranslateBatch(reqs, opts)
 		if err != nil {
-			return chunkOutput{}, fmt.Errorf("chunk %d: %w", c, err)
+			return chunkOutput{}, fmt.Errorf("chunk %d, batch %d (%s): %w", c, b/cfg.BatchSize, exampleIDs(exs, idx), err)
 		}
 		for k, i := range idx {
 			results[i] = out[k]
@@ -161,6 +165,16 @@ func (r *run) translateChunk(model *inference.Model, c int) (chunkOutput, error)
 	return chunkOutput{results, detached}, nil
 }
 
+// exampleIDs names the examples exs[i] for i in idx by example_id and
+// dataset id, for errors: "example_id 3 (ko-17), 9 (line-12)".
+func exampleIDs(exs []dataset.Example, idx []int) string {
+	parts := make([]string, len(idx))
+	for k, i := range idx {
+		parts[k] = fmt.Sprintf("%d (%s)", exs[i].Index, exs[i].ID)
+	}
+	return "example_id " + strings.Join(parts, ", ")
+}
+
 // writeChunk writes chunk c's rows in example order: attention first,
 // examples last, since the examples part is what marks the chunk done.
 func (r *run) writeChunk(c int, out chunkOutput) error {
@@ -168,7 +182,11 @@ func (r *run) writeChunk(c int, out chunkOutput) error {
 	results, detached := out.results, out.detached
 	// Abort drops a part that Close did not commit, so a failed chunk
 	// leaves no file under a final name.
-	aw, err := store.NewAttentionWriter(r.dir, store.AttentionOptions{Part: c, Float16: cfg.Float16})
+	aw, err := store.NewAttentionWriter(r.dir, store.AttentionOptions{Part: c, Precision: cfg.Precision})
+	if err != nil {
+		return err
+	}
+	sel, err := store.ParseSelection(cfg.Store)
 	if err != nil {
 		return err
 	}
@@ -180,7 +198,7 @@ func (r *run) writeChunk(c int, out chunkOutput) error {
 	defer ew.Abort()
 	for i, res := range results {
 		id := int32(exs[i].Index)
-		if err := writeAttention(aw, id, res, detached[i]); err != nil {
+		if err := writeAttention(aw, sel, id, res, detached[i]); err != nil {
 			return err
 		}
 		row := exampleRow(exs[i], res)
@@ -227,7 +245,7 @@ func (r *run) detachedPasses(model *inference.Model, exs []dataset.Example) ([]*
 		e := min(b+r.cfg.BatchSize, len(at))
 		out, err := model.Force(srcs[b:e], refs[b:e])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("batch %d (%s): %w", b/r.cfg.BatchSize, exampleIDs(exs, at[b:e]), err)
 		}
 		for k := range out {
 			passes[at[b+k]] = &out[k]
@@ -240,9 +258,9 @@ func (r *run) detachedPasses(model *inference.Model, exs []dataset.Example) ([]*
 // example i is forced with in the detached pass.
 func detachedPartner(i, n int) int { return (i + n/2) % n }
 
-// writeAttention writes an example's rows in the schema's sort order: pass,
-// then kind, then layer and head.
-func writeAttention(w *store.AttentionWriter, id int32, res inference.Result, detached *inference.Pass) error {
+// writeAttention writes an example's rows that sel keeps in the schema's
+// sort order: pass, then kind, then layer and head.
+func writeAttention(w *store.AttentionWriter, sel store.Selection, id int32, res inference.Result, detached *inference.Pass) error {
 	type passRows struct {
 		name string
 		pass *inference.Pass
@@ -269,6 +287,9 @@ func writeAttention(w *store.AttentionWriter, id int32, res inference.Result, de
 		}
 		for _, k := range kinds {
 			for layer, heads := range k.m {
+				if !sel.Keeps(p.name, k.kind, layer, len(k.m)) {
+					continue
+				}
 				for head, m := range heads {
 					row := store.Attention{ExampleID: id, Pass: p.name, Kind: k.kind, Layer: int16(layer), Head: int16(head), Weights: m}
 					if err := w.Write(row); err != nil {

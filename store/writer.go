@@ -100,9 +100,9 @@ func (w *Writer[T]) writerProperties() *parquet.WriterProperties {
 		if c.dict {
 			props = append(props, parquet.WithDictionaryFor(c.parquetPath(), true))
 		}
-		if c.splitFloats {
+		if c.encoding != parquet.Encodings.Plain {
 			props = append(props,
-				parquet.WithEncodingFor(c.parquetPath(), parquet.Encodings.ByteStreamSplit),
+				parquet.WithEncodingFor(c.parquetPath(), c.encoding),
 				parquet.WithStatsFor(c.parquetPath(), false))
 		}
 		// Every column here has one leaf, so column i is leaf i.
