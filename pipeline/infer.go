@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -35,9 +36,23 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 		return "", err
 	}
 	defer unlock()
-	if m, err := ReadManifest(r.dir); err == nil && m.Stages[StageInfer].Seconds > 0 {
+	// Parts are checked against their records before a chunk counts as
+	// done: a damaged or missing one is written again.
+	m, err := ReadManifest(r.dir)
+	complete := err == nil && m.Stages[StageInfer].Seconds > 0
+	redo, err := r.checkChunks(env.Log, shard, complete)
+	if err != nil {
+		return "", err
+	}
+	if complete && redo == 0 {
 		fmt.Fprintf(env.Log, "infer: %s is complete; nothing to do\n", r.dir)
 		return r.dir, nil
+	}
+	if complete {
+		// The run is incomplete until those chunks are back.
+		if err := os.Remove(filepath.Join(r.dir, ManifestName)); err != nil {
+			return "", fmt.Errorf("reopening %s: %w", r.dir, err)
+		}
 	}
 
 	model, err := env.Runtime.Load(r.ckpt)
@@ -175,8 +190,8 @@ func exampleIDs(exs []dataset.Example, idx []int) string {
 	return "example_id " + strings.Join(parts, ", ")
 }
 
-// writeChunk writes chunk c's rows in example order: attention first,
-// examples last, since the examples part is what marks the chunk done.
+// writeChunk writes chunk c's rows in example order, attention and
+// examples parts, then the chunk's record of them, which marks it done.
 func (r *run) writeChunk(c int, out chunkOutput) error {
 	exs, cfg := r.chunk(c), r.cfg
 	results, detached := out.results, out.detached
@@ -214,7 +229,10 @@ func (r *run) writeChunk(c int, out chunkOutput) error {
 	if err := aw.Close(); err != nil {
 		return err
 	}
-	return ew.Close()
+	if err := ew.Close(); err != nil {
+		return err
+	}
+	return r.writeChunkRecord(c, append(aw.PartInfos(), ew.PartInfos()...))
 }
 
 // DecodeOptions returns the search settings of cfg. A beam of one is run
@@ -342,6 +360,16 @@ func (r *run) finishInfer(version string) error {
 	}
 	m := r.manifest(records)
 	m.Tool.Version = version
+	if m.Parts, err = r.inferParts(); err != nil {
+		return err
+	}
+	rows := map[string]int64{}
+	for _, p := range m.Parts {
+		rows[strings.SplitN(p.Name, "-", 2)[0]] += p.Rows
+	}
+	infer := m.Stages[StageInfer]
+	infer.Rows = rows
+	m.Stages[StageInfer] = infer
 	return writeManifest(r.dir, m)
 }
 

@@ -31,7 +31,6 @@ import (
 	"attnaudit/inference"
 	"attnaudit/metrics"
 	"attnaudit/report"
-	"attnaudit/store"
 )
 
 // Stage names, as recorded in the manifest.
@@ -191,9 +190,10 @@ func (r *run) chunk(c int) []dataset.Example {
 	return r.data.Examples[c*r.cfg.ChunkSize : min((c+1)*r.cfg.ChunkSize, len(r.data.Examples))]
 }
 
-// chunkDone reports whether chunk c's examples part, written last, exists.
+// chunkDone reports whether chunk c's record, written after its parts,
+// exists (checkChunks has checked the parts against it).
 func (r *run) chunkDone(c int) bool {
-	return exists(filepath.Join(r.dir, store.ExamplesPartName(c)))
+	return exists(filepath.Join(r.dir, chunkRecordName(c)))
 }
 
 // shardRecord is what one infer process left behind: which provider ran it

@@ -2,8 +2,11 @@ package store
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -63,6 +66,7 @@ type Writer[T any] struct {
 	pRows   int64
 
 	parts   []string // finished parts, final paths
+	infos   []PartInfo
 	prev    T
 	hasPrev bool
 	rows    int64
@@ -169,7 +173,7 @@ func (w *Writer[T]) openPart() error {
 	}
 	w.file, w.tmp = f, f.Name()
 	w.buf = bufio.NewWriterSize(f, 1<<20)
-	w.count = &countingWriter{w: w.buf}
+	w.count = &countingWriter{w: w.buf, h: sha256.New()}
 	// countingWriter is not an io.Closer, so pqarrow's Close leaves the file
 	// open for Sync.
 	w.pw, err = pqarrow.NewFileWriter(w.arrow, w.count, w.props, pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(w.cfg.mem)))
@@ -227,6 +231,7 @@ func (w *Writer[T]) finishPart() error {
 	}
 	syncDir(w.dir)
 	w.parts = append(w.parts, final)
+	w.infos = append(w.infos, PartInfo{Name: filepath.Base(final), Bytes: w.count.n, SHA256: hex.EncodeToString(w.count.h.Sum(nil)), Rows: w.pRows})
 	return nil
 }
 
@@ -298,18 +303,25 @@ func (w *Writer[T]) Abort() {
 // Parts returns the final paths of the parts finished so far.
 func (w *Writer[T]) Parts() []string { return append([]string(nil), w.parts...) }
 
+// PartInfos returns the size, sha256 and row count of the parts finished
+// so far, taken from the bytes written, as a run records them to check
+// its files later (CheckPart).
+func (w *Writer[T]) PartInfos() []PartInfo { return append([]PartInfo(nil), w.infos...) }
+
 // Rows returns the number of rows written so far.
 func (w *Writer[T]) Rows() int64 { return w.rows }
 
-// countingWriter counts the bytes of the part written so far.
+// countingWriter counts and hashes the bytes of the part written so far.
 type countingWriter struct {
 	w io.Writer
+	h hash.Hash
 	n int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	c.h.Write(p[:n])
 	return n, err
 }
 

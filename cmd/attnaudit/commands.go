@@ -237,6 +237,37 @@ func auditCommand() *cli.Command {
 	}
 }
 
+// verifyCommand checks run folders' files against their manifests and
+// fails naming every problem.
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "check run folders: parts present with their recorded sizes, sha256 and row counts, every chunk there, the manifest complete",
+		ArgsUsage: "RUN...",
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usageError{fmt.Errorf("verify: name one or more run folders")}
+			}
+			bad := 0
+			for _, dir := range c.Args().Slice() {
+				probs := pipeline.Verify(dir)
+				for _, p := range probs {
+					fmt.Fprintf(os.Stderr, "verify: %v\n", p)
+				}
+				if len(probs) > 0 {
+					bad++
+					continue
+				}
+				fmt.Printf("%s: ok\n", dir)
+			}
+			if bad > 0 {
+				return fmt.Errorf("verify: %d of %d runs have problems; `attnaudit run` with the same flags writes damaged or missing chunks again", bad, c.NArg())
+			}
+			return nil
+		},
+	}
+}
+
 func inspectCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "inspect",

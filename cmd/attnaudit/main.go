@@ -69,6 +69,7 @@ func newApp() *cli.App {
 			compareCommand(),
 			visualizeCommand(),
 			inspectCommand(),
+			verifyCommand(),
 		},
 	}
 	for _, c := range app.Commands {
