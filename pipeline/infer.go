@@ -94,7 +94,15 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 		if !shard.Owns(c) || r.chunkDone(c) {
 			continue
 		}
-		out, err := r.translateChunk(model, c)
+		if env.stopped() {
+			fmt.Fprintf(env.Log, "infer: stopping before chunk %d; finishing the chunks being written\n", c)
+			writeErr = ErrInterrupted
+			break
+		}
+		out, err := r.translateChunk(env, model, c)
+		if errors.Is(err, ErrInterrupted) {
+			fmt.Fprintf(env.Log, "infer: stopping: chunk %d abandoned; finishing the chunks being written\n", c)
+		}
 		if err != nil {
 			for inFlight > 0 {
 				collect()
@@ -144,7 +152,7 @@ type chunkOutput struct {
 
 // translateChunk translates chunk c in batches sorted by source length and,
 // when configured, force-decodes its detached pairs.
-func (r *run) translateChunk(model *inference.Model, c int) (chunkOutput, error) {
+func (r *run) translateChunk(env Env, model *inference.Model, c int) (chunkOutput, error) {
 	exs := r.chunk(c)
 	cfg := r.cfg
 	order := make([]int, len(exs))
@@ -158,6 +166,9 @@ func (r *run) translateChunk(model *inference.Model, c int) (chunkOutput, error)
 	detached := make([]*inference.Pass, len(exs))
 	opts := DecodeOptions(cfg)
 	for b := 0; b < len(order); b += cfg.BatchSize {
+		if env.stopped() {
+			return chunkOutput{}, ErrInterrupted
+		}
 		idx := order[b:min(b+cfg.BatchSize, len(order))]
 		reqs := make([]inference.Request, len(idx))
 		for k, i := range idx {

@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -47,6 +48,23 @@ type Env struct {
 	Progress io.Writer // examples/s and ETA; rewritten in place on a terminal
 	Runtime  *inference.Runtime
 	Version  string
+	// Stop, when closed, asks a running infer stage to stop (on SIGTERM or
+	// SIGINT): chunks being written are finished and committed, the chunk
+	// being translated is abandoned, and Infer returns ErrInterrupted. A
+	// rerun resumes. Nil never stops.
+	Stop <-chan struct{}
+}
+
+// ErrInterrupted is returned by a stage that Env.Stop stopped.
+var ErrInterrupted = errors.New("interrupted; rerun the same command to resume")
+
+func (env Env) stopped() bool {
+	select {
+	case <-env.Stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // Inputs names what a run is made from. Empty Checkpoint or Data mean the
