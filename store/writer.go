@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -245,6 +246,9 @@ func (w *Writer[T]) releaseBuilder() {
 // fail aborts the writer with err and returns err.
 func (w *Writer[T]) fail(err error) error {
 	w.discard()
+	if errors.Is(err, syscall.ENOSPC) {
+		err = fmt.Errorf("%w: the disk is full; the unfinished part was removed, parts already finished stay", err)
+	}
 	w.err, w.closed = err, true
 	return err
 }
