@@ -3,7 +3,6 @@ package store
 import (
 	"cmp"
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -356,31 +355,24 @@ func passKindKey(id1 int32, p1, k1 string, l1, h1 int16, id2 int32, p2, k2 strin
 		cmp.Compare(l1, l2), cmp.Compare(h1, h2))
 }
 
-// gridListCol stores []float32 values in [0, 1] rounded to the nearest
-// multiple of 2^-bits, still as float32 with BYTE_STREAM_SPLIT: a multiple
-// of 2^-13 needs at most 13 significant bits, so the low mantissa bytes are
-// all zero and zstd packs the column close to a 13-bit integer's, while
-// every reader still gets probabilities from the same list<float> column.
-// A weight is off by at most 2^-(bits+1). Values outside [0, 1] (none, for
-// a softmax) and NaN are kept as they are.
-func gridListCol[T any](name string, bits int, p func(*T) *[]float32) column[T] {
+// gridListCol stores []float32 attention weights rounded to multiples of
+// step (a power of two), each within maxErr, still as list<float> with
+// BYTE_STREAM_SPLIT: a multiple of 2^-14 has at most 14 significant bits,
+// so the low mantissa bytes are all zero and zstd packs the column close
+// to a 14-bit integer's, while every reader still gets probabilities from
+// the same column. Rows are rounded by quantizeRows, which keeps row sums
+// and entropy. A matrix's rows are cols values each.
+func gridListCol[T any](name string, step, maxErr float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
 	c := float32ListCol(name, p)
-	scale := float32(math.Ldexp(1, bits))
 	c.appender = func(b array.Builder) func(*T) {
 		lb := b.(*array.ListBuilder)
 		vb := lb.ValueBuilder().(*array.Float32Builder)
 		var buf []float32
 		return func(r *T) {
 			lb.Append(true)
-			buf = buf[:0]
-			for _, v := range *p(r) {
-				if v >= 0 && v <= 1 {
-					// v·scale < 2^24 is exact in float32, and so is the
-					// rounded value divided by a power of two.
-					v = float32(math.RoundToEven(float64(v*scale))) / scale
-				}
-				buf = append(buf, v)
-			}
+			vals := *p(r)
+			buf = resize(buf, len(vals))
+			quantizeRows(vals, buf, cols(r), step, maxErr)
 			vb.AppendValues(buf, nil)
 		}
 	}

@@ -161,7 +161,7 @@ func TestAttentionRoundTrip(t *testing.T) {
 }
 
 // fixedTol is the fixed-point layout's error bound, plus float32 rounding.
-const fixedTol = 1.0/(2<<FixedBits) + 1e-7
+const fixedTol = FixedMaxError + 1e-7
 
 func assertAttentionEqual(t *testing.T, got, want []Attention, tol float64) {
 	t.Helper()
