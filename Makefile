@@ -5,6 +5,7 @@
 #   make demo    run the whole pipeline on the embedded default into runs/
 #   make test    every test: Go (with DuckDB and headless Chromium checks) and Python
 #   make bench   benchmarks, written to bench/RESULTS.md
+#   make bench-storage  attention storage precisions on the demo run, against float32
 ORT_VERSION := 1.30.0
 ORT_DIR     := third_party/onnxruntime
 ORT_LIB     := $(ORT_DIR)/libonnxruntime.so.1
@@ -22,7 +23,7 @@ PYTHON          ?= python3
 APT_PACKAGES := python3-torch python3-sentencepiece python3-onnx python3-numpy \
 	sentencepiece fonts-nanum chromium
 
-.PHONY: all build ort ort-gpu setup demo test test-go bench
+.PHONY: all build ort ort-gpu setup demo test test-go bench bench-storage
 all: build
 
 setup: ort
@@ -107,3 +108,12 @@ reference-model:
 	done
 	cd export && $(EXPORT_PYTHON) export_onnx.py --random --d-model 32 --ffn 64 --seed 0 --name tiny-random \
 		--parity-sentences 2 --tokenizer ../$(REF_WORK)/tokenizer.model --out ../testdata/checkpoints/tiny
+
+# The demo run stored as float32, rewritten at every precision by one
+# command: sizes, ratios, errors and write speed, appended to bench/RESULTS.md.
+bench-storage: build
+	rm -rf .bench-storage && bin/attnaudit infer --output-dir .bench-storage --precision float32 --threads 1 >/dev/null
+	{ echo; echo "## $$(date -u '+%Y-%m-%d %H:%M') UTC — attention storage (make bench-storage)"; echo; \
+	  ATTNAUDIT_STORAGE_RUN=$$(ls -d $(CURDIR)/.bench-storage/*/) GOMAXPROCS=1 go test ./store -run '^TestStorageTable$$' -count=1 -v \
+	  | grep -v '^\(=== \|--- \|PASS\|ok \)'; } | tee -a bench/RESULTS.md
+	rm -rf .bench-storage
