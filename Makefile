@@ -21,7 +21,13 @@ PYTHON          ?= python3
 # onnx), spm_encode for tokenizer parity, a Hangul font and Chromium for the
 # report tests.
 APT_PACKAGES := python3-torch python3-sentencepiece python3-onnx python3-numpy \
-	sentencepiece fonts-nanum chromium
+	sentencepiece fonts-nanum chromium python3-venv
+
+# pyarrow, pinned, in its own virtual environment: the tests read attention
+# parts with it as users do (store/pyarrow_test.go).
+PYARROW_VERSION := 25.0.1
+PYARROW_ENV     := third_party/pyarrow
+PYARROW_PY      := $(PYARROW_ENV)/bin/python
 
 .PHONY: all build ort ort-gpu setup demo test test-go bench bench-storage
 all: build
@@ -32,6 +38,11 @@ setup: ort
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	cd store/testdata/duckdb && npm ci --silent --no-audit --no-fund
+	$(MAKE) $(PYARROW_PY)
+
+$(PYARROW_PY):
+	rm -rf $(PYARROW_ENV) && $(PYTHON) -m venv $(PYARROW_ENV)
+	$(PYARROW_PY) -m pip install -q --disable-pip-version-check pyarrow==$(PYARROW_VERSION)
 
 ort: $(ORT_LIB)
 
@@ -73,7 +84,7 @@ test: test-go test-python
 # Tests use the CPU build even where a GPU build is present.
 test-go: ort
 	go vet ./...
-	ATTNAUDIT_ORT_LIB=$(CURDIR)/$(ORT_LIB) go test ./...
+	ATTNAUDIT_ORT_LIB=$(CURDIR)/$(ORT_LIB) $(if $(wildcard $(PYARROW_PY)),ATTNAUDIT_PYARROW_PYTHON=$(CURDIR)/$(PYARROW_PY)) go test ./...
 
 # Side-by-side ratios against the seed's PyTorch way, appended to bench/RESULTS.md.
 # BENCH=infer,run,visualize,rss picks a subset; QUICK=1 is a smoke test;
