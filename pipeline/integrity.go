@@ -120,7 +120,10 @@ func Verify(dir string) []error {
 			exampleRows += p.Rows
 		}
 	}
-	for c := range m.Chunks {
+	if m.Chunks < 0 || 2*m.Chunks > len(m.Parts) {
+		probs = append(probs, fmt.Errorf("%s: %d chunks, but %d parts recorded (two a chunk)", filepath.Join(dir, ManifestName), m.Chunks, len(m.Parts)))
+	}
+	for c := range min(m.Chunks, len(m.Parts)) {
 		for _, name := range []string{store.ExamplesPartName(c), store.AttentionPartName(c)} {
 			if !recorded[name] {
 				probs = append(probs, fmt.Errorf("%s: chunk %d's part is not in the manifest", filepath.Join(dir, name), c))

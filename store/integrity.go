@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/parquet/file"
 )
@@ -34,6 +35,9 @@ var (
 // (ErrPartDamaged), and that its Parquet footer reads and counts the
 // recorded rows. The error names the file and what differs.
 func CheckPart(dir string, p PartInfo) error {
+	if p.Name == "" || p.Name != filepath.Base(p.Name) || strings.HasPrefix(p.Name, ".") {
+		return fmt.Errorf("%q is not the name of a part in %s", p.Name, dir)
+	}
 	path := filepath.Join(dir, p.Name)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
