@@ -73,7 +73,8 @@ func CheckPart(dir string, p PartInfo) error {
 
 // FileRows returns the row count in a Parquet file's footer, reading
 // nothing else. A truncated or corrupted footer is an error.
-func FileRows(path string) (int64, error) {
+func FileRows(path string) (rows int64, err error) {
+	defer recoverDamaged(path, &err)
 	rdr, err := file.OpenParquetFile(path, false)
 	if err != nil {
 		return 0, fmt.Errorf("reading %s: %w", path, err)
