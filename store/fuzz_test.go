@@ -47,8 +47,8 @@ func FuzzReadCorruptedPart(f *testing.F) {
 // TestRandomlyDamagedPartsFailCleanly reads 3,000 copies of a valid part,
 // each with a few bytes overwritten or the tail cut (a fixed seed, so the
 // same files each run): every read returns rows or an error within a
-// second, without panicking. It found a panic in the Parquet library and a
-// zstd frame size that made a reader allocate gigabytes.
+// second, without panicking. It found a panic in the Parquet library (now
+// an error; see recoverDamaged).
 func TestRandomlyDamagedPartsFailCleanly(t *testing.T) {
 	src := t.TempDir()
 	writeAttention(t, src, fixtureAttention(2, 1, 2, 5), AttentionOptions{})

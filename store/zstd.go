@@ -8,8 +8,9 @@ import (
 // boundedZstd is the Parquet library's zstd codec, except that a page
 // decodes into at most the uncompressed size its page header declares
 // (which the reader bounds, 256 MiB by default): the library's decoder
-// trusts the size written in a zstd frame, so a damaged part could make a
-// reader allocate gigabytes (found by FuzzReadCorruptedPart).
+// sizes its output from the zstd frame header, up to 64 GiB, so a damaged
+// part could make a reader allocate far more than any page. A long run of
+// randomly damaged parts stalled there once.
 type boundedZstd struct {
 	compress.Codec
 	dec *zstd.Decoder
