@@ -6,6 +6,7 @@
 #   make test    every test: Go (with DuckDB and headless Chromium checks) and Python
 #   make bench   benchmarks, written to bench/RESULTS.md
 #   make convert-checkpoints  re-export the shipped checkpoints in CONTRACT (default 2), same weights
+#   make bench-storage  attention storage precisions on the demo run, against float32
 ORT_VERSION := 1.30.0
 ORT_DIR     := third_party/onnxruntime
 ORT_LIB     := $(ORT_DIR)/libonnxruntime.so.1
@@ -21,9 +22,15 @@ PYTHON          ?= python3
 # onnx), spm_encode for tokenizer parity, a Hangul font and Chromium for the
 # report tests.
 APT_PACKAGES := python3-torch python3-sentencepiece python3-onnx python3-numpy \
-	sentencepiece fonts-nanum chromium
+	sentencepiece fonts-nanum chromium python3-venv
 
-.PHONY: all build ort ort-gpu setup demo test test-go bench validity
+# pyarrow, pinned, in its own virtual environment: the tests read attention
+# parts with it as users do (store/pyarrow_test.go).
+PYARROW_VERSION := 25.0.1
+PYARROW_ENV     := third_party/pyarrow
+PYARROW_PY      := $(PYARROW_ENV)/bin/python
+
+.PHONY: all build ort ort-gpu setup demo test test-go bench bench-storage validity
 all: build
 
 setup: ort
@@ -32,6 +39,11 @@ setup: ort
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	cd store/testdata/duckdb && npm ci --silent --no-audit --no-fund
+	$(MAKE) $(PYARROW_PY)
+
+$(PYARROW_PY):
+	rm -rf $(PYARROW_ENV) && $(PYTHON) -m venv $(PYARROW_ENV)
+	$(PYARROW_PY) -m pip install -q --disable-pip-version-check pyarrow==$(PYARROW_VERSION)
 
 ort: $(ORT_LIB)
 
@@ -73,7 +85,7 @@ test: test-go test-python
 # Tests use the CPU build even where a GPU build is present.
 test-go: ort
 	go vet ./...
-	ATTNAUDIT_ORT_LIB=$(CURDIR)/$(ORT_LIB) go test ./...
+	ATTNAUDIT_ORT_LIB=$(CURDIR)/$(ORT_LIB) $(if $(wildcard $(PYARROW_PY)),ATTNAUDIT_PYARROW_PYTHON=$(CURDIR)/$(PYARROW_PY)) go test ./...
 
 # Side-by-side ratios against the seed's PyTorch way, appended to bench/RESULTS.md.
 # BENCH=infer,run,visualize,rss picks a subset; QUICK=1 is a smoke test;
@@ -124,3 +136,12 @@ convert-checkpoints:
 		$(EXPORT_PYTHON) convert.py --checkpoint ../examples/checkpoints/ko-en-small/epoch-$$e \
 			--contract $(CONTRACT) --out ../examples/checkpoints/ko-en-small/epoch-$$e || exit 1; \
 	done
+
+# The demo run stored as float32, rewritten at every precision by one
+# command: sizes, ratios, errors and write speed, appended to bench/RESULTS.md.
+bench-storage: build
+	rm -rf .bench-storage && bin/attnaudit infer --output-dir .bench-storage --precision float32 --threads 1 >/dev/null
+	{ echo; echo "## $$(date -u '+%Y-%m-%d %H:%M') UTC — attention storage (make bench-storage)"; echo; \
+	  ATTNAUDIT_STORAGE_RUN=$$(ls -d $(CURDIR)/.bench-storage/*/) GOMAXPROCS=1 go test ./store -run '^TestStorageTable$$' -count=1 -v \
+	  | grep -v '^\(=== \|--- \|PASS\|ok \)'; } | tee -a bench/RESULTS.md
+	rm -rf .bench-storage

@@ -8,12 +8,14 @@ import (
 	_ "embed"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"attnaudit/metrics"
 	"attnaudit/report"
+	"attnaudit/store"
 )
 
 //go:embed default.yaml
@@ -35,7 +37,8 @@ type Config struct {
 	Beam              int     `yaml:"beam" json:"beam"`
 	MaxLen            int     `yaml:"max_len" json:"max_len"`
 	RepetitionPenalty float64 `yaml:"repetition_penalty" json:"repetition_penalty"`
-	Float16           bool    `yaml:"float16" json:"float16"`
+	Precision         string  `yaml:"precision" json:"precision"`
+	Store             string  `yaml:"store" json:"store"`
 	Strict            bool    `yaml:"strict" json:"strict"`
 	DetachedPairs     bool    `yaml:"detached_pairs" json:"detached_pairs"`
 
@@ -97,6 +100,10 @@ func (c Config) Validate() error {
 	check(c.ChunkSize >= c.BatchSize, "chunk_size %d: want ≥ batch_size (%d)", c.ChunkSize, c.BatchSize)
 	check(c.Beam >= 1, "beam %d: want ≥ 1", c.Beam)
 	check(c.MaxLen >= 0, "max_len %d: want ≥ 0", c.MaxLen)
+	check(slices.Contains(store.Precisions, c.Precision), "precision %q: want %s", c.Precision, strings.Join(store.Precisions, ", "))
+	if _, err := store.ParseSelection(c.Store); err != nil {
+		errs = append(errs, err.Error())
+	}
 	check(c.RepetitionPenalty >= 1, "repetition_penalty %g: want ≥ 1", c.RepetitionPenalty)
 	if err := c.Metrics.Validate(); err != nil {
 		errs = append(errs, err.Error())

@@ -10,6 +10,7 @@ import (
 
 	"attnaudit/metrics"
 	"attnaudit/report"
+	"attnaudit/store"
 )
 
 //go:generate go run ./gendefault
@@ -26,6 +27,8 @@ func Default() Config {
 		ChunkSize:         256,
 		Beam:              1,
 		RepetitionPenalty: 1,
+		Precision:         store.PrecisionFixed,
+		Store:             "all",
 		DetachedPairs:     true,
 		Metrics:           metrics.DefaultConfig(),
 		Report:            report.DefaultOptions(),

@@ -93,7 +93,9 @@ func Audit(env Env, in AuditInputs) (*AuditSummary, error) {
 			return nil, err
 		}
 		run := AuditRun{Checkpoint: ck, Run: dir}
-		if m, err := ReadManifest(dir); err == nil && upToDate(m, in.Config) {
+		// A run whose files fail Verify is resumed, which writes its
+		// damaged chunks again.
+		if m, err := ReadManifest(dir); err == nil && upToDate(m, in.Config) && (len(m.Parts) == 0 || len(Verify(dir)) == 0) {
 			run.Skipped = true
 			run.Reason = fmt.Sprintf("already audited: same checkpoint (sha256 %.12s), dataset (%.12s) and config", m.Checkpoint.Hash, m.Dataset.Hash)
 			fmt.Fprintf(env.Log, "audit: %s skipped: %s\n", ck, run.Reason)

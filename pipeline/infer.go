@@ -6,8 +6,10 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,9 +36,23 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 		return "", err
 	}
 	defer unlock()
-	if m, err := ReadManifest(r.dir); err == nil && m.Stages[StageInfer].Seconds > 0 {
+	// Parts are checked against their records before a chunk counts as
+	// done: a damaged or missing one is written again.
+	m, err := ReadManifest(r.dir)
+	complete := err == nil && m.Stages[StageInfer].Seconds > 0
+	redo, err := r.checkChunks(env.Log, shard, complete)
+	if err != nil {
+		return "", err
+	}
+	if complete && redo == 0 {
 		fmt.Fprintf(env.Log, "infer: %s is complete; nothing to do\n", r.dir)
 		return r.dir, nil
+	}
+	if complete {
+		// The run is incomplete until those chunks are back.
+		if err := os.Remove(filepath.Join(r.dir, ManifestName)); err != nil {
+			return "", fmt.Errorf("reopening %s: %w", r.dir, err)
+		}
 	}
 
 	model, err := env.Runtime.Load(r.ckpt)
@@ -53,6 +69,9 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 			todo += len(r.chunk(c))
 		}
 	}
+	est := r.expectedAttentionBytes(todo)
+	fmt.Fprintf(env.Log, "infer: expect about %s of attention for %d examples (%s per example; precision %s, store %s)\n",
+		formatBytes(est), todo, formatBytes(est/int64(max(todo, 1))), r.cfg.Precision, r.cfg.Store)
 	prog := newProgress(env.Progress, "infer", todo)
 	// Chunks' Parquet parts are encoded and written on their own goroutines
 	// while the next chunks are translated: at GPU speed, encoding (zstd) is
@@ -75,7 +94,15 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 		if !shard.Owns(c) || r.chunkDone(c) {
 			continue
 		}
-		out, err := r.translateChunk(model, c)
+		if env.stopped() {
+			fmt.Fprintf(env.Log, "infer: stopping before chunk %d; finishing the chunks being written\n", c)
+			writeErr = ErrInterrupted
+			break
+		}
+		out, err := r.translateChunk(env, model, c)
+		if errors.Is(err, ErrInterrupted) {
+			fmt.Fprintf(env.Log, "infer: stopping: chunk %d abandoned; finishing the chunks being written\n", c)
+		}
 		if err != nil {
 			for inFlight > 0 {
 				collect()
@@ -125,7 +152,7 @@ type chunkOutput struct {
 
 // translateChunk translates chunk c in batches sorted by source length and,
 // when configured, force-decodes its detached pairs.
-func (r *run) translateChunk(model *inference.Model, c int) (chunkOutput, error) {
+func (r *run) translateChunk(env Env, model *inference.Model, c int) (chunkOutput, error) {
 	exs := r.chunk(c)
 	cfg := r.cfg
 	order := make([]int, len(exs))
@@ -139,6 +166,9 @@ func (r *run) translateChunk(model *inference.Model, c int) (chunkOutput, error)
 	detached := make([]*inference.Pass, len(exs))
 	opts := DecodeOptions(cfg)
 	for b := 0; b < len(order); b += cfg.BatchSize {
+		if env.stopped() {
+			return chunkOutput{}, ErrInterrupted
+		}
 		idx := order[b:min(b+cfg.BatchSize, len(order))]
 		reqs := make([]inference.Request, len(idx))
 		for k, i := range idx {
@@ -146,7 +176,7 @@ func (r *run) translateChunk(model *inference.Model, c int) (chunkOutput, error)
 		}
 		out, err := model.TranslateBatch(reqs, opts)
 		if err != nil {
-			return chunkOutput{}, fmt.Errorf("chunk %d: %w", c, err)
+			return chunkOutput{}, fmt.Errorf("chunk %d, batch %d (%s): %w", c, b/cfg.BatchSize, exampleIDs(exs, idx), err)
 		}
 		for k, i := range idx {
 			results[i] = out[k]
@@ -161,14 +191,28 @@ func (r *run) translateChunk(model *inference.Model, c int) (chunkOutput, error)
 	return chunkOutput{results, detached}, nil
 }
 
-// writeChunk writes chunk c's rows in example order: attention first,
-// examples last, since the examples part is what marks the chunk done.
+// exampleIDs names the examples exs[i] for i in idx by example_id and
+// dataset id, for errors: "example_id 3 (ko-17), 9 (line-12)".
+func exampleIDs(exs []dataset.Example, idx []int) string {
+	parts := make([]string, len(idx))
+	for k, i := range idx {
+		parts[k] = fmt.Sprintf("%d (%s)", exs[i].Index, exs[i].ID)
+	}
+	return "example_id " + strings.Join(parts, ", ")
+}
+
+// writeChunk writes chunk c's rows in example order, attention and
+// examples parts, then the chunk's record of them, which marks it done.
 func (r *run) writeChunk(c int, out chunkOutput) error {
 	exs, cfg := r.chunk(c), r.cfg
 	results, detached := out.results, out.detached
 	// Abort drops a part that Close did not commit, so a failed chunk
 	// leaves no file under a final name.
-	aw, err := store.NewAttentionWriter(r.dir, store.AttentionOptions{Part: c, Float16: cfg.Float16})
+	aw, err := store.NewAttentionWriter(r.dir, store.AttentionOptions{Part: c, Precision: cfg.Precision})
+	if err != nil {
+		return err
+	}
+	sel, err := store.ParseSelection(cfg.Store)
 	if err != nil {
 		return err
 	}
@@ -180,7 +224,7 @@ func (r *run) writeChunk(c int, out chunkOutput) error {
 	defer ew.Abort()
 	for i, res := range results {
 		id := int32(exs[i].Index)
-		if err := writeAttention(aw, id, res, detached[i]); err != nil {
+		if err := writeAttention(aw, sel, id, res, detached[i]); err != nil {
 			return err
 		}
 		row := exampleRow(exs[i], res)
@@ -196,7 +240,10 @@ func (r *run) writeChunk(c int, out chunkOutput) error {
 	if err := aw.Close(); err != nil {
 		return err
 	}
-	return ew.Close()
+	if err := ew.Close(); err != nil {
+		return err
+	}
+	return r.writeChunkRecord(c, append(aw.PartInfos(), ew.PartInfos()...))
 }
 
 // DecodeOptions returns the search settings of cfg. A beam of one is run
@@ -227,7 +274,7 @@ func (r *run) detachedPasses(model *inference.Model, exs []dataset.Example) ([]*
 		e := min(b+r.cfg.BatchSize, len(at))
 		out, err := model.Force(srcs[b:e], refs[b:e])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("batch %d (%s): %w", b/r.cfg.BatchSize, exampleIDs(exs, at[b:e]), err)
 		}
 		for k := range out {
 			passes[at[b+k]] = &out[k]
@@ -240,9 +287,9 @@ func (r *run) detachedPasses(model *inference.Model, exs []dataset.Example) ([]*
 // example i is forced with in the detached pass.
 func detachedPartner(i, n int) int { return (i + n/2) % n }
 
-// writeAttention writes an example's rows in the schema's sort order: pass,
-// then kind, then layer and head.
-func writeAttention(w *store.AttentionWriter, id int32, res inference.Result, detached *inference.Pass) error {
+// writeAttention writes an example's rows that sel keeps in the schema's
+// sort order: pass, then kind, then layer and head.
+func writeAttention(w *store.AttentionWriter, sel store.Selection, id int32, res inference.Result, detached *inference.Pass) error {
 	type passRows struct {
 		name string
 		pass *inference.Pass
@@ -269,6 +316,9 @@ func writeAttention(w *store.AttentionWriter, id int32, res inference.Result, de
 		}
 		for _, k := range kinds {
 			for layer, heads := range k.m {
+				if !sel.Keeps(p.name, k.kind, layer, len(k.m)) {
+					continue
+				}
 				for head, m := range heads {
 					row := store.Attention{ExampleID: id, Pass: p.name, Kind: k.kind, Layer: int16(layer), Head: int16(head), Weights: m}
 					if err := w.Write(row); err != nil {
@@ -321,6 +371,16 @@ func (r *run) finishInfer(version string) error {
 	}
 	m := r.manifest(records)
 	m.Tool.Version = version
+	if m.Parts, err = r.inferParts(); err != nil {
+		return err
+	}
+	rows := map[string]int64{}
+	for _, p := range m.Parts {
+		rows[strings.SplitN(p.Name, "-", 2)[0]] += p.Rows
+	}
+	infer := m.Stages[StageInfer]
+	infer.Rows = rows
+	m.Stages[StageInfer] = infer
 	return writeManifest(r.dir, m)
 }
 

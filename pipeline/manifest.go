@@ -11,6 +11,7 @@ import (
 
 	"attnaudit/configs"
 	"attnaudit/metrics"
+	"attnaudit/store"
 )
 
 // ManifestName is the file that marks a run folder complete. It is written
@@ -30,6 +31,10 @@ type Manifest struct {
 	Shards     int              `json:"shards"`
 	Chunks     int              `json:"chunks"`
 	Stages     map[string]Stage `json:"stages"`
+	// Parts are the infer stage's parts as committed (size, sha256, rows),
+	// which `attnaudit verify` and resuming check the files against.
+	// Runs made before they were recorded have none.
+	Parts []store.PartInfo `json:"parts,omitempty"`
 	// Summary is the metrics stage's run summary, nil before it ran.
 	Summary *metrics.RunSummary `json:"summary,omitempty"`
 }

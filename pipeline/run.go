@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,7 +32,6 @@ import (
 	"attnaudit/inference"
 	"attnaudit/metrics"
 	"attnaudit/report"
-	"attnaudit/store"
 )
 
 // Stage names, as recorded in the manifest.
@@ -48,6 +48,23 @@ type Env struct {
 	Progress io.Writer // examples/s and ETA; rewritten in place on a terminal
 	Runtime  *inference.Runtime
 	Version  string
+	// Stop, when closed, asks a running infer stage to stop (on SIGTERM or
+	// SIGINT): chunks being written are finished and committed, the chunk
+	// being translated is abandoned, and Infer returns ErrInterrupted. A
+	// rerun resumes. Nil never stops.
+	Stop <-chan struct{}
+}
+
+// ErrInterrupted is returned by a stage that Env.Stop stopped.
+var ErrInterrupted = errors.New("interrupted; rerun the same command to resume")
+
+func (env Env) stopped() bool {
+	select {
+	case <-env.Stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // Inputs names what a run is made from. Empty Checkpoint or Data mean the
@@ -191,9 +208,10 @@ func (r *run) chunk(c int) []dataset.Example {
 	return r.data.Examples[c*r.cfg.ChunkSize : min((c+1)*r.cfg.ChunkSize, len(r.data.Examples))]
 }
 
-// chunkDone reports whether chunk c's examples part, written last, exists.
+// chunkDone reports whether chunk c's record, written after its parts,
+// exists (checkChunks has checked the parts against it).
 func (r *run) chunkDone(c int) bool {
-	return exists(filepath.Join(r.dir, store.ExamplesPartName(c)))
+	return exists(filepath.Join(r.dir, chunkRecordName(c)))
 }
 
 // shardRecord is what one infer process left behind: which provider ran it

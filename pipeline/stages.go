@@ -8,6 +8,7 @@ import (
 	"attnaudit/configs"
 	"attnaudit/dataset"
 	"attnaudit/metrics"
+	"attnaudit/store"
 )
 
 // Run runs every stage for one checkpoint and dataset, skipping stages the
@@ -16,6 +17,12 @@ func Run(env Env, in Inputs) (string, error) {
 	dir, err := Infer(env, in, All)
 	if err != nil {
 		return "", err
+	}
+	if sel, _ := store.ParseSelection(in.Config.Store); len(sel.Layers) > 0 {
+		// Head metrics compare a kind's layers; a run without all of them
+		// is for reading in SQL or Python only.
+		fmt.Fprintf(env.Log, "run: store %q keeps some layers only: the metrics and report stages, which need every layer of a kind, are skipped\n", in.Config.Store)
+		return dir, nil
 	}
 	if err := Metrics(env, dir, in.Config, false); err != nil {
 		return dir, err

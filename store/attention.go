@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -49,9 +50,26 @@ var attentionSchema = &schema[Attention]{
 	exampleID: func(r *Attention) int32 { return r.ExampleID },
 }
 
+// The default precision, fixed: weights are stored as multiples of
+// FixedStep (2^-14), each within FixedMaxError of the float32 the model
+// produced, in the same weights list<float> column as float32 runs. Each
+// row is rounded so that its sum and its entropy stay as in float32
+// (quantizeRows), which keeps the metrics within 1e-4. The grid was chosen
+// by measurement (bench/RESULTS.md, "Attention storage").
+const (
+	FixedStep     = 1.0 / (1 << 14)
+	FixedMaxError = 1e-4
+)
+
+// attentionFixedSchema is attentionSchema with weights on the FixedStep
+// grid.
+var attentionFixedSchema = attentionSchema.withColumn("weights",
+	gridListCol("weights", FixedStep, FixedMaxError,
+		func(r *Attention) *[]float32 { return &r.Weights.Data }, func(r *Attention) int { return r.Weights.Cols }))
+
 // attentionFloat16Schema is attentionSchema with weights as list<halffloat>.
 var attentionFloat16Schema = func() *schema[Attention] {
-	s := attentionSchema.withColumn(float16ListCol("weights", func(r *Attention) *[]float32 { return &r.Weights.Data }))
+	s := attentionSchema.withColumn("weights", float16ListCol("weights", func(r *Attention) *[]float32 { return &r.Weights.Data }))
 	s.size = func(r *Attention) int { return 32 + 2*len(r.Weights.Data) }
 	return s
 }()
@@ -82,10 +100,9 @@ type AttentionOptions struct {
 	// attention-s003-00000.parquet, so the shards of a `--shard I/N` run
 	// write disjoint parts into one folder. Letters, digits and '_' only.
 	Prefix string
-	// Float16 stores weights as half floats (Parquet FLOAT16, read by DuckDB
-	// as FLOAT): half the size, about three significant digits, row sums
-	// off 1 by up to ~1e-3·k_len.
-	Float16 bool
+	// Precision is how weights are stored: PrecisionFixed (the default, ""),
+	// PrecisionFloat32 or PrecisionFloat16.
+	Precision string
 	// PartRows starts a new part after this many rows (0: no limit).
 	PartRows int64
 	// PartBytes starts a new part once a part's file reaches this many bytes
@@ -93,6 +110,37 @@ type AttentionOptions struct {
 	// exceed it by one row group.
 	PartBytes int64
 }
+
+// Attention weight precisions (AttentionOptions.Precision, the precision
+// setting), with their largest error per weight against float32:
+//
+//	fixed    multiples of 2^-14 as float, row sums and entropy kept: ≤ 1e-4; 2.0x smaller than float32 on the demo run
+//	float32  list<float>: exact
+//	float16  list<halffloat>: ≤ 4.9e-4 (about three significant digits); 2.0x smaller
+const (
+	PrecisionFixed   = "fixed"
+	PrecisionFloat32 = "float32"
+	PrecisionFloat16 = "float16"
+)
+
+// BytesPerWeight is what one weight costs on disk at a precision, zstd
+// and Parquet overhead included, as measured on the demo run
+// (bench/RESULTS.md, "Attention storage"); run uses it to announce a run's
+// size before it starts. It is 0 for an unknown precision.
+func BytesPerWeight(precision string) float64 {
+	switch precision {
+	case PrecisionFixed, "":
+		return 1.31
+	case PrecisionFloat32:
+		return 2.63
+	case PrecisionFloat16:
+		return 1.38
+	}
+	return 0
+}
+
+// Precisions lists the precisions, the default first.
+var Precisions = []string{PrecisionFixed, PrecisionFloat32, PrecisionFloat16}
 
 // AttentionWriter streams attention rows into parts.
 type AttentionWriter = Writer[Attention]
@@ -106,9 +154,16 @@ func NewAttentionWriter(dir string, opts AttentionOptions, wopts ...WriterOption
 	if err := checkPrefix(opts.Prefix); err != nil {
 		return nil, err
 	}
-	s := attentionSchema
-	if opts.Float16 {
+	var s *schema[Attention]
+	switch opts.Precision {
+	case PrecisionFixed, "":
+		s = attentionFixedSchema
+	case PrecisionFloat32:
+		s = attentionSchema
+	case PrecisionFloat16:
 		s = attentionFloat16Schema
+	default:
+		return nil, fmt.Errorf("attention writer: precision %q is not one of %s", opts.Precision, strings.Join(Precisions, ", "))
 	}
 	cfg := newWriterConfig(4096, wopts)
 	name := func(k int) string { return partName(AttentionStem, opts.Prefix, opts.Part+k) }

@@ -11,12 +11,8 @@ import (
 // ~30 source and target tokens) per iteration and reports rows/s, the
 // MB/s of float32 weights written and the file size relative to them.
 func BenchmarkWriteAttention(b *testing.B) {
-	for _, f16 := range []bool{false, true} {
-		name := "float32"
-		if f16 {
-			name = "float16"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, prec := range Precisions {
+		b.Run(prec, func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(1, 2))
 			var rows []Attention
 			for _, pass := range []string{PassForced, PassFree} {
@@ -32,7 +28,7 @@ func BenchmarkWriteAttention(b *testing.B) {
 			for _, r := range rows {
 				weightBytes += 4 * int64(len(r.Weights.Data))
 			}
-			w, err := NewAttentionWriter(b.TempDir(), AttentionOptions{Float16: f16, PartBytes: 256 << 20})
+			w, err := NewAttentionWriter(b.TempDir(), AttentionOptions{Precision: prec, PartBytes: 256 << 20})
 			if err != nil {
 				b.Fatal(err)
 			}

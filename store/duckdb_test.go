@@ -104,13 +104,14 @@ func sqlGlob(dir, pattern string) string {
 
 func TestDuckDBReadsEveryFile(t *testing.T) {
 	dir := t.TempDir()
-	f16dir := t.TempDir()
+	f16dir, fixdir := t.TempDir(), t.TempDir()
 	rows := fixtureAttention(6, 2, 2, 7)
 	// Two shards' parts in one folder, rolled over by rows.
 	half := len(rows) / 2
-	writeAttention(t, dir, rows[:half], AttentionOptions{Prefix: "s000", PartRows: 25}, WithRowGroupRows(10))
-	writeAttention(t, dir, rows[half:], AttentionOptions{Prefix: "s001", PartRows: 25}, WithRowGroupRows(10))
-	writeAttention(t, f16dir, rows, AttentionOptions{Float16: true, PartRows: 40})
+	writeAttention(t, dir, rows[:half], AttentionOptions{Prefix: "s000", PartRows: 25, Precision: PrecisionFloat32}, WithRowGroupRows(10))
+	writeAttention(t, dir, rows[half:], AttentionOptions{Prefix: "s001", PartRows: 25, Precision: PrecisionFloat32}, WithRowGroupRows(10))
+	writeAttention(t, f16dir, rows, AttentionOptions{Precision: PrecisionFloat16, PartRows: 40})
+	writeAttention(t, fixdir, rows, AttentionOptions{PartRows: 40})
 	var queryRows int
 	for _, r := range rows {
 		queryRows += r.Weights.Rows
@@ -153,6 +154,7 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 
 	attn := sqlGlob(dir, "attention-*.parquet")
 	attn16 := sqlGlob(f16dir, "attention-*.parquet")
+	attnFix := sqlGlob(fixdir, "attention-*.parquet")
 	rowSums := func(src string) string {
 		return `WITH r AS (SELECT q_len, k_len, weights, unnest(range(q_len)) AS q FROM ` + src + `)
 			SELECT count(*) AS query_rows,
@@ -168,6 +170,9 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 		"f16_types":      `DESCRIBE SELECT * FROM ` + attn16,
 		"f16_sums":       rowSums(attn16),
 		"f16_first":      `SELECT weights[1:3] AS w FROM ` + attn16 + ` WHERE example_id = 0 AND pass = 'forced' AND kind = 'cross' AND layer = 0 AND head = 0`,
+		"fix_types":      `DESCRIBE SELECT * FROM ` + attnFix,
+		"fix_sums":       rowSums(attnFix),
+		"fix_first":      `SELECT weights[1:3] AS w FROM ` + attnFix + ` WHERE example_id = 0 AND pass = 'forced' AND kind = 'cross' AND layer = 0 AND head = 0`,
 		"examples":       `SELECT count(*) AS n, count(*) FILTER (WHERE isnan(chrf)) AS nan_chrf, sum(len(src_pieces)) AS src_pieces, max(source) AS max_source FROM ` + sqlGlob(dir, "examples-*.parquet"),
 		"examples_types": `DESCRIBE SELECT * FROM ` + sqlGlob(dir, "examples-*.parquet"),
 		"heads":          `SELECT count(*) AS n, sum(zero_rows) AS zero_rows, count(*) FILTER (WHERE isnan(aer)) AS nan_aer FROM ` + sqlGlob(dir, "head_metrics.parquet"),
@@ -187,13 +192,16 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 	if got := columnTypes(res["f16_types"]); got != wantAttn {
 		t.Errorf("float16 attention columns:\n got %s\nwant %s", got, wantAttn)
 	}
-	for name, tol := range map[string]float64{"attn_sums": 1e-5, "f16_sums": 1e-2} {
+	if got := columnTypes(res["fix_types"]); got != wantAttn {
+		t.Errorf("fixed attention columns:\n got %s\nwant %s", got, wantAttn)
+	}
+	for name, tol := range map[string]float64{"attn_sums": 1e-5, "f16_sums": 1e-2, "fix_sums": 1e-5 + 7*fixedTol} {
 		s := res[name][0]
 		if q, e := num(t, s["query_rows"]), num(t, s["max_err"]); q != float64(queryRows) || !(e <= tol) {
 			t.Errorf("%s: %v query rows with max |Σ_j w - 1| = %g; want %d rows within %g", name, q, e, queryRows, tol)
 		}
 	}
-	for name, tol := range map[string]float64{"attn_first": 1e-7, "f16_first": 1e-3} {
+	for name, tol := range map[string]float64{"attn_first": 1e-7, "f16_first": 1e-3, "fix_first": fixedTol} {
 		got := res[name][0]["w"].([]any)
 		for j, w := range rows[0].Weights.Data[:3] {
 			if d := math.Abs(num(t, got[j]) - float64(w)); d > tol {

@@ -117,6 +117,7 @@ func scanAhead[T any](paths []string, s *schema[T], cfg readerConfig, ahead int,
 }
 
 func scanFile[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) error) (err error) {
+	defer recoverDamaged(path, &err)
 	rdr, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(cfg.mem)))
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)
@@ -155,6 +156,16 @@ func scanFile[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) er
 		return fmt.Errorf("reading %s: %w", path, err)
 	}
 	return nil
+}
+
+// recoverDamaged turns a panic of the Parquet library, which some damaged
+// files cause (a data page without its header: a nil dereference in
+// arrow-go v18.8.0, found by FuzzReadCorruptedPart), into an error naming
+// the file. It must be deferred by the goroutine that reads.
+func recoverDamaged(path string, err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("reading %s: damaged Parquet file (the reader failed: %v)", path, p)
+	}
 }
 
 // checkFileSchema says which expected column a file lacks or holds in

@@ -8,6 +8,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/float16"
+	"github.com/apache/arrow-go/v18/parquet"
 )
 
 // schema is the one definition of a Parquet file kind: its columns in file
@@ -33,11 +34,14 @@ type column[T any] struct {
 	// dict turns Parquet dictionary encoding on: it pays for low-cardinality
 	// strings (pass, kind) and token pieces, and costs for free text and floats.
 	dict bool
-	// splitFloats stores floats with BYTE_STREAM_SPLIT, which zstd compresses
-	// far better than plain floats; stats are off for such columns.
-	splitFloats bool
-	appender    func(b array.Builder) func(*T)
-	reader      func(a arrow.Array) func(i int, row *T)
+	// encoding, when not plain, is the leaf's Parquet encoding:
+	// BYTE_STREAM_SPLIT puts the k-th byte of every value together, which
+	// zstd compresses far better than plain floats or fixed-point integers
+	// (bench/RESULTS.md, "Attention storage"). Stats are off for such
+	// columns: nobody filters on a weight.
+	encoding parquet.Encoding
+	appender func(b array.Builder) func(*T)
+	reader   func(a arrow.Array) func(i int, row *T)
 	// accepts reports whether a file's column type can be read; nil means
 	// exactly typ.
 	accepts func(arrow.DataType) bool
@@ -67,12 +71,12 @@ func (s *schema[T]) arrowSchema() *arrow.Schema {
 	return arrow.NewSchema(fields, nil)
 }
 
-// withColumn returns a copy of s with the named column replaced.
-func (s *schema[T]) withColumn(c column[T]) *schema[T] {
+// withColumn returns a copy of s with column old replaced by c.
+func (s *schema[T]) withColumn(old string, c column[T]) *schema[T] {
 	out := *s
 	out.cols = append([]column[T](nil), s.cols...)
 	for i := range out.cols {
-		if out.cols[i].name == c.name {
+		if out.cols[i].name == old {
 			out.cols[i] = c
 		}
 	}
@@ -239,7 +243,7 @@ func int32ListCol[T any](name string, p func(*T) *[]int32) column[T] {
 
 func float32ListCol[T any](name string, p func(*T) *[]float32) column[T] {
 	return column[T]{
-		name: name, typ: arrow.ListOfNonNullable(arrow.PrimitiveTypes.Float32), splitFloats: true,
+		name: name, typ: arrow.ListOfNonNullable(arrow.PrimitiveTypes.Float32), encoding: parquet.Encodings.ByteStreamSplit,
 		appender: func(b array.Builder) func(*T) {
 			lb := b.(*array.ListBuilder)
 			vb := lb.ValueBuilder().(*array.Float32Builder)
@@ -264,7 +268,7 @@ func float32ListCol[T any](name string, p func(*T) *[]float32) column[T] {
 func float16ListCol[T any](name string, p func(*T) *[]float32) column[T] {
 	c := float32ListCol(name, p)
 	c.typ = arrow.ListOfNonNullable(arrow.FixedWidthTypes.Float16)
-	c.splitFloats = false
+	c.encoding = parquet.Encodings.Plain
 	c.appender = func(b array.Builder) func(*T) {
 		lb := b.(*array.ListBuilder)
 		vb := lb.ValueBuilder().(*array.Float16Builder)
@@ -349,4 +353,28 @@ func checkName(what, v string, known []string) error {
 func passKindKey(id1 int32, p1, k1 string, l1, h1 int16, id2 int32, p2, k2 string, l2, h2 int16) int {
 	return compareKeys(cmp.Compare(id1, id2), strings.Compare(p1, p2), strings.Compare(k1, k2),
 		cmp.Compare(l1, l2), cmp.Compare(h1, h2))
+}
+
+// gridListCol stores []float32 attention weights rounded to multiples of
+// step (a power of two), each within maxErr, still as list<float> with
+// BYTE_STREAM_SPLIT: a multiple of 2^-14 has at most 14 significant bits,
+// so the low mantissa bytes are all zero and zstd packs the column close
+// to a 14-bit integer's, while every reader still gets probabilities from
+// the same column. Rows are rounded by quantizeRows, which keeps row sums
+// and entropy. A matrix's rows are cols values each.
+func gridListCol[T any](name string, step, maxErr float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
+	c := float32ListCol(name, p)
+	c.appender = func(b array.Builder) func(*T) {
+		lb := b.(*array.ListBuilder)
+		vb := lb.ValueBuilder().(*array.Float32Builder)
+		var buf []float32
+		return func(r *T) {
+			lb.Append(true)
+			vals := *p(r)
+			buf = resize(buf, len(vals))
+			quantizeRows(vals, buf, cols(r), step, maxErr)
+			vb.AppendValues(buf, nil)
+		}
+	}
+	return c
 }

@@ -134,7 +134,9 @@ func TestAttentionRoundTrip(t *testing.T) {
 			name: "shard prefix", opts: AttentionOptions{Prefix: "s003", Part: 4, PartRows: 100},
 			wantParts: []string{"attention-s003-00004.parquet", "attention-s003-00005.parquet"},
 		},
-		{name: "float16", opts: AttentionOptions{Float16: true}, wantParts: []string{"attention-00000.parquet"}, tol: 1e-3},
+		{name: "float16", opts: AttentionOptions{Precision: PrecisionFloat16}, wantParts: []string{"attention-00000.parquet"}, tol: 1e-3},
+		{name: "float32", opts: AttentionOptions{Precision: PrecisionFloat32}, wantParts: []string{"attention-00000.parquet"}},
+		{name: "fixed", opts: AttentionOptions{Precision: PrecisionFixed}, wantParts: []string{"attention-00000.parquet"}, tol: fixedTol},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,10 +151,17 @@ func TestAttentionRoundTrip(t *testing.T) {
 				t.Fatalf("Parts(dir) = %v, %v; want %v", listed, err, parts)
 			}
 			got := readAttention(t, dir, WithReadAllocator(mem))
-			assertAttentionEqual(t, got, rows, tt.tol)
+			tol := tt.tol
+			if tt.opts.Precision == "" {
+				tol = fixedTol
+			}
+			assertAttentionEqual(t, got, rows, tol)
 		})
 	}
 }
+
+// fixedTol is the fixed-point layout's error bound, plus float32 rounding.
+const fixedTol = FixedMaxError + 1e-7
 
 func assertAttentionEqual(t *testing.T, got, want []Attention, tol float64) {
 	t.Helper()
@@ -194,7 +203,7 @@ func TestPartsRollOverByBytes(t *testing.T) {
 			t.Errorf("%s has %d bytes: rolled over before the 8 KiB limit", p, info.Size())
 		}
 	}
-	assertAttentionEqual(t, readAttention(t, dir), rows, 0)
+	assertAttentionEqual(t, readAttention(t, dir), rows, fixedTol)
 }
 
 func TestWriterRejectsBadOrder(t *testing.T) {
@@ -406,7 +415,7 @@ func TestScanFiltersByExample(t *testing.T) {
 			want = append(want, r)
 		}
 	}
-	assertAttentionEqual(t, got, want, 0)
+	assertAttentionEqual(t, got, want, fixedTol)
 	if none := readAttention(t, dir, WithExampleIDs(1000)); len(none) != 0 {
 		t.Errorf("unknown example gave %d rows", len(none))
 	}
@@ -460,7 +469,7 @@ func TestScanAhead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		assertAttentionEqual(t, got, rows, 0)
+		assertAttentionEqual(t, got, rows, fixedTol)
 		n := 0
 		err = scanAhead(paths, attentionSchema, cfg, ahead, func(*Attention) error {
 			if n++; n == 30 {

@@ -2,12 +2,16 @@ package store
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -63,6 +67,7 @@ type Writer[T any] struct {
 	pRows   int64
 
 	parts   []string // finished parts, final paths
+	infos   []PartInfo
 	prev    T
 	hasPrev bool
 	rows    int64
@@ -100,9 +105,9 @@ func (w *Writer[T]) writerProperties() *parquet.WriterProperties {
 		if c.dict {
 			props = append(props, parquet.WithDictionaryFor(c.parquetPath(), true))
 		}
-		if c.splitFloats {
+		if c.encoding != parquet.Encodings.Plain {
 			props = append(props,
-				parquet.WithEncodingFor(c.parquetPath(), parquet.Encodings.ByteStreamSplit),
+				parquet.WithEncodingFor(c.parquetPath(), c.encoding),
 				parquet.WithStatsFor(c.parquetPath(), false))
 		}
 		// Every column here has one leaf, so column i is leaf i.
@@ -169,7 +174,7 @@ func (w *Writer[T]) openPart() error {
 	}
 	w.file, w.tmp = f, f.Name()
 	w.buf = bufio.NewWriterSize(f, 1<<20)
-	w.count = &countingWriter{w: w.buf}
+	w.count = &countingWriter{w: w.buf, h: sha256.New()}
 	// countingWriter is not an io.Closer, so pqarrow's Close leaves the file
 	// open for Sync.
 	w.pw, err = pqarrow.NewFileWriter(w.arrow, w.count, w.props, pqarrow.NewArrowWriterProperties(pqarrow.WithAllocator(w.cfg.mem)))
@@ -227,6 +232,7 @@ func (w *Writer[T]) finishPart() error {
 	}
 	syncDir(w.dir)
 	w.parts = append(w.parts, final)
+	w.infos = append(w.infos, PartInfo{Name: filepath.Base(final), Bytes: w.count.n, SHA256: hex.EncodeToString(w.count.h.Sum(nil)), Rows: w.pRows})
 	return nil
 }
 
@@ -240,6 +246,9 @@ func (w *Writer[T]) releaseBuilder() {
 // fail aborts the writer with err and returns err.
 func (w *Writer[T]) fail(err error) error {
 	w.discard()
+	if errors.Is(err, syscall.ENOSPC) {
+		err = fmt.Errorf("%w: the disk is full; the unfinished part was removed, parts already finished stay", err)
+	}
 	w.err, w.closed = err, true
 	return err
 }
@@ -298,18 +307,25 @@ func (w *Writer[T]) Abort() {
 // Parts returns the final paths of the parts finished so far.
 func (w *Writer[T]) Parts() []string { return append([]string(nil), w.parts...) }
 
+// PartInfos returns the size, sha256 and row count of the parts finished
+// so far, taken from the bytes written, as a run records them to check
+// its files later (CheckPart).
+func (w *Writer[T]) PartInfos() []PartInfo { return append([]PartInfo(nil), w.infos...) }
+
 // Rows returns the number of rows written so far.
 func (w *Writer[T]) Rows() int64 { return w.rows }
 
-// countingWriter counts the bytes of the part written so far.
+// countingWriter counts and hashes the bytes of the part written so far.
 type countingWriter struct {
 	w io.Writer
+	h hash.Hash
 	n int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	c.h.Write(p[:n])
 	return n, err
 }
 

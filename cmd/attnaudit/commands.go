@@ -18,6 +18,9 @@ const (
 	exitError      = 1 // a stage failed or the input was bad
 	exitUsage      = 2 // the command line itself was wrong
 	exitRegression = 3 // audit: a regression gate named by --fail-on fired
+	// exitInterrupted: SIGTERM or SIGINT stopped the run between chunks;
+	// rerunning the command resumes it. 130 is what shells report for SIGINT.
+	exitInterrupted = 130
 )
 
 // usageError marks errors in the command line, which exit with exitUsage.
@@ -31,6 +34,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &r):
 		return exitRegression
+	case errors.Is(err, pipeline.ErrInterrupted):
+		return exitInterrupted
 	}
 	return exitError
 }
@@ -85,7 +90,7 @@ func setup(c *cli.Context, withRuntime bool) (pipeline.Env, configs.Config, erro
 	if err != nil {
 		return pipeline.Env{}, configs.Config{}, usageError{err}
 	}
-	env := pipeline.Env{Log: os.Stderr, Progress: os.Stderr, Version: version}
+	env := pipeline.Env{Log: os.Stderr, Progress: os.Stderr, Version: version, Stop: c.Context.Done()}
 	if withRuntime {
 		rt, err := inference.NewRuntime(inference.Options{
 			LibPath: cfg.ORTLib, Provider: cfg.Provider, CUDADevice: cfg.CUDADevice, IntraOpThreads: cfg.Threads,
@@ -233,6 +238,37 @@ func auditCommand() *cli.Command {
 				fmt.Println(sum.Path)
 			}
 			return err
+		},
+	}
+}
+
+// verifyCommand checks run folders' files against their manifests and
+// fails naming every problem.
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "check run folders: parts present with their recorded sizes, sha256 and row counts, every chunk there, the manifest complete",
+		ArgsUsage: "RUN...",
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usageError{fmt.Errorf("verify: name one or more run folders")}
+			}
+			bad := 0
+			for _, dir := range c.Args().Slice() {
+				probs := pipeline.Verify(dir)
+				for _, p := range probs {
+					fmt.Fprintf(os.Stderr, "verify: %v\n", p)
+				}
+				if len(probs) > 0 {
+					bad++
+					continue
+				}
+				fmt.Printf("%s: ok\n", dir)
+			}
+			if bad > 0 {
+				return fmt.Errorf("verify: %d of %d runs have problems; `attnaudit run` with the same flags writes damaged or missing chunks again", bad, c.NArg())
+			}
+			return nil
 		},
 	}
 }

@@ -357,6 +357,18 @@ func TestAuditSkipsAndGates(t *testing.T) {
 		}
 	}
 
+	// A damaged part makes its run due again: audit checks the files of
+	// the runs it would skip and writes the damaged chunk again.
+	damaged := sum.Runs[0].Run
+	if err := os.Truncate(filepath.Join(damaged, store.AttentionPartName(0)), 100); err != nil {
+		t.Fatal(err)
+	}
+	readJSON(t, attnaudit(t, args...), &sum)
+	if sum.Runs[0].Skipped || !sum.Runs[1].Skipped {
+		t.Errorf("audit after damaging %s: skipped %v, %v; want the damaged run redone, the others skipped", damaged, sum.Runs[0].Skipped, sum.Runs[1].Skipped)
+	}
+	attnaudit(t, "verify", damaged)
+
 	// Gated against the final checkpoint, the first epoch's chrF is a drop.
 	final := sum.Runs[len(sum.Runs)-1].Run
 	cmd := exec.Command(binary, append(args, "--baseline", final, "--fail-on", "chrf_drop", "--chrf-drop", "0")...)

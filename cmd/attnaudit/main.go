@@ -7,9 +7,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/pprof"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 )
@@ -19,7 +22,15 @@ var version = "dev"
 
 func main() {
 	stop := startProfile(os.Getenv("ATTNAUDIT_CPUPROFILE"))
-	err := newApp().Run(os.Args)
+	// SIGTERM (what Kubernetes and Slurm send on preemption) and SIGINT
+	// stop a run cleanly between chunks (pipeline.Env.Stop); a second one
+	// kills at once.
+	ctx, unnotify := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-ctx.Done()
+		unnotify()
+	}()
+	err := newApp().RunContext(ctx, os.Args)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "attnaudit:", err)
@@ -69,6 +80,7 @@ func newApp() *cli.App {
 			compareCommand(),
 			visualizeCommand(),
 			inspectCommand(),
+			verifyCommand(),
 		},
 	}
 	for _, c := range app.Commands {

@@ -1,0 +1,81 @@
+package store
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// pyarrowPython is the Python that has pyarrow: ATTNAUDIT_PYARROW_PYTHON
+// (`make setup` installs a pinned pyarrow in third_party/pyarrow and `make
+// test` names it, so CI runs this test), else python3 when it has pyarrow.
+func pyarrowPython(t *testing.T) string {
+	t.Helper()
+	py := os.Getenv("ATTNAUDIT_PYARROW_PYTHON")
+	required := py != ""
+	if py == "" {
+		py = "python3"
+	}
+	if err := exec.Command(py, "-c", "import pyarrow").Run(); err != nil {
+		if required {
+			t.Fatalf("ATTNAUDIT_PYARROW_PYTHON=%s cannot import pyarrow (make setup installs it): %v", py, err)
+		}
+		t.Skip("pyarrow check skipped: no python3 with pyarrow (make setup installs it; make test uses it)")
+	}
+	return py
+}
+
+// TestPyarrowReadsProbabilities reads attention parts of every precision
+// with pyarrow alone: weights are list<float> or list<halffloat>
+// probabilities, with no helper.
+func TestPyarrowReadsProbabilities(t *testing.T) {
+	py := pyarrowPython(t)
+	rows := fixtureAttention(4, 2, 2, 9)
+	for _, tt := range []struct {
+		precision, weights string
+		tol                float64
+	}{
+		{PrecisionFloat32, "list<element: float not null>", 1e-5},
+		{PrecisionFixed, "list<element: float not null>", 1e-4},
+		{PrecisionFloat16, "list<element: halffloat not null>", 1e-2},
+	} {
+		t.Run(tt.precision, func(t *testing.T) {
+			dir := t.TempDir()
+			writeAttention(t, dir, rows, AttentionOptions{Precision: tt.precision, PartRows: 30})
+			out, err := exec.Command(py, "testdata/pyarrow/read.py", dir).Output()
+			if err != nil {
+				t.Fatalf("pyarrow: %v\n%s", err, exitStderr(err))
+			}
+			var got struct {
+				Pyarrow      string
+				Rows         int
+				Types        map[string]string
+				First        []float64
+				MaxRowSumErr float64 `json:"max_row_sum_err"`
+			}
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatalf("pyarrow output %s: %v", out, err)
+			}
+			if got.Rows != len(rows) || got.Types["weights"] != tt.weights || got.Types["q_len"] != "int32" {
+				t.Errorf("pyarrow %s reads %d rows, types %v; want %d rows, weights %s", got.Pyarrow, got.Rows, got.Types, len(rows), tt.weights)
+			}
+			for j, w := range rows[0].Weights.Data[:3] {
+				if d := math.Abs(got.First[j] - float64(w)); d > tt.tol {
+					t.Errorf("weight %d = %g, want %g within %g", j, got.First[j], w, tt.tol)
+				}
+			}
+			if got.MaxRowSumErr > tt.tol*10 {
+				t.Errorf("rows sum to 1 within %g, want %g", got.MaxRowSumErr, tt.tol*10)
+			}
+		})
+	}
+}
+
+func exitStderr(err error) string {
+	if e, ok := err.(*exec.ExitError); ok {
+		return string(e.Stderr)
+	}
+	return ""
+}

@@ -1,0 +1,206 @@
+package store
+
+import (
+	"math"
+	"slices"
+	"sync"
+)
+
+// quantizeRows rounds each row (cols values) of a row-major attention
+// matrix to multiples of step, writing them to out, so that
+//
+//   - every value moves by at most maxErr (≥ step/2): each is rounded down
+//     or up, to the nearer multiple unless the other is also within maxErr;
+//   - each row's sum stays within step/2 of its float32 sum (so row_sum_err
+//     is kept): the row's rounded values add up to its sum rounded to step;
+//   - each row's entropy −Σ p ln p moves as little as those choices allow:
+//     rounding to the nearest multiple alone biases entropy (the many tiny
+//     weights that round to 0 drop their −p ln p), which the choices of
+//     direction among the values with two allowed multiples undo.
+//
+// Values outside [0, 1] and NaN are copied as they are; a row holding one
+// is only rounded to nearest.
+func quantizeRows(in, out []float32, cols int, step, maxErr float64) {
+	q := rowQuantizer{h: entropyTerms(step)}
+	for start := 0; start+cols <= len(in) && cols > 0; start += cols {
+		q.row(in[start:start+cols], out[start:start+cols], step, maxErr)
+	}
+}
+
+type rowQuantizer struct {
+	h      []float64 // h(n·step) for n = 0 … 1/step
+	x      []float64 // value / step
+	n      []float64 // chosen multiple
+	lo, hi []bool    // whether n-1, n+1 are allowed
+	ups    []move    // buffers of candidates
+	downs  []move
+}
+
+type move struct {
+	j     int
+	delta float64 // change of the row's entropy error
+}
+
+// h is one weight's entropy term −p ln p, 0 at 0.
+func h(p float64) float64 {
+	if p <= 0 {
+		return 0
+	}
+	return -p * math.Log(p)
+}
+
+var (
+	termsMu sync.Mutex
+	terms   = map[float64][]float64{}
+)
+
+// entropyTerms returns h(n·step) for every multiple of step in [0, 1],
+// computed once per step: rounding a row then takes one logarithm per
+// weight.
+func entropyTerms(step float64) []float64 {
+	termsMu.Lock()
+	defer termsMu.Unlock()
+	if t, ok := terms[step]; ok {
+		return t
+	}
+	t := make([]float64, int(math.Round(1/step))+1)
+	for n := range t {
+		t[n] = h(float64(n) * step)
+	}
+	terms[step] = t
+	return t
+}
+
+func (q *rowQuantizer) row(in, out []float32, step, maxErr float64) {
+	k := len(in)
+	q.x, q.n = resize(q.x, k), resize(q.n, k)
+	q.lo, q.hi = resize(q.lo, k), resize(q.hi, k)
+	var sumX, sumN, entErr float64
+	plain := false
+	for j, v := range in {
+		if !(v >= 0 && v <= 1) {
+			plain = true
+			continue
+		}
+		x := float64(v) / step
+		n := math.RoundToEven(x)
+		q.x[j], q.n[j] = x, n
+		sumX += x
+		sumN += n
+	}
+	if plain {
+		for j, v := range in {
+			out[j] = v
+			if v >= 0 && v <= 1 {
+				out[j] = float32(q.n[j] * step)
+			}
+		}
+		return
+	}
+	for j := range in {
+		// A float32 weight and float64 arithmetic: allow a hair of slack
+		// below maxErr so rounding never breaks the bound.
+		lim := maxErr/step - 1e-9
+		q.lo[j] = q.n[j] >= 1 && q.x[j]-(q.n[j]-1) <= lim
+		q.hi[j] = q.n[j] < 1/step && (q.n[j]+1)-q.x[j] <= lim
+		entErr += q.h[int(q.n[j])] - h(float64(in[j]))
+	}
+	// Keep the row sum: move the values whose move helps entropy most.
+	for target := math.RoundToEven(sumX); sumN != target; {
+		dir := 1.0
+		if sumN > target {
+			dir = -1
+		}
+		best, bestErr := -1, math.Inf(1)
+		for j := range k {
+			if (dir > 0 && !q.hi[j]) || (dir < 0 && !q.lo[j]) {
+				continue
+			}
+			e := math.Abs(entErr + q.h[int(q.n[j]+dir)] - q.h[int(q.n[j])])
+			if e < bestErr {
+				best, bestErr = j, e
+			}
+		}
+		if best < 0 {
+			break
+		}
+		entErr += q.apply(best, dir)
+		sumN += dir
+	}
+	// Then pairs of moves, one up and one down, that keep the sum and
+	// bring the entropy error towards 0.
+	for range 8 {
+		if math.Abs(entErr) < 1e-5 { // a tenth of the 1e-4 kept
+			break
+		}
+		q.ups, q.downs = q.candidates(q.ups, k, 1), q.candidates(q.downs, k, -1)
+		ups, downs := q.ups, q.downs
+		best, bestUp, bestDown := math.Abs(entErr), -1, -1
+		for _, u := range ups {
+			// the down move whose delta is nearest −(entErr + u.delta)
+			want := -(entErr + u.delta)
+			i, _ := slices.BinarySearchFunc(downs, want, func(m move, w float64) int {
+				switch {
+				case m.delta < w:
+					return -1
+				case m.delta > w:
+					return 1
+				}
+				return 0
+			})
+			for _, c := range []int{i - 1, i} {
+				if c < 0 || c >= len(downs) || downs[c].j == u.j {
+					continue
+				}
+				if e := math.Abs(entErr + u.delta + downs[c].delta); e < best {
+					best, bestUp, bestDown = e, u.j, downs[c].j
+				}
+			}
+		}
+		if bestUp < 0 {
+			break
+		}
+		entErr += q.apply(bestUp, 1)
+		entErr += q.apply(bestDown, -1)
+	}
+	for j := range in {
+		out[j] = float32(q.n[j] * step)
+	}
+}
+
+// apply moves value j one multiple in dir and returns the change of the
+// entropy error.
+func (q *rowQuantizer) apply(j int, dir float64) float64 {
+	before := q.h[int(q.n[j])]
+	q.n[j] += dir
+	// The value can now move back only.
+	q.lo[j], q.hi[j] = dir > 0, dir < 0
+	return q.h[int(q.n[j])] - before
+}
+
+// candidates lists the allowed moves in dir, sorted by entropy change.
+func (q *rowQuantizer) candidates(out []move, k int, dir float64) []move {
+	out = out[:0]
+	for j := range k {
+		if (dir > 0 && q.hi[j]) || (dir < 0 && q.lo[j]) {
+			out = append(out, move{j, q.h[int(q.n[j]+dir)] - q.h[int(q.n[j])]})
+		}
+	}
+	slices.SortFunc(out, func(a, b move) int {
+		switch {
+		case a.delta < b.delta:
+			return -1
+		case a.delta > b.delta:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func resize[E any](s []E, n int) []E {
+	if cap(s) < n {
+		return make([]E, n)
+	}
+	return s[:n]
+}

@@ -1,0 +1,23 @@
+"""Reads attention parts with pyarrow alone, as a user would, for store's
+tests: argv[1] is a folder of attention-*.parquet parts. Prints JSON: the
+row count, the column types, the weights of the first row, and the largest
+|sum of a query row - 1| over every matrix."""
+import json
+import sys
+
+import pyarrow.parquet as pq
+
+table = pq.read_table(sys.argv[1])  # a folder: every part; hidden temporary files are ignored
+rows = table.to_pylist()
+worst = 0.0
+for r in rows:
+    w, k = r["weights"], r["k_len"]
+    for q in range(r["q_len"]):
+        worst = max(worst, abs(sum(float(x) for x in w[q * k:(q + 1) * k]) - 1))
+print(json.dumps({
+    "pyarrow": __import__("pyarrow").__version__,
+    "rows": table.num_rows,
+    "types": {f.name: str(f.type) for f in table.schema},
+    "first": [float(x) for x in rows[0]["weights"][:3]],
+    "max_row_sum_err": worst,
+}))
