@@ -3,9 +3,6 @@ package store
 import (
 	"fmt"
 	"strings"
-
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 )
 
 // AttentionStem names attention files: attention.parquet, or parts
@@ -22,8 +19,8 @@ var attentionSchema = &schema[Attention]{
 		stringCol("kind", true, func(r *Attention) *string { return &r.Kind }),
 		int16Col("layer", func(r *Attention) *int16 { return &r.Layer }),
 		int16Col("head", func(r *Attention) *int16 { return &r.Head }),
-		dimCol("q_len", func(r *Attention) *int { return &r.Weights.Rows }),
-		dimCol("k_len", func(r *Attention) *int { return &r.Weights.Cols }),
+		int32Col("q_len", func(r *Attention) *int { return &r.Weights.Rows }),
+		int32Col("k_len", func(r *Attention) *int { return &r.Weights.Cols }),
 		anyFloatList("weights", func(r *Attention) *[]float32 { return &r.Weights.Data }),
 	},
 	sortBy: []string{"example_id", "pass", "kind", "layer", "head"},
@@ -73,21 +70,6 @@ var attentionFloat16Schema = func() *schema[Attention] {
 	s.size = func(r *Attention) int { return 32 + 2*len(r.Weights.Data) }
 	return s
 }()
-
-// dimCol stores a matrix dimension as int32.
-func dimCol[T any](name string, p func(*T) *int) column[T] {
-	return column[T]{
-		name: name, typ: arrow.PrimitiveTypes.Int32,
-		appender: func(b array.Builder) func(*T) {
-			bb := b.(*array.Int32Builder)
-			return func(r *T) { bb.Append(int32(*p(r))) }
-		},
-		reader: func(a arrow.Array) func(int, *T) {
-			aa := a.(*array.Int32)
-			return func(i int, r *T) { *p(r) = int(aa.Value(i)) }
-		},
-	}
-}
 
 // AttentionOptions lays out the attention parts one writer produces.
 type AttentionOptions struct {

@@ -73,7 +73,7 @@ func headValueCols() []column[HeadMetrics] {
 	for i, m := range metrics.HeadTable {
 		value := func(r *HeadMetrics) *float32 { return &r.Values[i] }
 		if m.Count {
-			cols = append(cols, countCol(m.Name, value))
+			cols = append(cols, int32Col(m.Name, value))
 		} else {
 			cols = append(cols, float32Col(m.Name, value))
 		}

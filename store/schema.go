@@ -97,22 +97,10 @@ func int16Col[T any](name string, p func(*T) *int16) column[T] {
 	}
 }
 
-func int32Col[T any](name string, p func(*T) *int32) column[T] {
-	return column[T]{
-		name: name, typ: arrow.PrimitiveTypes.Int32,
-		appender: func(b array.Builder) func(*T) {
-			bb := b.(*array.Int32Builder)
-			return func(r *T) { bb.Append(*p(r)) }
-		},
-		reader: func(a arrow.Array) func(int, *T) {
-			aa := a.(*array.Int32)
-			return func(i int, r *T) { *p(r) = aa.Value(i) }
-		},
-	}
-}
-
-// countCol stores a whole number held as float32 in an int32 column.
-func countCol[T any](name string, p func(*T) *float32) column[T] {
+// int32Col stores a whole number in an int32 column, whatever Go type holds
+// it: an int32 key, an int matrix dimension, or a count that a metrics table
+// keeps as float32.
+func int32Col[T any, V int32 | int | float32](name string, p func(*T) *V) column[T] {
 	return column[T]{
 		name: name, typ: arrow.PrimitiveTypes.Int32,
 		appender: func(b array.Builder) func(*T) {
@@ -121,7 +109,7 @@ func countCol[T any](name string, p func(*T) *float32) column[T] {
 		},
 		reader: func(a arrow.Array) func(int, *T) {
 			aa := a.(*array.Int32)
-			return func(i int, r *T) { *p(r) = float32(aa.Value(i)) }
+			return func(i int, r *T) { *p(r) = V(aa.Value(i)) }
 		},
 	}
 }
