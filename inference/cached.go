@@ -427,14 +427,8 @@ func (m *Model) beamCached(e *encoded, maxLen []int, k int, penalty float32) ([]
 	}
 	out := make([]track, len(maxLen))
 	for i, st := range states {
-		best := -1
-		for j, h := range st.done {
-			if best < 0 || h.score > st.done[best].score {
-				best = j
-			}
-		}
-		if best >= 0 {
-			out[i] = st.done[best]
+		if b := bestDone(st.done, func(h track) float64 { return h.score }); b >= 0 {
+			out[i] = st.done[b]
 		}
 	}
 	return out, nil

@@ -575,17 +575,24 @@ func (m *Model) beam(next nextLogits, maxLen []int, k int, penalty float32) ([][
 	}
 	out := make([][]int32, len(maxLen))
 	for i, st := range states {
-		best := -1
-		for j, h := range st.done {
-			if best < 0 || h.score > st.done[best].score {
-				best = j
-			}
-		}
-		if best >= 0 {
-			out[i] = st.done[best].toks
+		if b := bestDone(st.done, func(h hypothesis) float64 { return h.score }); b >= 0 {
+			out[i] = st.done[b].toks
 		}
 	}
 	return out, nil
+}
+
+// bestDone is the index of the highest-scoring finished hypothesis, the
+// first among equals; -1 when none finished. Both beam searches (contract 1
+// and the cached one) end with it.
+func bestDone[H any](done []H, score func(H) float64) int {
+	best := -1
+	for j, h := range done {
+		if best < 0 || score(h) > score(done[best]) {
+			best = j
+		}
+	}
+	return best
 }
 
 func sortCandidates(cands []candidate) {

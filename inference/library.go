@@ -208,11 +208,12 @@ func pipGPUBuild(h host) (library, string) {
 	return lib, ""
 }
 
+var digits = regexp.MustCompile(`\d+`)
+
 // compareVersions orders file names by the numbers in them (….so.1.9 before
 // ….so.1.31).
 func compareVersions(a, b string) int {
-	num := regexp.MustCompile(`\d+`)
-	x, y := num.FindAllString(a, -1), num.FindAllString(b, -1)
+	x, y := digits.FindAllString(a, -1), digits.FindAllString(b, -1)
 	for i := 0; i < len(x) && i < len(y); i++ {
 		if len(x[i]) != len(y[i]) {
 			return len(x[i]) - len(y[i])
@@ -320,12 +321,13 @@ func preloadCUDA(dirs []string) int {
 	return loaded
 }
 
+var cannotOpen = regexp.MustCompile(`(lib[A-Za-z0-9_+.\-]+?\.so[0-9.]*): cannot open shared object file`)
+
 // missingFromLoader picks the library names out of dlopen messages such as
 // "libcublasLt.so.13: cannot open shared object file".
 func missingFromLoader(msg string) []string {
-	re := regexp.MustCompile(`(lib[A-Za-z0-9_+.\-]+?\.so[0-9.]*): cannot open shared object file`)
 	var names []string
-	for _, m := range re.FindAllStringSubmatch(msg, -1) {
+	for _, m := range cannotOpen.FindAllStringSubmatch(msg, -1) {
 		if !slices.Contains(names, m[1]) {
 			names = append(names, m[1])
 		}
