@@ -47,9 +47,14 @@ func NewRun(cfg Config, labels map[int32]bool) *Run {
 
 // AddHeads adds one pass's head scores to the per-layer summary.
 func (r *Run) AddHeads(pass string, sc PassScores) {
-	for kind, layers := range map[string][][]HeadScores{KindEncoderSelf: sc.EncoderSelf, KindDecoderSelf: sc.DecoderSelf, KindCross: sc.Cross} {
-		for l, hs := range layers {
-			r.heads.Add(pass, kind, l, hs)
+	// In a fixed order: the summarizer's seeded sampling depends on it (a
+	// map's order would make large runs' quantiles differ run to run).
+	for _, k := range []struct {
+		kind   string
+		layers [][]HeadScores
+	}{{KindEncoderSelf, sc.EncoderSelf}, {KindDecoderSelf, sc.DecoderSelf}, {KindCross, sc.Cross}} {
+		for l, hs := range k.layers {
+			r.heads.Add(pass, k.kind, l, hs)
 		}
 	}
 }
