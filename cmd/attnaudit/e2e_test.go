@@ -164,18 +164,7 @@ func TestKilledRunResumesToTheSameResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Kill once the second chunk is on disk: mid-run, with parts written.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		parts, _ := filepath.Glob(filepath.Join(out, "*", store.ExamplesPartName(1)))
-		if len(parts) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("the run wrote no second chunk within 2 minutes")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitForSecondChunk(t, cmd, filepath.Join(out, "*", store.ExamplesPartName(1)))
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -193,6 +182,24 @@ func TestKilledRunResumesToTheSameResult(t *testing.T) {
 		t.Errorf("rerun went to %s, want the interrupted folder %s", resumed, dirs[0])
 	}
 	sameDigest(t, "resumed run", runDigest(t, resumed), want)
+}
+
+// waitForSecondChunk waits until a file matching pattern (the sign that the
+// run's second chunk is on disk) exists; it kills the run and fails the test
+// after 2 minutes.
+func waitForSecondChunk(t *testing.T, cmd *exec.Cmd, pattern string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if found, _ := filepath.Glob(pattern); len(found) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the run wrote no second chunk within 2 minutes")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // TestShardsEqualTheUnshardedRun runs infer as three shards into one folder,

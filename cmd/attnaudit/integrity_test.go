@@ -9,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"attnaudit/pipeline"
 	"attnaudit/store"
@@ -75,17 +74,7 @@ func TestSIGTERMStopsBetweenChunksAndRerunResumes(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if recs, _ := filepath.Glob(filepath.Join(out, "*", ".chunk-00001.json")); len(recs) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("the run wrote no second chunk within 2 minutes")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitForSecondChunk(t, cmd, filepath.Join(out, "*", ".chunk-00001.json"))
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
