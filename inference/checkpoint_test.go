@@ -104,28 +104,7 @@ func TestContractErrors(t *testing.T) {
 		{"not ONNX", map[string][]byte{EncoderFile: []byte("not a model")}, []string{"encoder.onnx"}},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			fsys := fstest.MapFS{}
-			for k, v := range base {
-				fsys[k] = v
-			}
-			for f, data := range c.files {
-				if data == nil {
-					delete(fsys, "ck/"+f)
-				} else {
-					fsys["ck/"+f] = &fstest.MapFile{Data: data}
-				}
-			}
-			_, err := OpenCheckpoint(fsys, "ck")
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not say %q", err, w)
-				}
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { openFails(t, base, c.files, c.want) })
 	}
 }
 
@@ -203,5 +182,31 @@ func TestDescribe(t *testing.T) {
 func TestOpenCheckpointFromFolder(t *testing.T) {
 	if _, err := OpenCheckpoint(os.DirFS(t.TempDir()), "."); err == nil || !strings.Contains(err.Error(), "checkpoint.json missing") {
 		t.Errorf("empty folder: %v", err)
+	}
+}
+
+// openFails opens base with files replaced (nil: removed) under ck/ and
+// checks that OpenCheckpoint refuses it with an error holding every want.
+func openFails(t *testing.T, base fstest.MapFS, files map[string][]byte, want []string) {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for k, v := range base {
+		fsys[k] = v
+	}
+	for f, data := range files {
+		if data == nil {
+			delete(fsys, "ck/"+f)
+		} else {
+			fsys["ck/"+f] = &fstest.MapFile{Data: data}
+		}
+	}
+	_, err := OpenCheckpoint(fsys, "ck")
+	if err == nil {
+		t.Fatal("the checkpoint opened")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
 	}
 }

@@ -290,28 +290,7 @@ func TestMalformedCache(t *testing.T) {
 			[]string{"contract 2", DecoderWithPastFile + " missing"}},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			fsys := fstest.MapFS{}
-			for k, v := range base {
-				fsys[k] = v
-			}
-			for f, data := range c.files {
-				if data == nil {
-					delete(fsys, "ck/"+f)
-				} else {
-					fsys["ck/"+f] = &fstest.MapFile{Data: data}
-				}
-			}
-			_, err := OpenCheckpoint(fsys, "ck")
-			if err == nil {
-				t.Fatal("opened")
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { openFails(t, base, c.files, c.want) })
 	}
 }
 
