@@ -23,17 +23,7 @@ import (
 func TestParityCached(t *testing.T) {
 	for _, dir := range []string{tinyDir2, filepath.Join("..", examples.CheckpointsDir, "epoch-027")} {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			b, err := os.ReadFile(filepath.Join(dir, "parity.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var fx parityFixture
-			if err := json.Unmarshal(b, &fx); err != nil {
-				t.Fatal(err)
-			}
-			if fx.Atol <= 0 || fx.Atol > 1e-4 {
-				t.Fatalf("fixture tolerance %g; want (0, 1e-4]", fx.Atol)
-			}
+			fx := readParity(t, dir)
 			ck, err := OpenCheckpoint(os.DirFS(dir), ".")
 			if err != nil {
 				t.Fatal(err)

@@ -73,10 +73,11 @@ func (p parityTensor) float32s() []float32 {
 	return out
 }
 
-// TestParity runs the graphs from Go on the fixture's inputs and compares
-// every output with PyTorch's.
-func TestParity(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(tinyDir, "parity.json"))
+// readParity reads a checkpoint's parity.json, whose tolerance must be
+// within (0, 1e-4].
+func readParity(t *testing.T, dir string) parityFixture {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "parity.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +88,13 @@ func TestParity(t *testing.T) {
 	if fx.Atol <= 0 || fx.Atol > 1e-4 {
 		t.Fatalf("fixture tolerance %g; want (0, 1e-4]", fx.Atol)
 	}
+	return fx
+}
+
+// TestParity runs the graphs from Go on the fixture's inputs and compares
+// every output with PyTorch's.
+func TestParity(t *testing.T) {
+	fx := readParity(t, tinyDir)
 	m := loadTiny(t)
 	m.mu.Lock()
 	defer m.mu.Unlock()
