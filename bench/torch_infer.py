@@ -128,18 +128,24 @@ def _greedy_cached(model, memory, src, limits, bos, eos, pad):
     return hyps, logps, dself, cross
 
 
+def _batches(sp, sources, batch_size, eos, pad, device):
+    """Yields (positions, source ids, padded tensor) per batch, sources sorted
+    by length as attnaudit batches them."""
+    src_all = [sp.encode(s) + [eos] for s in sources]
+    order = sorted(range(len(sources)), key=lambda i: len(src_all[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        srcs = [src_all[i] for i in idx]
+        yield idx, srcs, _pad(srcs, pad, device)
+
+
 @torch.no_grad()
 def translate_cached(model, meta, sp, sources, batch_size, device):
     """translate() with the key/value cache: attention captured while decoding."""
     bos, eos, pad = meta["bos_id"], meta["eos_id"], meta["pad_id"]
     max_pos = meta.get("max_positions") or 10 ** 9
-    src_all = [sp.encode(s) + [eos] for s in sources]
-    order = sorted(range(len(sources)), key=lambda i: len(src_all[i]))
     results = [None] * len(sources)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        srcs = [src_all[i] for i in idx]
-        src = _pad(srcs, pad, device)
+    for idx, srcs, src in _batches(sp, sources, batch_size, eos, pad, device):
         limits = torch.tensor([min(2 * len(s) + 10, max_pos) for s in srcs], device=device)
         model.set_store_attention(True)
         try:
@@ -175,13 +181,8 @@ def translate(model, meta, sp, sources, batch_size, device, keep_finished=False)
     """
     bos, eos, pad = meta["bos_id"], meta["eos_id"], meta["pad_id"]
     max_pos = meta.get("max_positions") or 10 ** 9
-    src_all = [sp.encode(s) + [eos] for s in sources]
-    order = sorted(range(len(sources)), key=lambda i: len(src_all[i]))
     results = [None] * len(sources)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        srcs = [src_all[i] for i in idx]
-        src = _pad(srcs, pad, device)
+    for idx, srcs, src in _batches(sp, sources, batch_size, eos, pad, device):
         model.set_store_attention(True)
         memory = model.encode(src)
         enc_attn = model.encoder_attention()
