@@ -42,19 +42,25 @@ def check_attention(test, name, a, q_ids, k_ids, causal):
             test.assertTrue(torch.all(a[:, b][..., future].abs() < 1e-6), f"{name}: future keys")
 
 
+def _export_random(cls, seed, extra=None, contract=2):
+    """Exports a small random model into a temporary folder and keeps the
+    model, the folder and its parity fixture on the test class."""
+    torch.manual_seed(seed)
+    vocab = spm.SentencePieceProcessor(model_file=TOKENIZER).get_piece_size()
+    cls.model = Transformer(ModelConfig(vocab_size=vocab, d_model=16, ffn=32, enc_layers=2, dec_layers=3))
+    cls.model.eval()
+    cls.tmp = tempfile.TemporaryDirectory()
+    cls.dir = os.path.join(cls.tmp.name, "ckpt")
+    meta = export_onnx.checkpoint_meta(cls.model.cfg, "round-trip", 4, 400, 3.5, 3.25, extra, contract=contract)
+    export_onnx.export_checkpoint(cls.model, TOKENIZER, cls.dir, meta)
+    with open(os.path.join(cls.dir, "parity.json"), encoding="utf-8") as f:
+        cls.parity = json.load(f)
+
+
 class ExportRoundTrip(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        torch.manual_seed(3)
-        vocab = spm.SentencePieceProcessor(model_file=TOKENIZER).get_piece_size()
-        cls.model = Transformer(ModelConfig(vocab_size=vocab, d_model=16, ffn=32, enc_layers=2, dec_layers=3))
-        cls.model.eval()
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.dir = os.path.join(cls.tmp.name, "ckpt")
-        meta = export_onnx.checkpoint_meta(cls.model.cfg, "round-trip", 4, 400, 3.5, 3.25, {"seed": 3}, contract=1)
-        export_onnx.export_checkpoint(cls.model, TOKENIZER, cls.dir, meta)
-        with open(os.path.join(cls.dir, "parity.json"), encoding="utf-8") as f:
-            cls.parity = json.load(f)
+        _export_random(cls, seed=3, extra={"seed": 3}, contract=1)
 
     @classmethod
     def tearDownClass(cls):
@@ -128,16 +134,7 @@ class ExportContract2(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        torch.manual_seed(4)
-        vocab = spm.SentencePieceProcessor(model_file=TOKENIZER).get_piece_size()
-        cls.model = Transformer(ModelConfig(vocab_size=vocab, d_model=16, ffn=32, enc_layers=2, dec_layers=3))
-        cls.model.eval()
-        cls.tmp = tempfile.TemporaryDirectory()
-        cls.dir = os.path.join(cls.tmp.name, "ckpt")
-        meta = export_onnx.checkpoint_meta(cls.model.cfg, "round-trip", 4, 400, 3.5, 3.25)
-        export_onnx.export_checkpoint(cls.model, TOKENIZER, cls.dir, meta)
-        with open(os.path.join(cls.dir, "parity.json"), encoding="utf-8") as f:
-            cls.parity = json.load(f)
+        _export_random(cls, seed=4)
 
     @classmethod
     def tearDownClass(cls):
