@@ -735,19 +735,8 @@ func parallelRows(n int, f func(r int)) {
 // extract copies row r's q×k corner of every layer and head out of an
 // attention tensor [layers, n, heads, Q, K], into one allocation.
 func extract(buf []float32, layers, n, heads, Q, K, r, q, k int) [][]metrics.Matrix {
-	data := make([]float32, layers*heads*q*k)
-	out := make([][]metrics.Matrix, layers)
-	for l := range layers {
-		out[l] = make([]metrics.Matrix, heads)
-		for hd := range heads {
-			at := (l*heads + hd) * q * k
-			md := data[at : at+q*k : at+q*k]
-			base := ((l*n+r)*heads + hd) * Q * K
-			for i := range q {
-				copy(md[i*k:(i+1)*k], buf[base+i*K:base+i*K+k])
-			}
-			out[l][hd] = metrics.Matrix{Rows: q, Cols: k, Data: md}
-		}
-	}
-	return out
+	return assemble(layers, heads, q, k, func(l, h, t int) []float32 {
+		at := ((l*n+r)*heads+h)*Q*K + t*K
+		return buf[at : at+k]
+	})
 }
