@@ -31,6 +31,7 @@ type Config struct {
 	Provider   string `yaml:"provider" json:"provider"`
 	CUDADevice int    `yaml:"cuda_device" json:"cuda_device"`
 	Threads    int    `yaml:"threads" json:"threads"`
+	Workers    int    `yaml:"workers" json:"workers"`
 
 	BatchSize         int     `yaml:"batch_size" json:"batch_size"`
 	ChunkSize         int     `yaml:"chunk_size" json:"chunk_size"`
@@ -96,6 +97,7 @@ func (c Config) Validate() error {
 		"provider %q: want auto, cpu or cuda", c.Provider)
 	check(c.CUDADevice >= 0, "cuda_device %d: want ≥ 0", c.CUDADevice)
 	check(c.Threads >= 0, "threads %d: want ≥ 0", c.Threads)
+	check(c.Workers >= 0, "workers %d: want ≥ 0", c.Workers)
 	check(c.BatchSize >= 1, "batch_size %d: want ≥ 1", c.BatchSize)
 	check(c.ChunkSize >= c.BatchSize, "chunk_size %d: want ≥ batch_size (%d)", c.ChunkSize, c.BatchSize)
 	check(c.Beam >= 1, "beam %d: want ≥ 1", c.Beam)

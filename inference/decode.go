@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -688,7 +687,7 @@ func (m *Model) forceGroup(e *encoded, rowReq []int, targets [][]int32) ([]Pass,
 	// Rows are independent: a log-softmax over the vocabulary per token and
 	// the attention copies. On a GPU this host work is as long as the pass
 	// itself, so it is spread over the cores.
-	parallelRows(n, func(r int) {
+	parallelRows(n, m.rowProcs, func(r int) {
 		y := targets[r]
 		q := len(y) + 1
 		ids := append(slices.Clone(y), eos)
@@ -708,10 +707,10 @@ func (m *Model) forceGroup(e *encoded, rowReq []int, targets [][]int32) ([]Pass,
 	return passes, nil
 }
 
-// parallelRows calls f(r) for every r in [0, n) on up to GOMAXPROCS
+// parallelRows calls f(r) for every r in [0, n) on up to procs
 // goroutines. f must touch only row r's data.
-func parallelRows(n int, f func(r int)) {
-	workers := min(n, runtime.GOMAXPROCS(0))
+func parallelRows(n, procs int, f func(r int)) {
+	workers := min(n, procs)
 	if workers <= 1 {
 		for r := range n {
 			f(r)

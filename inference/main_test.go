@@ -20,7 +20,7 @@ var testRuntime *Runtime
 // library is found as the CLI finds it ($ATTNAUDIT_ORT_LIB, or
 // third_party/ under the repository root, the test's parent folder).
 func TestMain(m *testing.M) {
-	rt, err := NewRuntime(Options{Provider: ProviderCPU, IntraOpThreads: 2})
+	rt, err := NewRuntime(Options{Provider: ProviderCPU, Threads: 2})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "inference tests:", err)
 		os.Exit(1)

@@ -3,20 +3,27 @@ package inference
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
 
 // Model is a checkpoint loaded into ONNX Runtime sessions. Its methods are
-// safe for concurrent use; calls run one at a time, since they share
-// buffers and ONNX Runtime already uses every core for one call.
+// safe for concurrent use; calls on one Model run one at a time, since they
+// share its buffers. To decode batches at the same time, use the handles
+// of Workers: one per worker of its Parallelism, each with its own buffers
+// on the same sessions (ONNX Runtime runs a session from several threads).
 type Model struct {
 	mu       sync.Mutex
 	ck       *Checkpoint
 	tok      *Tokenizer
 	io       *contractIO
 	provider string
+	par      Parallelism
+	rowProcs int      // goroutines for per-row work in Go (log-softmax)
+	handles  []*Model // Workers; handles[0] is the Model itself
+	owner    bool     // Close destroys the sessions (false on the other handles)
 
 	// enc runs the encoder; full runs the decoder for logits and the
 	// attention it exports (teacher-forced passes). Contract 1: step runs
@@ -61,7 +68,7 @@ func (r *Runtime) Load(ck *Checkpoint) (*Model, error) {
 	if err := ck.inspect(); err != nil {
 		return nil, err
 	}
-	m := &Model{ck: ck, tok: ck.tok, io: ck.io}
+	m := &Model{ck: ck, tok: ck.tok, io: ck.io, owner: true}
 	m.encOut = []string{TensorMemory}
 	if ck.io.contract == 2 {
 		m.encOut = []string{TensorLastHidden}
@@ -80,6 +87,7 @@ func (r *Runtime) Load(ck *Checkpoint) (*Model, error) {
 		err := m.open(r, true)
 		if err == nil {
 			m.provider = ProviderCUDA
+			m.share()
 			return m, nil
 		}
 		m.Close()
@@ -93,11 +101,17 @@ func (r *Runtime) Load(ck *Checkpoint) (*Model, error) {
 		return nil, fmt.Errorf("opening %s: %w", ck.name, err)
 	}
 	m.provider = ProviderCPU
+	m.share()
 	return m, nil
 }
 
 func (m *Model) open(r *Runtime, cuda bool) error {
-	so, err := r.sessionOptions(cuda)
+	par, err := PlanParallelism(r.opts.Threads, r.opts.Workers, cuda)
+	if err != nil {
+		return err
+	}
+	m.par = par
+	so, err := r.sessionOptions(cuda, par.IntraOp)
 	if err != nil {
 		return err
 	}
@@ -155,6 +169,28 @@ func (m *Model) open2(so *ort.SessionOptions) error {
 	return errors.Join(errs...)
 }
 
+// share makes the handles of Workers. The Go side of decoding (log-softmax
+// over the vocabulary) splits its rows over the threads a worker has.
+func (m *Model) share() {
+	m.rowProcs = max(1, runtime.GOMAXPROCS(0)/m.par.Workers)
+	m.handles = []*Model{m}
+	for range m.par.Workers - 1 {
+		h := &Model{ck: m.ck, tok: m.tok, io: m.io, provider: m.provider, par: m.par, rowProcs: m.rowProcs,
+			enc: m.enc, step: m.step, full: m.full, first: m.first, past: m.past,
+			encOut: m.encOut, fullOut: m.fullOut, attnOut: m.attnOut}
+		m.handles = append(m.handles, h)
+	}
+}
+
+// Workers returns Parallelism().Workers handles on the model's sessions,
+// the model itself first. Each handle decodes one batch at a time with its
+// own buffers; different handles run at the same time. Closing the model
+// closes them all; closing another handle does nothing.
+func (m *Model) Workers() []*Model { return m.handles }
+
+// Parallelism is how the model's decoding spreads over the CPU.
+func (m *Model) Parallelism() Parallelism { return m.par }
+
 // Provider is the execution provider the sessions run on: "cuda" or "cpu".
 func (m *Model) Provider() string { return m.provider }
 
@@ -163,6 +199,14 @@ func (m *Model) Checkpoint() *Checkpoint { return m.ck }
 
 // Close releases the sessions. Closing twice is harmless.
 func (m *Model) Close() error {
+	if !m.owner {
+		return nil
+	}
+	for _, h := range m.handles[1:] {
+		h.mu.Lock() // wait for a call in progress
+		h.enc, h.step, h.full, h.first, h.past = nil, nil, nil, nil, nil
+		h.mu.Unlock()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var first error

@@ -27,9 +27,10 @@ type Options struct {
 	Provider string
 	// CUDADevice is the GPU's index (CUDA provider option device_id).
 	CUDADevice int
-	// IntraOpThreads bounds ONNX Runtime's threads per session; 0 lets it
-	// choose (one per physical core).
-	IntraOpThreads int
+	// Threads is how many CPU threads inference uses in all (0: every core
+	// the process may use) and Workers how many batches are decoded at the
+	// same time (0: automatic); PlanParallelism splits them.
+	Threads, Workers int
 	// Log receives which library and provider are used, and why "auto"
 	// fell back to the CPU. Nil means os.Stderr.
 	Log io.Writer
@@ -96,8 +97,8 @@ func newRuntime(opts Options, h host) (*Runtime, error) {
 	default:
 		return nil, fmt.Errorf("unknown provider %q: want auto, cuda or cpu", opts.Provider)
 	}
-	if opts.IntraOpThreads < 0 {
-		return nil, fmt.Errorf("intra-op threads %d: want 0 (automatic) or more", opts.IntraOpThreads)
+	if _, err := PlanParallelism(opts.Threads, opts.Workers, false); err != nil {
+		return nil, err
 	}
 	if opts.CUDADevice < 0 {
 		return nil, fmt.Errorf("CUDA device %d: want 0 or more", opts.CUDADevice)
@@ -307,24 +308,23 @@ func (r *Runtime) Close() error {
 	return nil
 }
 
-// sessionOptions returns options for one session on the given provider.
-func (r *Runtime) sessionOptions(cuda bool) (*ort.SessionOptions, error) {
+// sessionOptions returns options for one session on the given provider,
+// with intraOp threads per call.
+func (r *Runtime) sessionOptions(cuda bool, intraOp int) (*ort.SessionOptions, error) {
 	so, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, err
 	}
-	if err := r.configure(so, cuda); err != nil {
+	if err := r.configure(so, cuda, intraOp); err != nil {
 		so.Destroy()
 		return nil, err
 	}
 	return so, nil
 }
 
-func (r *Runtime) configure(so *ort.SessionOptions, cuda bool) error {
-	if r.opts.IntraOpThreads > 0 {
-		if err := so.SetIntraOpNumThreads(r.opts.IntraOpThreads); err != nil {
-			return err
-		}
+func (r *Runtime) configure(so *ort.SessionOptions, cuda bool, intraOp int) error {
+	if err := so.SetIntraOpNumThreads(intraOp); err != nil {
+		return err
 	}
 	if err := so.SetInterOpNumThreads(1); err != nil {
 		return err

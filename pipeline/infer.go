@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"attnaudit/configs"
@@ -73,69 +74,154 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 	fmt.Fprintf(env.Log, "infer: expect about %s of attention for %d examples (%s per example; precision %s, store %s)\n",
 		formatBytes(est), todo, formatBytes(est/int64(max(todo, 1))), r.cfg.Precision, r.cfg.Store)
 	prog := newProgress(env.Progress, "infer", todo)
-	// Chunks' Parquet parts are encoded and written on their own goroutines
-	// while the next chunks are translated: at GPU speed, encoding (zstd) is
-	// slower than inference. Up to chunkWriters() chunks are in flight; each
-	// chunk is its own pair of part files, committed alone, so the order
-	// they finish in changes nothing, and memory holds at most that many
-	// chunks plus the one being translated.
-	writers := chunkWriters()
-	done := make(chan error, writers)
-	var progMu sync.Mutex
-	inFlight := 0
-	var writeErr error
-	collect := func() {
-		if err := <-done; err != nil && writeErr == nil {
-			writeErr = err
-		}
-		inFlight--
-	}
+	var chunks []int
 	for c := range r.chunks() {
-		if !shard.Owns(c) || r.chunkDone(c) {
-			continue
+		if shard.Owns(c) && !r.chunkDone(c) {
+			chunks = append(chunks, c)
 		}
-		if env.stopped() {
-			fmt.Fprintf(env.Log, "infer: stopping before chunk %d; finishing the chunks being written\n", c)
-			writeErr = ErrInterrupted
-			break
-		}
-		out, err := r.translateChunk(env, model, c)
-		if errors.Is(err, ErrInterrupted) {
-			fmt.Fprintf(env.Log, "infer: stopping: chunk %d abandoned; finishing the chunks being written\n", c)
-		}
-		if err != nil {
-			for inFlight > 0 {
-				collect()
-			}
-			return "", err
-		}
-		for inFlight >= writers {
-			collect()
-		}
-		if writeErr != nil {
-			break
-		}
-		inFlight++
-		go func() {
-			err := r.writeChunk(c, out)
-			if err == nil {
-				progMu.Lock()
-				prog.add(len(r.chunk(c)))
-				progMu.Unlock()
-			}
-			done <- err
-		}()
 	}
-	for inFlight > 0 {
-		collect()
+	if err := r.translate(env, model, chunks, prog); err != nil {
+		return "", err
 	}
-	if writeErr != nil {
-		return "", writeErr
-	}
-	if err := r.writeShardRecord(shard, model.Provider(), time.Since(start)); err != nil {
+	if err := r.writeShardRecord(shard, model, time.Since(start)); err != nil {
 		return "", err
 	}
 	return r.dir, r.finishInfer(env.Version)
+}
+
+// translate translates and writes the given chunks.
+//
+// Every chunk is cut into batches (sorted by source length, then the
+// detached pairs), and the model's workers take batches from one queue,
+// whichever chunk they belong to: on 16 cores a chunk of four batches
+// would leave twelve workers idle, so several chunks are translated at
+// once (chunksAhead). A chunk whose batches are all done goes to the
+// writers, which encode and commit its Parquet parts on their own
+// goroutines while later chunks are translated: at GPU speed encoding
+// (zstd) is slower than inference. Each chunk is its own pair of parts,
+// committed alone, so the order in which chunks finish changes nothing,
+// and every batch is the same whatever the number of workers: the output
+// is the same as one worker's, byte for byte.
+//
+// On Env.Stop no new chunk is started, batches not yet begun are dropped
+// (their chunks are abandoned), and chunks already translated are written.
+func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *progress) error {
+	workers := model.Workers()
+	ahead := chunksAhead(len(workers), r.batchesPerChunk())
+	writers := chunkWriters()
+	fmt.Fprintf(env.Log, "infer: %s; up to %d chunks translated and %d written at once\n", model.Parallelism(), ahead, writers)
+
+	batches := make(chan *batchJob)
+	finished := make(chan *chunkJob)
+	var wg sync.WaitGroup
+	for _, h := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				if env.stopped() {
+					b.chunk.fail(ErrInterrupted)
+				} else if err := b.run(h); err != nil {
+					b.chunk.fail(err)
+				}
+				if b.chunk.pending.Add(-1) == 0 {
+					finished <- b.chunk
+				}
+			}
+		}()
+	}
+	type writeDone struct {
+		examples int
+		err      error
+	}
+	written := make(chan writeDone)
+	stop := env.Stop
+	var queue []*batchJob
+	var ready []*chunkJob // translated, waiting for a writer
+	translating, writing, next := 0, 0, 0
+	var firstErr error
+	stopping := false
+	fail := func(err error) {
+		if firstErr == nil || errors.Is(firstErr, ErrInterrupted) && !errors.Is(err, ErrInterrupted) {
+			firstErr = err
+		}
+	}
+	for {
+		if !stopping && env.stopped() {
+			stopping = true
+			if next < len(chunks) {
+				fmt.Fprintf(env.Log, "infer: stopping before chunk %d; finishing the chunks being written\n", chunks[next])
+			}
+			fail(ErrInterrupted)
+		}
+		for firstErr == nil && next < len(chunks) && translating+len(ready) < ahead {
+			cj := r.newChunkJob(chunks[next])
+			next++
+			translating++
+			queue = append(queue, cj.batches...)
+		}
+		for len(ready) > 0 && writing < writers {
+			cj := ready[0]
+			ready = ready[1:]
+			writing++
+			go func() { written <- writeDone{len(cj.exs), r.writeChunk(cj.c, cj.out)} }()
+		}
+		if translating == 0 && writing == 0 && len(ready) == 0 && (next == len(chunks) || firstErr != nil) {
+			break
+		}
+		var send chan *batchJob
+		var head *batchJob
+		if len(queue) > 0 {
+			send, head = batches, queue[0]
+		}
+		select {
+		case send <- head:
+			queue = queue[1:]
+		case cj := <-finished:
+			translating--
+			switch {
+			case errors.Is(cj.err, ErrInterrupted):
+				fmt.Fprintf(env.Log, "infer: stopping: chunk %d abandoned; finishing the chunks being written\n", cj.c)
+				fail(cj.err)
+			case cj.err != nil:
+				fail(cj.err)
+			default: // written even after another chunk failed: it is done
+				ready = append(ready, cj)
+			}
+		case w := <-written:
+			writing--
+			if w.err != nil {
+				fail(w.err)
+			} else {
+				prog.add(w.examples)
+			}
+		case <-stop:
+			// Seen at the top of the loop. Batches still queued are handed
+			// out and dropped by the workers, which keeps the count of each
+			// chunk's batches right.
+			stop = nil
+		}
+	}
+	close(batches)
+	wg.Wait()
+	return firstErr
+}
+
+// chunksAhead is how many chunks are translated at once: enough for every
+// worker to have a batch, at least two so that one chunk's slowest batch
+// (the longest sentences) does not hold the workers up, and at most eight
+// (memory holds every chunk in flight; chunk_size bounds each).
+func chunksAhead(workers, batchesPerChunk int) int {
+	return min(8, max(2, (workers+batchesPerChunk-1)/batchesPerChunk+1))
+}
+
+// batchesPerChunk is how many batches a full chunk is cut into.
+func (r *run) batchesPerChunk() int {
+	n := (r.cfg.ChunkSize + r.cfg.BatchSize - 1) / r.cfg.BatchSize
+	if r.cfg.DetachedPairs {
+		n *= 2
+	}
+	return n
 }
 
 // chunkWriters is how many chunks may be written at once: a quarter of the
@@ -150,11 +236,47 @@ type chunkOutput struct {
 	detached []*inference.Pass
 }
 
-// translateChunk translates chunk c in batches sorted by source length and,
-// when configured, force-decodes its detached pairs.
-func (r *run) translateChunk(env Env, model *inference.Model, c int) (chunkOutput, error) {
+// chunkJob is a chunk being translated: its batches run on any worker and
+// fill out by example index, so they need no lock between them.
+type chunkJob struct {
+	c       int
+	exs     []dataset.Example
+	out     chunkOutput
+	batches []*batchJob
+	pending atomic.Int32 // batches not yet finished
+	mu      sync.Mutex
+	err     error // the first batch error
+}
+
+func (cj *chunkJob) fail(err error) {
+	cj.mu.Lock()
+	defer cj.mu.Unlock()
+	if cj.err == nil {
+		cj.err = err
+	}
+}
+
+// batchJob is one batch of a chunk: translation of the examples idx, or,
+// when detached is set, forcing their sources with their detached
+// partners' references.
+type batchJob struct {
+	chunk    *chunkJob
+	n        int // the batch's number in its chunk, for errors
+	idx      []int
+	detached bool
+	opts     inference.DecodeOptions
+}
+
+// newChunkJob cuts chunk c into batches: its examples sorted by source
+// length, then, when configured, their detached pairs: every source forced
+// with the reference of the example half a chunk away ("fully detached"
+// pairs, Guerreiro et al. 2023), so that detectors can be scored on known
+// hallucinations without labels.
+func (r *run) newChunkJob(c int) *chunkJob {
 	exs := r.chunk(c)
-	cfg := r.cfg
+	cj := &chunkJob{c: c, exs: exs, out: chunkOutput{
+		results: make([]inference.Result, len(exs)), detached: make([]*inference.Pass, len(exs)),
+	}}
 	order := make([]int, len(exs))
 	for i := range order {
 		order[i] = i
@@ -162,33 +284,54 @@ func (r *run) translateChunk(env Env, model *inference.Model, c int) (chunkOutpu
 	sort.SliceStable(order, func(a, b int) bool {
 		return len(exs[order[a]].Source) < len(exs[order[b]].Source)
 	})
-	results := make([]inference.Result, len(exs))
-	detached := make([]*inference.Pass, len(exs))
-	opts := DecodeOptions(cfg)
-	for b := 0; b < len(order); b += cfg.BatchSize {
-		if env.stopped() {
-			return chunkOutput{}, ErrInterrupted
+	bs, opts := r.cfg.BatchSize, DecodeOptions(r.cfg)
+	for b := 0; b < len(order); b += bs {
+		cj.batches = append(cj.batches, &batchJob{chunk: cj, n: len(cj.batches), idx: order[b:min(b+bs, len(order))], opts: opts})
+	}
+	if r.cfg.DetachedPairs && len(exs) > 1 {
+		var at []int
+		for i := range exs {
+			if exs[detachedPartner(i, len(exs))].HasReference {
+				at = append(at, i)
+			}
 		}
-		idx := order[b:min(b+cfg.BatchSize, len(order))]
-		reqs := make([]inference.Request, len(idx))
-		for k, i := range idx {
-			reqs[k] = inference.Request{Source: exs[i].Source, Reference: exs[i].Reference, HasReference: exs[i].HasReference}
+		for b, k := 0, 0; b < len(at); b, k = b+bs, k+1 {
+			cj.batches = append(cj.batches, &batchJob{chunk: cj, n: k, idx: at[b:min(b+bs, len(at))], detached: true})
 		}
-		out, err := model.TranslateBatch(reqs, opts)
+	}
+	cj.pending.Store(int32(len(cj.batches)))
+	return cj
+}
+
+// run translates or force-decodes the batch on model m.
+func (b *batchJob) run(m *inference.Model) error {
+	exs := b.chunk.exs
+	if b.detached {
+		srcs, refs := make([]string, len(b.idx)), make([]string, len(b.idx))
+		for k, i := range b.idx {
+			srcs[k], refs[k] = exs[i].Source, exs[detachedPartner(i, len(exs))].Reference
+		}
+		out, err := m.Force(srcs, refs)
 		if err != nil {
-			return chunkOutput{}, fmt.Errorf("chunk %d, batch %d (%s): %w", c, b/cfg.BatchSize, exampleIDs(exs, idx), err)
+			return fmt.Errorf("chunk %d: detached pairs: batch %d (%s): %w", b.chunk.c, b.n, exampleIDs(exs, b.idx), err)
 		}
-		for k, i := range idx {
-			results[i] = out[k]
+		for k, i := range b.idx {
+			b.chunk.out.detached[i] = &out[k]
 		}
+		return nil
 	}
-	if cfg.DetachedPairs && len(exs) > 1 {
-		var err error
-		if detached, err = r.detachedPasses(model, exs); err != nil {
-			return chunkOutput{}, fmt.Errorf("chunk %d: detached pairs: %w", c, err)
-		}
+	reqs := make([]inference.Request, len(b.idx))
+	for k, i := range b.idx {
+		reqs[k] = inference.Request{Source: exs[i].Source, Reference: exs[i].Reference, HasReference: exs[i].HasReference}
 	}
-	return chunkOutput{results, detached}, nil
+	out, err := m.TranslateBatch(reqs, b.opts)
+	if err != nil {
+		return fmt.Errorf("chunk %d, batch %d (%s): %w", b.chunk.c, b.n, exampleIDs(exs, b.idx), err)
+	}
+	for k, i := range b.idx {
+		b.chunk.out.results[i] = out[k]
+	}
+	return nil
 }
 
 // exampleIDs names the examples exs[i] for i in idx by example_id and
@@ -254,33 +397,6 @@ func DecodeOptions(cfg configs.Config) inference.DecodeOptions {
 		beam = 0
 	}
 	return inference.DecodeOptions{Beam: beam, MaxLen: cfg.MaxLen, RepetitionPenalty: float32(cfg.RepetitionPenalty)}
-}
-
-// detachedPasses force-decodes every source of a chunk with the reference of
-// the example half a chunk away ("fully detached" pairs, Guerreiro et al.
-// 2023), so detectors can be scored on known hallucinations without labels.
-func (r *run) detachedPasses(model *inference.Model, exs []dataset.Example) ([]*inference.Pass, error) {
-	passes := make([]*inference.Pass, len(exs))
-	var srcs, refs []string
-	var at []int
-	for i, ex := range exs {
-		other := exs[detachedPartner(i, len(exs))]
-		if !other.HasReference {
-			continue
-		}
-		srcs, refs, at = append(srcs, ex.Source), append(refs, other.Reference), append(at, i)
-	}
-	for b := 0; b < len(at); b += r.cfg.BatchSize {
-		e := min(b+r.cfg.BatchSize, len(at))
-		out, err := model.Force(srcs[b:e], refs[b:e])
-		if err != nil {
-			return nil, fmt.Errorf("batch %d (%s): %w", b/r.cfg.BatchSize, exampleIDs(exs, at[b:e]), err)
-		}
-		for k := range out {
-			passes[at[b+k]] = &out[k]
-		}
-	}
-	return passes, nil
 }
 
 // detachedPartner is the example, half a chunk of n away, whose reference

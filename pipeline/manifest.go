@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"attnaudit/configs"
+	"attnaudit/inference"
 	"attnaudit/metrics"
 	"attnaudit/store"
 )
@@ -21,16 +22,19 @@ const ManifestName = "manifest.json"
 
 // Manifest is manifest.json: what a run was made from and how.
 type Manifest struct {
-	RunID      string           `json:"run_id"`
-	Created    time.Time        `json:"created"`
-	Tool       ToolInfo         `json:"tool"`
-	Provider   string           `json:"provider"`
-	Checkpoint CheckpointInfo   `json:"checkpoint"`
-	Dataset    DatasetInfo      `json:"dataset"`
-	Config     configs.Config   `json:"config"`
-	Shards     int              `json:"shards"`
-	Chunks     int              `json:"chunks"`
-	Stages     map[string]Stage `json:"stages"`
+	RunID    string    `json:"run_id"`
+	Created  time.Time `json:"created"`
+	Tool     ToolInfo  `json:"tool"`
+	Provider string    `json:"provider"`
+	// Parallelism is how each shard's infer stage spread over the CPU
+	// (threads, workers, intra-op threads), in shard order.
+	Parallelism []inference.Parallelism `json:"parallelism,omitempty"`
+	Checkpoint  CheckpointInfo          `json:"checkpoint"`
+	Dataset     DatasetInfo             `json:"dataset"`
+	Config      configs.Config          `json:"config"`
+	Shards      int                     `json:"shards"`
+	Chunks      int                     `json:"chunks"`
+	Stages      map[string]Stage        `json:"stages"`
 	// Parts are the infer stage's parts as committed (size, sha256, rows),
 	// which `attnaudit verify` and resuming check the files against.
 	// Runs made before they were recorded have none.

@@ -177,7 +177,7 @@ func OpenCheckpoint(dir string) (*inference.Checkpoint, string, error) {
 // batch size) are left out on purpose: the same run on CPU and GPU is the
 // same run.
 func runID(ckptHash, dataHash string, cfg configs.Config) string {
-	cfg.ORTLib, cfg.Provider, cfg.CUDADevice, cfg.Threads, cfg.BatchSize = "", "", 0, 0, 0
+	cfg.ORTLib, cfg.Provider, cfg.CUDADevice, cfg.Threads, cfg.Workers, cfg.BatchSize = "", "", 0, 0, 0, 0
 	// Later stages' settings do not change what infer writes; a change to
 	// them reruns those stages in the same folder (see stage).
 	cfg.Metrics, cfg.Report, cfg.Audit = metrics.Config{}, report.Options{}, configs.AuditConfig{}
@@ -217,20 +217,21 @@ func (r *run) chunkDone(c int) bool {
 // shardRecord is what one infer process left behind: which provider ran it
 // and how long it took. The manifest sums them.
 type shardRecord struct {
-	Shard      string    `json:"shard"`
-	Provider   string    `json:"provider"`
-	ORTVersion string    `json:"ort_version"`
-	ORTLibrary string    `json:"ort_library"`
-	Seconds    float64   `json:"seconds"`
-	Finished   time.Time `json:"finished"`
+	Shard       string                `json:"shard"`
+	Provider    string                `json:"provider"`
+	Parallelism inference.Parallelism `json:"parallelism"`
+	ORTVersion  string                `json:"ort_version"`
+	ORTLibrary  string                `json:"ort_library"`
+	Seconds     float64               `json:"seconds"`
+	Finished    time.Time             `json:"finished"`
 }
 
 func shardRecordName(s Shard) string {
 	return fmt.Sprintf(".infer-shard-%d-of-%d.json", s.Index, s.Count)
 }
 
-func (r *run) writeShardRecord(s Shard, provider string, took time.Duration) error {
-	rec := shardRecord{Shard: s.String(), Provider: provider, ORTVersion: inference.ORTVersion(),
+func (r *run) writeShardRecord(s Shard, model *inference.Model, took time.Duration) error {
+	rec := shardRecord{Shard: s.String(), Provider: model.Provider(), Parallelism: model.Parallelism(), ORTVersion: inference.ORTVersion(),
 		ORTLibrary: inference.ORTLibrary(), Seconds: took.Seconds(), Finished: time.Now().UTC()}
 	data, err := json.Marshal(rec)
 	if err != nil {
@@ -270,11 +271,16 @@ func (r *run) manifest(recs []shardRecord) *Manifest {
 			providers = append(providers, rec.Provider)
 		}
 	}
+	par := make([]inference.Parallelism, len(recs))
+	for i, rec := range recs {
+		par[i] = rec.Parallelism
+	}
 	m := &Manifest{
-		RunID:    r.id,
-		Created:  time.Now().UTC(),
-		Tool:     ToolInfo{GoVersion: runtime.Version(), ORTVersion: inference.ORTVersion(), ORTLibrary: inference.ORTLibrary()},
-		Provider: strings.Join(providers, "+"),
+		RunID:       r.id,
+		Created:     time.Now().UTC(),
+		Tool:        ToolInfo{GoVersion: runtime.Version(), ORTVersion: inference.ORTVersion(), ORTLibrary: inference.ORTLibrary()},
+		Provider:    strings.Join(providers, "+"),
+		Parallelism: par,
 		Checkpoint: CheckpointInfo{
 			Path: r.ckptPath, Hash: r.ckpt.Hash(), Meta: checkpointMeta(r.ckpt.MetaJSON()),
 		},

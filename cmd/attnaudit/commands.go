@@ -93,7 +93,7 @@ func setup(c *cli.Context, withRuntime bool) (pipeline.Env, configs.Config, erro
 	env := pipeline.Env{Log: os.Stderr, Progress: os.Stderr, Version: version, Stop: c.Context.Done()}
 	if withRuntime {
 		rt, err := inference.NewRuntime(inference.Options{
-			LibPath: cfg.ORTLib, Provider: cfg.Provider, CUDADevice: cfg.CUDADevice, IntraOpThreads: cfg.Threads,
+			LibPath: cfg.ORTLib, Provider: cfg.Provider, CUDADevice: cfg.CUDADevice, Threads: cfg.Threads, Workers: cfg.Workers,
 		})
 		if err != nil {
 			return pipeline.Env{}, configs.Config{}, err

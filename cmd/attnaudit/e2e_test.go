@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"attnaudit/inference"
 	"attnaudit/pipeline"
 	"attnaudit/store"
 )
@@ -223,24 +224,52 @@ func TestShardsEqualTheUnshardedRun(t *testing.T) {
 	sameDigest(t, "sharded run", runDigest(t, got), want)
 }
 
-// TestParallelWritersEqualOneWorker runs the same job with GOMAXPROCS=1
-// (one chunk written at a time, log-probs row by row) and GOMAXPROCS=16
-// (four chunks written while the next is translated, rows spread over
-// goroutines): the run folders must hold the same rows.
-func TestParallelWritersEqualOneWorker(t *testing.T) {
-	data := smallDataset(t, 24)
-	digests := map[string]map[string]string{}
-	for _, procs := range []string{"1", "16"} {
-		cmd := exec.Command(binary, runArgs("run", data, t.TempDir())...)
-		cmd.Env = append(os.Environ(), "GOMAXPROCS="+procs)
+// TestParallelWorkersEqualOneWorker runs the same job with one worker
+// (GOMAXPROCS=1: one thread, one chunk written at a time, log-probs row by
+// row), with sixteen (GOMAXPROCS=16: sixteen batches decoded at once from
+// several chunks, four chunks written while others are translated) and
+// with three workers of two intra-op threads each: the run folders must
+// hold the same rows, and each manifest the split it used.
+func TestParallelWorkersEqualOneWorker(t *testing.T) {
+	data := smallDataset(t, 40)
+	variants := []struct {
+		name  string
+		procs string
+		flags []string
+		want  inference.Parallelism
+	}{
+		{"one worker", "1", nil, inference.Parallelism{Threads: 1, Workers: 1, IntraOp: 1}},
+		{"sixteen workers", "16", nil, inference.Parallelism{Threads: 16, Workers: 16, IntraOp: 1}},
+		{"three workers × 2", "2", []string{"--threads", "6", "--workers", "3"}, inference.Parallelism{Threads: 6, Workers: 3, IntraOp: 2}},
+	}
+	var want map[string]string
+	for _, v := range variants {
+		// Chunks of 12 in batches of 3: four translation and four
+		// detached-pair batches per chunk, four chunks (the last short).
+		args := []string{"run", "--checkpoint", tinyCheckpoint, "--data", data, "--output-dir", t.TempDir(),
+			"--provider", "cpu", "--chunk-size", "12", "--batch-size", "3", "--max-len", "12"}
+		cmd := exec.Command(binary, append(args, v.flags...)...)
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+v.procs)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {
-			t.Fatalf("GOMAXPROCS=%s: %v\n%s", procs, err, stderr.String())
+			t.Fatalf("%s: %v\n%s", v.name, err, stderr.String())
 		}
-		digests[procs] = runDigest(t, strings.TrimSpace(stdout.String()))
+		dir := strings.TrimSpace(stdout.String())
+		m, err := pipeline.ReadManifest(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Parallelism) != 1 || m.Parallelism[0] != v.want {
+			t.Errorf("%s: manifest parallelism %+v, want [%+v]", v.name, m.Parallelism, v.want)
+		}
+		got := runDigest(t, dir)
+		if want == nil {
+			want = got
+			continue
+		}
+		sameDigest(t, v.name, got, want)
 	}
-	sameDigest(t, "GOMAXPROCS=16 run", digests["16"], digests["1"])
 }
 
 // TestAFakeMetricReachesEveryOutput builds attnaudit with the tag

@@ -23,7 +23,7 @@ type configFlag struct {
 // Groups of configuration keys, by what reads them. A command carries the
 // flags of the groups it uses (withConfigFlags).
 const (
-	groupRuntime   = "runtime"   // ONNX Runtime: ort_lib, provider, cuda_device, threads
+	groupRuntime   = "runtime"   // ONNX Runtime: ort_lib, provider, cuda_device, threads, workers
 	groupInference = "inference" // decoding and storage: batch_size … detached_pairs; they also name the run folder
 	groupMetrics   = "metrics"
 	groupReport    = "report"
@@ -32,7 +32,7 @@ const (
 
 // runtimeKeys are the top-level keys of groupRuntime; the other top-level
 // keys are groupInference, and nested keys belong to their section.
-var runtimeKeys = map[string]bool{"ort_lib": true, "provider": true, "cuda_device": true, "threads": true}
+var runtimeKeys = map[string]bool{"ort_lib": true, "provider": true, "cuda_device": true, "threads": true, "workers": true}
 
 // group is the group of a configuration key's path.
 func (cf configFlag) group() string {
