@@ -15,8 +15,8 @@ import (
 // busy on whole batches instead, so on the CPU the default is one worker
 // per thread. On CUDA the GPU does the arithmetic and one worker feeds it.
 type Parallelism struct {
-	Threads int `json:"threads"`   // CPU threads for inference in all
-	Workers int `json:"workers"`   // batches decoded at the same time
+	Threads int `json:"threads"`  // CPU threads for inference in all
+	Workers int `json:"workers"`  // batches decoded at the same time
 	IntraOp int `json:"intra_op"` // ONNX Runtime threads per call
 }
 
