@@ -8,6 +8,11 @@
 #   GPU_STEP=scale  bench/gpu-session.sh   attnaudit run --provider cuda on GPU_DATA
 #                                           (10,000 examples from ../shared/data/ko-en,
 #                                           made here by bench/koen_set.py)
+#   GPU_STEP=cores  bench/gpu-session.sh   the machine's CPUs: BENCH=scale bench/run.sh
+#                                           (attnaudit vs torch at 1..16 cores, metrics and
+#                                           report stages), then CPU profiles at every core;
+#                                           ONNX Runtime's CPU library from the machine's
+#                                           Python onnxruntime (ATTNAUDIT_ORT_LIB otherwise)
 #
 # Expects ONNX Runtime's GPU build in third_party/onnxruntime-gpu (`make
 # ort-gpu`), or, where the machine cannot download it, the parts made by
@@ -31,19 +36,21 @@ say() { echo "$*" | tee -a "$S"; }
 pack() { tar -czf "$OUT/session-$STEP.tar.gz" --exclude='*.parquet' --exclude='*.html' --exclude='*.png' -C "$W" . 2>/dev/null; }
 trap pack EXIT
 
-# ONNX Runtime's GPU build and the binaries.
+# ONNX Runtime's GPU build and the binaries (.zst with the parts' zstd, or
+# .xz, which Python's lzma reads where there is no zstd).
 GPUDIR=third_party/onnxruntime-gpu
-if [ ! -f "$GPUDIR/libonnxruntime.so.1" ]; then
+if [ "$STEP" != cores ] && [ ! -f "$GPUDIR/libonnxruntime.so.1" ]; then
 	[ -d .gpu-ort/parts ] && cp .gpu-ort/parts/* "$PARTS"/ 2>/dev/null
 	mkdir -p "$GPUDIR"
 	cat "$PARTS"/payload.tar.zst.part* | "$PARTS/zstd" -d -q --long=27 | tar -xf - -C "$GPUDIR" || { say "unpacking ORT failed"; exit 1; }
 	mv "$GPUDIR"/libonnxruntime.so.1.* "$GPUDIR/libonnxruntime.so.1"
 fi
-for b in attnaudit attncmp; do
-	[ -f "$STAGE/$b.zst" ] && "$PARTS/zstd" -d -q -f "$STAGE/$b.zst" -o "bin/$b" && chmod +x "bin/$b"
-done
 PY=python3
 [ -x /opt/torch/.venv/bin/python3 ] && PY=/opt/torch/.venv/bin/python3
+for b in attnaudit attncmp; do
+	[ -f "$STAGE/$b.zst" ] && "$PARTS/zstd" -d -q -f "$STAGE/$b.zst" -o "bin/$b" && chmod +x "bin/$b"
+	[ -f "$STAGE/$b.xz" ] && "$PY" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$STAGE/$b.xz" "bin/$b" && chmod +x "bin/$b"
+done
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$S"
 say "cores: $(nproc); python for torch: $PY"
 
@@ -112,4 +119,28 @@ if [ "$STEP" = scale ]; then
 	stages "$run/manifest.json" | tee -a "$S"
 	du -sh "$run" | tee -a "$S"
 	tail -5 "$W/run-scale.log" >>"$S"
+fi
+
+if [ "$STEP" = cores ]; then
+	if [ -z "${ATTNAUDIT_ORT_LIB:-}" ]; then
+		ATTNAUDIT_ORT_LIB=$("$PY" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so.1*")))[0])')
+		export ATTNAUDIT_ORT_LIB
+	fi
+	say "ONNX Runtime (CPU): $ATTNAUDIT_ORT_LIB; $(lscpu | grep -E '^Model name|^Thread|^Core|^Socket' | tr -s ' ' | tr '\n' ';')"
+	BENCH=scale BENCH_KEEP=1 BENCH_BIN=$PWD/bin/attnaudit BENCH_PYTHON=$PY BENCH_RESULTS="$W/RESULTS-cores.md" BENCH_WORK=$W/bench-cores \
+		timeout "${GPU_BENCH_SECONDS:-420}" bash bench/run.sh >"$W/cores-bench.log" 2>&1
+	say "BENCH=scale bench/run.sh: exit $?"
+	cp "$W/RESULTS-cores.md" "$OUT/" 2>/dev/null
+	grep '^|' "$W/RESULTS-cores.md" | tee -a "$S"
+	# Where the time goes at every core: infer (batch 64), metrics, report.
+	run=$(ls -d "$W"/bench-cores/scale-run/*/ 2>/dev/null | head -1)
+	n=$(nproc)
+	if [ -n "$run" ]; then
+		ATTNAUDIT_CPUPROFILE=$OUT/metrics-$n.pprof bin/attnaudit metrics --run "$run" >"$W/prof-metrics.log" 2>&1
+		ATTNAUDIT_CPUPROFILE=$OUT/report-$n.pprof bin/attnaudit report --run "$run" >"$W/prof-report.log" 2>&1
+		stages "$run/manifest.json" | tee -a "$S"
+	fi
+	ATTNAUDIT_CPUPROFILE=$OUT/infer-$n.pprof bin/attnaudit infer --provider cpu --batch-size 64 --detached-pairs=false \
+		--data "$W/bench-cores/scale-data.txt" --output-dir "$W/prof-infer" >"$W/prof-infer.log" 2>&1
+	stages "$(ls -d "$W"/prof-infer/*/ | head -1)/manifest.json" | tee -a "$S"
 fi

@@ -11,20 +11,25 @@
 #   rss        peak RSS of attnaudit run on 1,000 and 10,000 sentences (should stay flat)
 #   report     report.html's size and open time in headless Chromium (bench/pageopen) on
 #              runs of 198 and 1,000 examples, with the default selection and every example shown
+#   scale      sentences/s against cores (1, 2, 4, 8, 16, up to nproc; each command pinned to its
+#              cores with taskset): attnaudit infer (--threads k) vs bench/torch_infer.py --cached
+#              (--threads k) at batch 16 and 64 on BENCH_SCALE_N sentences (792), then the
+#              metrics and report stages of one run with GOMAXPROCS=k
 #
 #   BENCH=infer,visualize bench/run.sh   a subset (default: all)
 #   QUICK=1 bench/run.sh                 smoke test: fewer sentences, smaller runs
 # Environment knobs of bench/lib.sh: BENCH_PYTHON, BENCH_THREADS, BENCH_CHECKPOINT,
 # BENCH_WORK, BENCH_KEEP, BENCH_RESULTS; BENCH_INFER_N (sentences for infer, 128),
-# BENCH_RSS_NS (run sizes for rss, "1000 10000"), BENCH_FORCE_RSS=1 (no memory guard).
+# BENCH_RSS_NS (run sizes for rss, "1000 10000"), BENCH_FORCE_RSS=1 (no memory guard),
+# BENCH_SCALE_N (sentences for scale, 792), BENCH_SCALE_CORES (default "1 2 4 8 16" up to nproc).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 if [ "${QUICK:-0}" = 1 ]; then
-	MODE="QUICK smoke test" INFER_BS="1 16" INFER_N=16 RUN_N=100 RSS_NS="100 400" VIS_N=5 REPORT_NS="100"
+	MODE="QUICK smoke test" INFER_BS="1 16" INFER_N=16 RUN_N=100 RSS_NS="100 400" VIS_N=5 REPORT_NS="100" SCALE_N=64
 else
 	MODE="full" INFER_BS="1 16 64" INFER_N=${BENCH_INFER_N:-128} RUN_N=1000 RSS_NS=${BENCH_RSS_NS:-"1000 10000"} VIS_N=20
-	REPORT_NS=${BENCH_REPORT_NS:-"198 1000"}
+	REPORT_NS=${BENCH_REPORT_NS:-"198 1000"} SCALE_N=${BENCH_SCALE_N:-792}
 fi
 
 # run_data N OUT: a dataset of N examples, the demo set repeated (ids made
@@ -225,6 +230,92 @@ open(sys.argv[2], "w", encoding="utf-8").write(s)' "$WORK/report-$n-default.html
 	done
 }
 
+# scale_cores: the core counts to measure, 1 2 4 8 16 up to nproc, and nproc.
+scale_cores() {
+	local all k out=""
+	all=$(nproc)
+	for k in ${BENCH_SCALE_CORES:-1 2 4 8 16 $all}; do
+		[ "$k" -le "$all" ] && case " $out " in *" $k "*) ;; *) out="$out $k" ;; esac
+	done
+	echo $out
+}
+
+# pin K: the words that run a command on the first K cores (taskset), so
+# that every thread count is measured on that many cores; nothing where
+# there is no taskset.
+pin() { command -v taskset >/dev/null && echo "taskset -c 0-$(($1 - 1))"; }
+
+# bench_scale: throughput against cores, attnaudit and torch side by side
+# at each core count, then the metrics and report stages.
+bench_scale() {
+	local n=$SCALE_N data=$WORK/scale-data.txt cores bs k
+	cores=$(scale_cores)
+	first_n "$n" "$data"
+	emit ""
+	emit "### Core scaling: attnaudit infer vs PyTorch cached, $n sentences, cores: $cores"
+	emit ""
+	emit "Each command runs pinned to its first k cores (\`taskset -c 0-(k-1)\`$(command -v taskset >/dev/null || echo ': **not available here, unpinned**')) with \`--threads k\`: attnaudit \`infer --provider cpu --detached-pairs=false\` (its default split: k workers of one intra-op thread; seconds from manifest.json, model load included) and \`bench/torch_infer.py --cached --threads k\` (PyTorch eager, torch.set_num_threads(k); model load and a warm-up batch excluded). Greedy, contract 2 (\`$(basename "$CKPT")\`)."
+	emit ""
+	[ "$GO_OK" = 1 ] || { emit "Not measured: bin/attnaudit does not build."; return; }
+	emit "| batch | cores | attnaudit s | attnaudit sent/s | vs its 1 core | torch cached s | torch sent/s | torch vs its 1 core | attnaudit vs torch | ≥ 1x |"
+	emit "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :-: |"
+	for bs in 16 64; do
+		local go1="" t1=""
+		for k in $cores; do
+			local go_s="" t_s="" m r
+			if timed "scale-go-bs$bs-k$k" $(pin "$k") "$BIN" infer --checkpoint "$CKPT" --data "$data" --output-dir "$WORK/scale-go-bs$bs-k$k" \
+				--batch-size "$bs" --provider cpu --threads "$k" --detached-pairs=false; then
+				m=$(manifest_of "scale-go-bs$bs-k$k" "$WORK/scale-go-bs$bs-k$k")
+				go_s=$(stage_seconds "$m" infer)
+				GO_USED=$(jget "$m" "d.get('provider') + ', ' + str(d.get('parallelism')) + ', ONNX Runtime ' + d['tool'].get('ort_version', '?')")
+			else
+				fail_note "scale-go-bs$bs-k$k"
+			fi
+			rm -rf "$WORK/scale-go-bs$bs-k$k"
+			if timed "scale-torch-bs$bs-k$k" $(pin "$k") "$PY" bench/torch_infer.py --checkpoint "$CKPT" --data "$data" \
+				--batch-sizes "$bs" --device cpu --threads "$k" --cached; then
+				t_s=$(jget "$WORK/scale-torch-bs$bs-k$k.out" "d['runs'][0]['seconds']")
+			else
+				fail_note "scale-torch-bs$bs-k$k"
+			fi
+			[ "$k" = 1 ] && go1=$go_s t1=$t_s
+			r=$(ratio "${t_s:-0}" "${go_s:-0}")
+			emit "| $bs | $k | ${go_s:-—} | $(per_s "$n" "${go_s:-0}") | $(ratio "${go1:-0}" "${go_s:-0}") | ${t_s:-—} | $(per_s "$n" "${t_s:-0}") | $(ratio "${t1:-0}" "${t_s:-0}") | $r | $(meets "$r" 1) |"
+		done
+	done
+	emit ""
+	emit "attnaudit's split at $k cores (manifest.json): ${GO_USED:-?}. Targets (issue: a 16-core machine): attnaudit ≥ 1x torch at batch 16 and 64 with 16 threads; attnaudit at 16 cores ≥ 8x its 1-core figure."
+	bench_scale_stages "$cores"
+}
+
+# bench_scale_stages CORES: one run of the metrics data (demo set repeated,
+# with references and gold alignments, detached pairs on), then its metrics
+# and report stages again at each core count (GOMAXPROCS=k, pinned).
+bench_scale_stages() {
+	local cores=$1 data dir k base_m="" base_r=""
+	data=$(run_data "$SCALE_N" "$WORK/scale-run-data.txt")
+	emit ""
+	emit "### Core scaling of the metrics and report stages, $SCALE_N examples"
+	emit ""
+	if ! timed "scale-run" "$BIN" run --checkpoint "$CKPT" --data "$data" --output-dir "$WORK/scale-run" --provider cpu; then
+		fail_note scale-run
+		return
+	fi
+	dir=$(tail -n1 "$WORK/scale-run.out")
+	emit "\`attnaudit run\` on the demo set repeated to $SCALE_N examples (references, gold alignments, detached pairs), then \`attnaudit metrics --run\` and \`attnaudit report --run\` on that folder with GOMAXPROCS=k, pinned to k cores; seconds from manifest.json."
+	emit ""
+	emit "| cores | metrics s | vs 1 core | report s | vs 1 core |"
+	emit "| ---: | ---: | ---: | ---: | ---: |"
+	for k in $cores; do
+		local ms="" rs=""
+		GOMAXPROCS=$k timed "scale-metrics-k$k" $(pin "$k") "$BIN" metrics --run "$dir" && ms=$(stage_seconds "$dir/manifest.json" metrics)
+		GOMAXPROCS=$k timed "scale-report-k$k" $(pin "$k") "$BIN" report --run "$dir" && rs=$(stage_seconds "$dir/manifest.json" report)
+		[ "$k" = 1 ] && base_m=$ms base_r=$rs
+		emit "| $k | ${ms:-—} | $(ratio "${base_m:-0}" "${ms:-0}") | ${rs:-—} | $(ratio "${base_r:-0}" "${rs:-0}") |"
+	done
+	[ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$WORK/scale-run"
+}
+
 declare -A RSS_DONE WALL_DONE
 ensure_gnu_time
 pick_checkpoint
@@ -237,5 +328,6 @@ wants run && bench_run
 wants visualize && bench_visualize
 wants rss && bench_rss
 wants report && bench_report
+wants scale && bench_scale
 finish
 [ "$FAILED" = 0 ] && [ "$GO_OK" = 1 ]
