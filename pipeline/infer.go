@@ -406,6 +406,7 @@ func detachedPartner(i, n int) int { return (i + n/2) % n }
 // writeAttention writes an example's rows that sel keeps in the schema's
 // sort order: pass, then kind, then layer and head.
 func writeAttention(w *store.AttentionWriter, sel store.Selection, id int32, res inference.Result, detached *inference.Pass) error {
+	var rows []store.Attention
 	type passRows struct {
 		name string
 		pass *inference.Pass
@@ -436,15 +437,13 @@ func writeAttention(w *store.AttentionWriter, sel store.Selection, id int32, res
 					continue
 				}
 				for head, m := range heads {
-					row := store.Attention{ExampleID: id, Pass: p.name, Kind: k.kind, Layer: int16(layer), Head: int16(head), Weights: m}
-					if err := w.Write(row); err != nil {
-						return err
-					}
+					rows = append(rows, store.Attention{ExampleID: id, Pass: p.name, Kind: k.kind, Layer: int16(layer), Head: int16(head), Weights: m})
 				}
 			}
 		}
 	}
-	return nil
+	// One call: the writer rounds the example's rows on several goroutines.
+	return w.Write(rows...)
 }
 
 func exampleRow(ex dataset.Example, res inference.Result) store.Example {

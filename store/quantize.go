@@ -21,19 +21,25 @@ import (
 // Values outside [0, 1] and NaN are copied as they are; a row holding one
 // is only rounded to nearest.
 func quantizeRows(in, out []float32, cols int, step, maxErr float64) {
-	q := rowQuantizer{h: entropyTerms(step)}
+	q := quantizers.Get().(*rowQuantizer)
+	defer quantizers.Put(q)
+	q.h = entropyTerms(step)
 	for start := 0; start+cols <= len(in) && cols > 0; start += cols {
 		q.row(in[start:start+cols], out[start:start+cols], step, maxErr)
 	}
 }
+
+// quantizers keeps rowQuantizers and their buffers between matrices.
+var quantizers = sync.Pool{New: func() any { return new(rowQuantizer) }}
 
 type rowQuantizer struct {
 	h      []float64 // h(n·step) for n = 0 … 1/step
 	x      []float64 // value / step
 	n      []float64 // chosen multiple
 	lo, hi []bool    // whether n-1, n+1 are allowed
-	ups    []move    // buffers of candidates
+	ups    []move    // candidate moves up and down (downs sorted by entropy change)
 	downs  []move
+	used   []bool // moved in a pair already
 }
 
 type move struct {
@@ -128,44 +134,88 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr float64) {
 		sumN += dir
 	}
 	// Then pairs of moves, one up and one down, that keep the sum and
-	// bring the entropy error towards 0.
-	for range 8 {
-		if math.Abs(entErr) < 1e-5 { // a tenth of the 1e-4 kept
-			break
-		}
+	// bring the entropy error towards 0: each round takes the pair whose
+	// two entropy changes best cancel it. The candidates are sorted once;
+	// a value moved in a pair is not moved again (moving it back would
+	// undo the pair), so later rounds skip it.
+	if math.Abs(entErr) >= entropyGoal {
 		q.ups, q.downs = q.candidates(q.ups, k, 1), q.candidates(q.downs, k, -1)
-		ups, downs := q.ups, q.downs
-		best, bestUp, bestDown := math.Abs(entErr), -1, -1
-		for _, u := range ups {
-			// the down move whose delta is nearest −(entErr + u.delta)
-			want := -(entErr + u.delta)
-			i, _ := slices.BinarySearchFunc(downs, want, func(m move, w float64) int {
-				switch {
-				case m.delta < w:
-					return -1
-				case m.delta > w:
-					return 1
-				}
-				return 0
-			})
-			for _, c := range []int{i - 1, i} {
-				if c < 0 || c >= len(downs) || downs[c].j == u.j {
-					continue
-				}
-				if e := math.Abs(entErr + u.delta + downs[c].delta); e < best {
-					best, bestUp, bestDown = e, u.j, downs[c].j
-				}
+		slices.SortFunc(q.downs, byDelta)
+		q.used = resize(q.used, k)
+		clear(q.used)
+		for range 8 {
+			up, down, e := q.bestPair(entErr)
+			if up < 0 || e >= math.Abs(entErr) {
+				break
+			}
+			entErr += q.apply(up, 1)
+			entErr += q.apply(down, -1)
+			q.used[up], q.used[down] = true, true
+			if math.Abs(entErr) < entropyGoal {
+				break
 			}
 		}
-		if bestUp < 0 {
-			break
-		}
-		entErr += q.apply(bestUp, 1)
-		entErr += q.apply(bestDown, -1)
 	}
 	for j := range in {
 		out[j] = float32(q.n[j] * step)
 	}
+}
+
+// entropyGoal is where the pair moves stop: a tenth of the 1e-4 of
+// entropy that the fixed precision keeps.
+const entropyGoal = 1e-5
+
+// bestPair finds the unused up move and unused down move (of different
+// values) whose entropy changes bring entErr nearest 0, and that |error|;
+// up is -1 when there is no such pair.
+func (q *rowQuantizer) bestPair(entErr float64) (up, down int, best float64) {
+	up, down, best = -1, -1, math.Inf(1)
+	downs := q.downs
+	for _, u := range q.ups {
+		if q.used[u.j] {
+			continue
+		}
+		// the down moves whose delta is nearest −(entErr + u.delta): the
+		// nearest usable one on either side of where it would go
+		want := -(entErr + u.delta)
+		i, _ := slices.BinarySearchFunc(downs, want, func(m move, w float64) int {
+			switch {
+			case m.delta < w:
+				return -1
+			case m.delta > w:
+				return 1
+			}
+			return 0
+		})
+		for c := i - 1; c >= 0; c-- {
+			if d := downs[c]; !q.used[d.j] && d.j != u.j {
+				if e := math.Abs(entErr + u.delta + d.delta); e < best {
+					up, down, best = u.j, d.j, e
+				}
+				break
+			}
+		}
+		for c := i; c < len(downs); c++ {
+			if d := downs[c]; !q.used[d.j] && d.j != u.j {
+				if e := math.Abs(entErr + u.delta + d.delta); e < best {
+					up, down, best = u.j, d.j, e
+				}
+				break
+			}
+		}
+	}
+	return up, down, best
+}
+
+// byDelta orders moves by entropy change (never NaN: the terms are finite).
+func byDelta(a, b move) int {
+	switch {
+	case a.delta < b.delta:
+		return -1
+	case a.delta > b.delta:
+		return 1
+	}
+	return 0
 }
 
 // apply moves value j one multiple in dir and returns the change of the
@@ -178,7 +228,7 @@ func (q *rowQuantizer) apply(j int, dir float64) float64 {
 	return q.h[int(q.n[j])] - before
 }
 
-// candidates lists the allowed moves in dir, sorted by entropy change.
+// candidates lists the allowed moves in dir.
 func (q *rowQuantizer) candidates(out []move, k int, dir float64) []move {
 	out = out[:0]
 	for j := range k {
@@ -186,15 +236,6 @@ func (q *rowQuantizer) candidates(out []move, k int, dir float64) []move {
 			out = append(out, move{j, q.h[int(q.n[j]+dir)] - q.h[int(q.n[j])]})
 		}
 	}
-	slices.SortFunc(out, func(a, b move) int {
-		switch {
-		case a.delta < b.delta:
-			return -1
-		case a.delta > b.delta:
-			return 1
-		}
-		return 0
-	})
 	return out
 }
 

@@ -41,7 +41,11 @@ type column[T any] struct {
 	// columns: nobody filters on a weight.
 	encoding parquet.Encoding
 	appender func(b array.Builder) func(*T)
-	reader   func(a arrow.Array) func(i int, row *T)
+	// prepare, when set, turns a row's value into what is stored (attention
+	// weights rounded to the grid) before it is appended. It must touch
+	// only its row: Writer.Write prepares many rows on several goroutines.
+	prepare func(*T)
+	reader  func(a arrow.Array) func(i int, row *T)
 	// accepts reports whether a file's column type can be read; nil means
 	// exactly typ.
 	accepts func(arrow.DataType) bool
@@ -352,17 +356,11 @@ func passKindKey(id1 int32, p1, k1 string, l1, h1 int16, id2 int32, p2, k2 strin
 // and entropy. A matrix's rows are cols values each.
 func gridListCol[T any](name string, step, maxErr float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
 	c := float32ListCol(name, p)
-	c.appender = func(b array.Builder) func(*T) {
-		lb := b.(*array.ListBuilder)
-		vb := lb.ValueBuilder().(*array.Float32Builder)
-		var buf []float32
-		return func(r *T) {
-			lb.Append(true)
-			vals := *p(r)
-			buf = resize(buf, len(vals))
-			quantizeRows(vals, buf, cols(r), step, maxErr)
-			vb.AppendValues(buf, nil)
-		}
+	c.prepare = func(r *T) {
+		vals := *p(r)
+		out := make([]float32, len(vals))
+		quantizeRows(vals, out, cols(r), step, maxErr)
+		*p(r) = out
 	}
 	return c
 }

@@ -10,7 +10,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -62,6 +65,8 @@ type Writer[T any] struct {
 	tmp     string
 	builder *array.RecordBuilder
 	append  []func(*T)
+	prepare []func(*T) // the columns' prepare functions
+	scratch []T        // Write's copies of the rows it prepares
 	rgRows  int
 	rgBytes int64
 	pRows   int64
@@ -84,6 +89,11 @@ func newWriter[T any](dir string, s *schema[T], name func(int) string, cfg write
 		return nil, fmt.Errorf("%s writer: %s is not a folder", s.stem, dir)
 	}
 	w := &Writer[T]{s: s, dir: dir, name: name, cfg: cfg, partRows: partRows, partBytes: partBytes, arrow: s.arrowSchema()}
+	for _, c := range s.cols {
+		if c.prepare != nil {
+			w.prepare = append(w.prepare, c.prepare)
+		}
+	}
 	w.props = w.writerProperties()
 	return w, nil
 }
@@ -121,10 +131,20 @@ func (w *Writer[T]) writerProperties() *parquet.WriterProperties {
 	return parquet.NewWriterProperties(props...)
 }
 
-// Write appends rows, which must continue the file's sort order.
+// Write appends rows, which must continue the file's sort order. Each row
+// is first turned into what is stored (attention weights rounded to the
+// grid, into new slices: the rows passed are left as they are), on several
+// goroutines when there are many: rounding costs more than encoding, so
+// give the writer an example's rows in one call.
 func (w *Writer[T]) Write(rows ...T) error {
 	if w.err != nil {
 		return w.err
+	}
+	if len(w.prepare) > 0 {
+		w.scratch = append(w.scratch[:0], rows...)
+		rows = w.scratch
+		w.prepareRows(rows)
+		defer clear(w.scratch) // drop the references to the rounded copies
 	}
 	for i := range rows {
 		if err := w.write(&rows[i]); err != nil {
@@ -132,6 +152,39 @@ func (w *Writer[T]) Write(rows ...T) error {
 		}
 	}
 	return nil
+}
+
+// prepareRows runs the columns' prepare on every row, on up to GOMAXPROCS
+// goroutines, a few rows each.
+func (w *Writer[T]) prepareRows(rows []T) {
+	if len(w.prepare) == 0 {
+		return
+	}
+	const perGoroutine = 8
+	procs := min(runtime.GOMAXPROCS(0), (len(rows)+perGoroutine-1)/perGoroutine)
+	each := func(i int) {
+		for _, p := range w.prepare {
+			p(&rows[i])
+		}
+	}
+	if procs <= 1 {
+		for i := range rows {
+			each(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(rows); i = int(next.Add(1)) - 1 {
+				each(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func (w *Writer[T]) write(r *T) error {
