@@ -23,7 +23,7 @@ func scan[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) error)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", s.stem, err)
 	}
-	if ahead := readAhead(); len(paths) > 1 && ahead > 1 {
+	if ahead := readAhead(); ahead > 1 {
 		return scanAhead(paths, s, cfg, ahead, fn)
 	}
 	for _, p := range paths {
@@ -37,17 +37,58 @@ func scan[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) error)
 	return nil
 }
 
-// readAhead is how many parts are decoded at once: half the cores, from
-// one to eight.
+// readAhead is how many row groups are decoded at once: half the cores,
+// from one to eight.
 func readAhead() int { return max(1, min(8, runtime.GOMAXPROCS(0)/2)) }
 
-// scanAhead decodes up to ahead parts at once, each on its own goroutine
-// sending batches of rows (copies: readers clone what they read) over its
-// own channel, and hands the rows to fn part after part, so fn sees the
-// same order as a sequential scan. A part's channel holds a few batches,
-// which bounds memory. An error or ErrStop from fn stops every reader.
+// scanUnit is what one read-ahead goroutine decodes: a row group of a part
+// (group -1: the part could not be opened, err says why).
+type scanUnit struct {
+	path  string
+	group int
+	rows  int64
+	err   error
+}
+
+// scanUnits lists the row groups of every part in order, those that may
+// hold cfg.ids when it is set.
+func scanUnits(paths []string, cfg readerConfig) []scanUnit {
+	var units []scanUnit
+	for _, p := range paths {
+		func() {
+			var err error
+			defer func() {
+				if err != nil {
+					units = append(units, scanUnit{path: p, group: -1, err: err})
+				}
+			}()
+			defer recoverDamaged(p, &err)
+			rdr, oerr := file.OpenParquetFile(p, false, file.WithReadProps(parquet.NewReaderProperties(cfg.mem)))
+			if oerr != nil {
+				err = fmt.Errorf("reading %s: %w", p, oerr)
+				return
+			}
+			defer rdr.Close()
+			meta := rdr.MetaData()
+			for _, g := range rowGroups(meta, cfg.ids) {
+				units = append(units, scanUnit{path: p, group: g, rows: meta.RowGroup(g).NumRows()})
+			}
+		}()
+	}
+	return units
+}
+
+// scanAhead decodes up to ahead row groups at once, each on its own
+// goroutine sending batches of rows (copies: readers clone what they read)
+// over its own channel, and hands the rows to fn group after group, so fn
+// sees the same order as a sequential scan. A group's channel holds all
+// of its rows, so that the groups ahead are decoded while fn works through
+// the first (decoding is the slower side, and one part's groups would
+// otherwise be decoded one after another); a row group's size is bounded
+// (DefaultRowGroupBytes), which bounds memory to ahead of them. An error
+// or ErrStop from fn stops every reader.
 func scanAhead[T any](paths []string, s *schema[T], cfg readerConfig, ahead int, fn func(*T) error) error {
-	const batchRows, batches = 256, 4
+	const batchRows = 256
 	type part struct {
 		rows chan []T
 		err  error // set before rows is closed
@@ -60,14 +101,20 @@ func scanAhead[T any](paths []string, s *schema[T], cfg readerConfig, ahead int,
 		wg.Wait()
 	}()
 	errStopped := errors.New("scan stopped")
-	parts := make([]*part, len(paths))
+	units := scanUnits(paths, cfg)
+	parts := make([]*part, len(units))
 	start := func(i int) {
-		p := &part{rows: make(chan []T, batches)}
+		u := units[i]
+		p := &part{rows: make(chan []T, int(u.rows/batchRows)+2)}
 		parts[i] = p
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer close(p.rows)
+			if u.err != nil {
+				p.err = u.err
+				return
+			}
 			buf := make([]T, 0, batchRows)
 			send := func() error {
 				select {
@@ -78,7 +125,7 @@ func scanAhead[T any](paths []string, s *schema[T], cfg readerConfig, ahead int,
 					return errStopped
 				}
 			}
-			err := scanFile(paths[i], s, cfg, func(r *T) error {
+			err := scanGroups(u.path, s, cfg, []int{u.group}, func(r *T) error {
 				buf = append(buf, *r)
 				if len(buf) == batchRows {
 					return send()
@@ -91,10 +138,10 @@ func scanAhead[T any](paths []string, s *schema[T], cfg readerConfig, ahead int,
 			p.err = err
 		}()
 	}
-	for i := range min(ahead, len(paths)) {
+	for i := range min(ahead, len(units)) {
 		start(i)
 	}
-	for i := range paths {
+	for i := range units {
 		for batch := range parts[i].rows {
 			for k := range batch {
 				if err := fn(&batch[k]); err != nil {
@@ -109,14 +156,20 @@ func scanAhead[T any](paths []string, s *schema[T], cfg readerConfig, ahead int,
 			return err
 		}
 		parts[i] = nil
-		if next := i + ahead; next < len(paths) {
+		if next := i + ahead; next < len(units) {
 			start(next)
 		}
 	}
 	return nil
 }
 
-func scanFile[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) error) (err error) {
+func scanFile[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) error) error {
+	return scanGroups(path, s, cfg, nil, fn)
+}
+
+// scanGroups reads the given row groups of a part (nil: those that may
+// hold cfg.ids, or all).
+func scanGroups[T any](path string, s *schema[T], cfg readerConfig, groups []int, fn func(*T) error) (err error) {
 	defer recoverDamaged(path, &err)
 	rdr, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(cfg.mem)))
 	if err != nil {
@@ -134,7 +187,9 @@ func scanFile[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) er
 	if err := checkFileSchema(s, sc); err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)
 	}
-	groups := rowGroups(rdr.MetaData(), cfg.ids)
+	if groups == nil {
+		groups = rowGroups(rdr.MetaData(), cfg.ids)
+	}
 	if len(groups) == 0 {
 		return nil
 	}
