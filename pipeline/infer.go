@@ -268,7 +268,7 @@ type batchJob struct {
 }
 
 // newChunkJob cuts chunk c into batches: its examples sorted by source
-// length, then, when configured, their detached pairs: every source forced
+// length, longest batch first, then, when configured, their detached pairs: every source forced
 // with the reference of the example half a chunk away ("fully detached"
 // pairs, Guerreiro et al. 2023), so that detectors can be scored on known
 // hallucinations without labels.
@@ -284,9 +284,12 @@ func (r *run) newChunkJob(c int) *chunkJob {
 	sort.SliceStable(order, func(a, b int) bool {
 		return len(exs[order[a]].Source) < len(exs[order[b]].Source)
 	})
+	// Batches of the longest sources first: the workers finish together
+	// when the slowest batches are not left for last.
 	bs, opts := r.cfg.BatchSize, DecodeOptions(r.cfg)
-	for b := 0; b < len(order); b += bs {
-		cj.batches = append(cj.batches, &batchJob{chunk: cj, n: len(cj.batches), idx: order[b:min(b+bs, len(order))], opts: opts})
+	last := (len(order) - 1) / bs
+	for n := last; n >= 0; n-- {
+		cj.batches = append(cj.batches, &batchJob{chunk: cj, n: n, idx: order[n*bs : min((n+1)*bs, len(order))], opts: opts})
 	}
 	if r.cfg.DetachedPairs && len(exs) > 1 {
 		var at []int
