@@ -92,6 +92,13 @@ def small(config_cls, **kw):
     return config_cls(**base)
 
 
+def vocab_size(tok):
+    """Every id the tokenizer gives: M2M100's language tokens and its
+    "made-up words" come after its vocabulary, as in facebook/m2m100_418M."""
+    ids = list(tok.get_vocab().values()) + list(getattr(tok, "lang_token_to_id", {}).values())
+    return max(ids) + 1 + getattr(tok, "num_madeup_words", 0)
+
+
 def save(model, tokenizer, out, seed):
     torch.manual_seed(seed)
     model = model()
@@ -132,7 +139,7 @@ def build_m2m100(ko, en, out, work):
     with open(vocab_file, "w", encoding="utf-8") as f:
         json.dump(vocab, f, ensure_ascii=False)
     tok = M2M100Tokenizer(vocab_file, model_file, src_lang="ko", tgt_lang="en")
-    cfg = small(M2M100Config, vocab_size=len(tok), pad_token_id=1, bos_token_id=0, eos_token_id=2,
+    cfg = small(M2M100Config, vocab_size=vocab_size(tok), pad_token_id=1, bos_token_id=0, eos_token_id=2,
                 decoder_start_token_id=2, forced_eos_token_id=2, scale_embedding=True)
     save(lambda: M2M100ForConditionalGeneration(cfg), tok, out, 2)
 
@@ -145,7 +152,7 @@ def build_nllb(ko, en, out, work):
     slow = NllbTokenizer(model_file, src_lang="kor_Hang", tgt_lang="eng_Latn")
     slow.save_pretrained(os.path.join(work, "slow"))
     tok = NllbTokenizerFast.from_pretrained(os.path.join(work, "slow"), src_lang="kor_Hang", tgt_lang="eng_Latn")
-    cfg = small(M2M100Config, vocab_size=len(tok), pad_token_id=1, bos_token_id=0, eos_token_id=2,
+    cfg = small(M2M100Config, vocab_size=vocab_size(tok), pad_token_id=1, bos_token_id=0, eos_token_id=2,
                 decoder_start_token_id=2, forced_eos_token_id=2, scale_embedding=True)
     save(lambda: M2M100ForConditionalGeneration(cfg), tok, out, 3)
 
@@ -156,7 +163,7 @@ def build_mbart50(ko, en, out, work):
     slow = MBart50Tokenizer(model_file, src_lang="ko_KR", tgt_lang="en_XX")
     slow.save_pretrained(os.path.join(work, "slow"))
     tok = MBart50TokenizerFast.from_pretrained(os.path.join(work, "slow"), src_lang="ko_KR", tgt_lang="en_XX")
-    cfg = small(MBartConfig, vocab_size=len(tok), pad_token_id=1, bos_token_id=0, eos_token_id=2,
+    cfg = small(MBartConfig, vocab_size=vocab_size(tok), pad_token_id=1, bos_token_id=0, eos_token_id=2,
                 decoder_start_token_id=2, forced_eos_token_id=2, scale_embedding=True)
     save(lambda: MBartForConditionalGeneration(cfg), tok, out, 4)
 

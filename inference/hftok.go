@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"unicode"
 
 	"attnaudit/inference/hftokenizer"
 )
@@ -37,6 +39,9 @@ type HFTokenizerSpec struct {
 	TargetPrefix []int32 `json:"target_prefix"`
 	// Special ids are dropped when decoding (skip_special_tokens).
 	Special []int32 `json:"special_ids"`
+	// DecodeStrip strips the decoded text's leading and trailing white
+	// space, as MarianTokenizer and M2M100Tokenizer do.
+	DecodeStrip bool `json:"decode_strip"`
 }
 
 // tokenizerFiles are the files a spec names, in a fixed order.
@@ -85,7 +90,7 @@ func newHFTokenizer(spec *HFTokenizerSpec, files map[string][]byte) (*Tokenizer,
 			return nil, err
 		}
 	}
-	h := &hfCodec{src: src, tgt: tgt, unk: spec.UnkID}
+	h := &hfCodec{src: src, tgt: tgt, unk: spec.UnkID, strip: spec.DecodeStrip}
 	if spec.Vocab != "" {
 		if err := json.Unmarshal(files[spec.Vocab], &h.ids); err != nil {
 			return nil, fmt.Errorf("%s: %w", spec.Vocab, err)
@@ -124,9 +129,13 @@ func newHFTokenizer(spec *HFTokenizerSpec, files map[string][]byte) (*Tokenizer,
 	}
 	return &Tokenizer{
 		encodeSrc: h.encodeSource, encodeTgt: h.encodeTarget, decode: h.decode, pieces: h.pieces,
-		srcPrefix: spec.SourcePrefix, srcSuffix: spec.SourceSuffix, tgtPrefix: spec.TargetPrefix,
+		srcPrefix: spec.SourcePrefix, srcSuffix: spec.SourceSuffix, tgtPrefix: spec.TargetPrefix, hf: h,
 	}, nil
 }
+
+// pythonSpace is Python's str.isspace: Go's unicode.IsSpace and the
+// information separators U+001C to U+001F.
+func pythonSpace(r rune) bool { return unicode.IsSpace(r) || (r >= 0x1c && r <= 0x1f) }
 
 // hfCodec turns text into model ids through tokenizer.json files.
 type hfCodec struct {
@@ -135,10 +144,11 @@ type hfCodec struct {
 	pieces   []string         // model id → piece
 	unk      int32
 	special  map[int32]bool
+	strip    bool
 }
 
 func (h *hfCodec) encode(t *hftokenizer.Tokenizer, s string) ([]int32, []string) {
-	raw, pieces, err := t.Encode(s)
+	raw, pieces, err := t.Encode(strings.ToValidUTF8(s, "\uFFFD"))
 	if err != nil {
 		// Only invalid UTF-8 fails, and dataset readers reject it first.
 		return []int32{h.unk}, []string{h.pieces[h.unk]}
@@ -178,6 +188,9 @@ func (h *hfCodec) decode(ids []int32) string {
 	s, err := h.tgt.DecodePieces(pieces)
 	if err != nil {
 		return "\uFFFD"
+	}
+	if h.strip {
+		s = strings.TrimFunc(s, pythonSpace)
 	}
 	return s
 }

@@ -23,6 +23,7 @@ type Tokenizer struct {
 	// Special ids the model's tokenizer puts around a source and before a
 	// target (the target's EOS is predicted, not given).
 	srcPrefix, srcSuffix, tgtPrefix []int32
+	hf                              *hfCodec // nil for the SentencePiece model
 }
 
 // NewTokenizer reads a SentencePiece model; name is used in errors.
