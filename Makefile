@@ -7,6 +7,9 @@
 #   make bench   benchmarks, written to bench/RESULTS.md
 #   make convert-checkpoints  re-export the shipped checkpoints in CONTRACT (default 2), same weights
 #   make bench-storage  attention storage precisions on the demo run, against float32
+#   make tokenizers  the Rust tokenizers library the Go side links (cargo, crates pinned in Cargo.lock)
+#   make hf-env  the pinned transformers environment export_hf.py runs in (third_party/hf)
+#   make export-hf MODEL=DIR OUT=DIR [SRC_LANG=ko TGT_LANG=en]  a Hugging Face checkpoint to contract 2
 ORT_VERSION := 1.30.0
 ORT_DIR     := third_party/onnxruntime
 ORT_LIB     := $(ORT_DIR)/libonnxruntime.so.1
@@ -30,7 +33,7 @@ PYARROW_VERSION := 25.0.1
 PYARROW_ENV     := third_party/pyarrow
 PYARROW_PY      := $(PYARROW_ENV)/bin/python
 
-.PHONY: all build ort ort-gpu setup demo test test-go bench bench-storage validity
+.PHONY: all build ort ort-gpu setup demo test test-go bench bench-storage validity tokenizers hf-env export-hf hf-tiny
 all: build
 
 setup: ort
@@ -39,7 +42,43 @@ setup: ort
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	cd store/testdata/duckdb && npm ci --silent --no-audit --no-fund
-	$(MAKE) $(PYARROW_PY)
+	$(MAKE) $(PYARROW_PY) $(HF_PY)
+
+# Hugging Face tokenizers: the tokenizers crate behind a small C interface
+# (inference/hftokenizer/ffi), a static library linked into the binary.
+TOKENIZERS_LIB := third_party/tokenizers/target/release/libattnaudit_tokenizers.a
+TOKENIZERS_SRC := $(wildcard inference/hftokenizer/ffi/src/*.rs) inference/hftokenizer/ffi/Cargo.toml inference/hftokenizer/ffi/Cargo.lock
+tokenizers: $(TOKENIZERS_LIB)
+$(TOKENIZERS_LIB): $(TOKENIZERS_SRC)
+	cargo build --release --locked --quiet --manifest-path inference/hftokenizer/ffi/Cargo.toml --target-dir third_party/tokenizers/target
+	@touch $@
+
+# export_hf.py's environment: Debian's torch 1.13 and onnx, plus the pinned
+# packages of export/requirements-hf.txt.
+HF_ENV := third_party/hf
+HF_PY  := $(HF_ENV)/bin/python
+hf-env: $(HF_PY)
+$(HF_PY): export/requirements-hf.txt
+	rm -rf $(HF_ENV) && /usr/bin/python3 -m venv --system-site-packages $(HF_ENV)
+	$(HF_PY) -m pip install -q --disable-pip-version-check --no-deps -r export/requirements-hf.txt
+
+SRC_LANG ?= ko
+TGT_LANG ?= en
+export-hf: $(HF_PY)
+	@test -n "$(MODEL)" -a -n "$(OUT)" || { echo "usage: make export-hf MODEL=DIR OUT=DIR [SRC_LANG=ko TGT_LANG=en]" >&2; exit 2; }
+	cd export && $(abspath $(HF_PY)) export_hf.py $(abspath $(MODEL)) $(abspath $(OUT)) --src-lang $(SRC_LANG) --tgt-lang $(TGT_LANG)
+
+# Tiny random Marian, M2M100, NLLB and mBART-50 checkpoints with tokenizers
+# trained on the ko-en data, exported, for the Go tests (inference/hf_test.go).
+HF_TINY := .work/hf-tiny
+hf-tiny: $(HF_TINY)/.done
+$(HF_TINY)/.done: $(HF_PY) export/hf_tiny.py export/export_hf.py export/hf_tokenizer.py
+	rm -rf $(HF_TINY) && mkdir -p $(HF_TINY)
+	cd export && $(abspath $(HF_PY)) hf_tiny.py --data $(abspath $(KO_EN_DATA)) --out $(abspath $(HF_TINY))/models
+	for f in marian m2m100 nllb mbart50; do \
+		(cd export && $(abspath $(HF_PY)) export_hf.py $(abspath $(HF_TINY))/models/$$f $(abspath $(HF_TINY))/export/$$f) || exit 1; \
+	done
+	touch $@
 
 $(PYARROW_PY):
 	rm -rf $(PYARROW_ENV) && $(PYTHON) -m venv $(PYARROW_ENV)
@@ -74,7 +113,7 @@ $(ORT_GPU_LIB):
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-build: ort
+build: ort $(TOKENIZERS_LIB)
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/attnaudit ./cmd/attnaudit
 
 demo: build
@@ -83,9 +122,9 @@ demo: build
 test: test-go test-python
 
 # Tests use the CPU build even where a GPU build is present.
-test-go: ort
+test-go: ort $(TOKENIZERS_LIB) hf-tiny
 	go vet ./...
-	ATTNAUDIT_ORT_LIB=$(CURDIR)/$(ORT_LIB) $(if $(wildcard $(PYARROW_PY)),ATTNAUDIT_PYARROW_PYTHON=$(CURDIR)/$(PYARROW_PY)) go test ./...
+	ATTNAUDIT_ORT_LIB=$(CURDIR)/$(ORT_LIB) ATTNAUDIT_HF_TINY=$(CURDIR)/$(HF_TINY) ATTNAUDIT_HF_PYTHON=$(CURDIR)/$(HF_PY) $(if $(wildcard $(PYARROW_PY)),ATTNAUDIT_PYARROW_PYTHON=$(CURDIR)/$(PYARROW_PY)) go test ./...
 
 # Side-by-side ratios against the seed's PyTorch way, appended to bench/RESULTS.md.
 # BENCH=infer,run,visualize,rss picks a subset; QUICK=1 is a smoke test;

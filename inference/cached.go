@@ -323,7 +323,9 @@ func (m *Model) greedyCached(e *encoded, maxLen []int, penalty float32) ([]track
 		for r, i := range active {
 			row := out.logits[r*v : (r+1)*v]
 			y := eos
-			if len(tracks[i].toks) < maxLen[i]-1 {
+			if f := m.ck.meta.ForcedBosID; f != nil && len(tracks[i].toks) == 0 {
+				y = *f // generation_config's forced_bos_token_id: the target language
+			} else if len(tracks[i].toks) < maxLen[i]-1 {
 				adj := m.scratch(row)
 				m.adjust(adj, tracks[i].toks, penalty)
 				y = argmax(adj)
@@ -382,6 +384,12 @@ func (m *Model) beamCached(e *encoded, maxLen []int, k int, penalty float32) ([]
 					ended := h.extend(rowsOf[b], eos, eos, float32(float64(row[eos])-rawLSE))
 					ended.score = (h.score + float64(adj[eos]) - lse) / float64(len(h.toks)+1)
 					st.done = append(st.done, ended)
+					continue
+				}
+				if f := m.ck.meta.ForcedBosID; f != nil && len(h.toks) == 0 {
+					// Forced as Hugging Face forces it: every other token's
+					// logit is -inf, so the forced one costs nothing.
+					cands = append(cands, candidate{h.score, b, *f, float32(float64(row[*f]) - rawLSE)})
 					continue
 				}
 				top = topK(top[:0], adj, 2*k)

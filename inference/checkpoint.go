@@ -70,8 +70,11 @@ type Meta struct {
 	// decoder_start_token_id; nil means bos_id).
 	DecoderStartID *int32 `json:"decoder_start_token_id"`
 	// ForcedBosID is a token forced as the first output (a language
-	// token); nil when none. Not supported yet.
-	ForcedBosID *int32                     `json:"forced_bos_token_id"`
+	// token); nil when none. Contract 2 only.
+	ForcedBosID *int32 `json:"forced_bos_token_id"`
+	// SuppressIDs are never generated (Hugging Face's single-token
+	// bad_words_ids and suppress_tokens); nil means pad_id and bos_id.
+	SuppressIDs *[]int32                   `json:"suppress_token_ids"`
 	Extra       map[string]json.RawMessage `json:"-"`
 }
 
@@ -97,6 +100,7 @@ type Checkpoint struct {
 	tok     *Tokenizer
 	hash    string
 	sizes   map[string]int
+	files   []string    // the contract's files, checkpoint.json first
 	io      *contractIO // nil until inspected with ONNX Runtime
 }
 
@@ -145,21 +149,47 @@ func OpenCheckpoint(fsys fs.FS, dir string) (*Checkpoint, error) {
 		return nil, fmt.Errorf("%s: %w", MetaFile, err)
 	}
 	names := contractFiles[ck.meta.Contract]
+	spec, err := hfTokenizerSpec(ck.meta.Extra["tokenizer"])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", MetaFile, err)
+	}
+	if spec != nil {
+		if ck.meta.Contract != 2 {
+			return nil, fmt.Errorf("%s: a Hugging Face tokenizer needs contract 2", MetaFile)
+		}
+		names = slices.Concat(slices.DeleteFunc(slices.Clone(names), func(f string) bool { return f == TokenizerFile }), spec.files())
+	}
 	for _, f := range names[1:] {
 		if err := read(f, names); err != nil {
 			return nil, fmt.Errorf("contract %d: %w", ck.meta.Contract, err)
 		}
 	}
-	tok, err := NewTokenizer(TokenizerFile, files[TokenizerFile])
+	ck.files = names
+	var tok *Tokenizer
+	tokName := TokenizerFile
+	if spec != nil {
+		tokName = spec.Source
+		tok, err = newHFTokenizer(spec, files)
+	} else {
+		tok, err = NewTokenizer(TokenizerFile, files[TokenizerFile])
+		if err == nil {
+			tok.srcSuffix = []int32{ck.meta.EosID}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	for _, s := range []struct {
 		name string
-		id   int32
-	}{{"bos_id", ck.meta.BosID}, {"eos_id", ck.meta.EosID}, {"pad_id", ck.meta.PadID}} {
-		if int(s.id) >= tok.VocabSize() {
-			return nil, fmt.Errorf("%s: %s %d is outside %s's %d pieces", MetaFile, s.name, s.id, TokenizerFile, tok.VocabSize())
+		id   *int32
+	}{{"bos_id", &ck.meta.BosID}, {"eos_id", &ck.meta.EosID}, {"pad_id", &ck.meta.PadID}, {"decoder_start_token_id", ck.meta.DecoderStartID}, {"forced_bos_token_id", ck.meta.ForcedBosID}} {
+		if s.id != nil && int(*s.id) >= tok.VocabSize() {
+			return nil, fmt.Errorf("%s: %s %d is outside %s's %d pieces", MetaFile, s.name, *s.id, tokName, tok.VocabSize())
+		}
+	}
+	for _, id := range ck.suppressed() {
+		if int(id) >= tok.VocabSize() {
+			return nil, fmt.Errorf("%s: suppress_token_ids: %d is outside %s's %d pieces", MetaFile, id, tokName, tok.VocabSize())
 		}
 	}
 	ck.tok = tok
@@ -193,8 +223,11 @@ func (ck *Checkpoint) parseMeta(b []byte) error {
 	if _, ok := contractFiles[ck.meta.Contract]; !ok {
 		return fmt.Errorf("contract %d: this attnaudit reads contracts 1 to %d", ck.meta.Contract, ContractVersion)
 	}
-	if ck.meta.ForcedBosID != nil {
-		return fmt.Errorf("forced_bos_token_id %d: forcing the first output token is not supported yet (set it to null)", *ck.meta.ForcedBosID)
+	if ck.meta.ForcedBosID != nil && ck.meta.Contract == 1 {
+		return fmt.Errorf("forced_bos_token_id %d: forcing the first output token needs contract 2 (set it to null)", *ck.meta.ForcedBosID)
+	}
+	if ck.meta.ForcedBosID != nil && *ck.meta.ForcedBosID < 0 {
+		return fmt.Errorf("forced_bos_token_id %d is negative", *ck.meta.ForcedBosID)
 	}
 	if ck.meta.DecoderStartID != nil && *ck.meta.DecoderStartID < 0 {
 		return fmt.Errorf("decoder_start_token_id %d is negative", *ck.meta.DecoderStartID)
@@ -207,13 +240,20 @@ func (ck *Checkpoint) parseMeta(b []byte) error {
 			return fmt.Errorf("%s %d is negative", s.name, s.id)
 		}
 	}
+	if ck.meta.SuppressIDs != nil {
+		for _, id := range *ck.meta.SuppressIDs {
+			if id < 0 {
+				return fmt.Errorf("suppress_token_ids: %d is negative", id)
+			}
+		}
+	}
 	if ck.meta.MaxPositions < 0 {
 		return fmt.Errorf("max_positions %d is negative", ck.meta.MaxPositions)
 	}
 	known := map[string]bool{}
 	for _, f := range []string{"contract", "name", "epoch", "step", "bos_id", "eos_id", "pad_id",
 		"src_lang", "tgt_lang", "train_loss", "valid_loss", "max_positions",
-		"decoder_start_token_id", "forced_bos_token_id"} {
+		"decoder_start_token_id", "forced_bos_token_id", "suppress_token_ids"} {
 		known[f] = true
 	}
 	ck.meta.Extra = map[string]json.RawMessage{}
@@ -245,6 +285,23 @@ func hashFiles(files map[string][]byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// hfTokenizerSpec reads checkpoint.json's "tokenizer": nil for the
+// SentencePiece tokenizer.model (absent, or a file name), the spec when it
+// is an object.
+func hfTokenizerSpec(raw json.RawMessage) (*HFTokenizerSpec, error) {
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, nil
+	}
+	var spec HFTokenizerSpec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	if err := spec.check(); err != nil {
+		return nil, err
+	}
+	return &spec, nil
+}
+
 // decoderStart is the decoder's first input: decoder_start_token_id, else
 // bos_id.
 func (ck *Checkpoint) decoderStart() int32 {
@@ -252,6 +309,15 @@ func (ck *Checkpoint) decoderStart() int32 {
 		return *ck.meta.DecoderStartID
 	}
 	return ck.meta.BosID
+}
+
+// suppressed are the ids search never picks (checkpoint.json's
+// suppress_token_ids; by default padding and BOS).
+func (ck *Checkpoint) suppressed() []int32 {
+	if ck.meta.SuppressIDs != nil {
+		return *ck.meta.SuppressIDs
+	}
+	return []int32{ck.meta.PadID, ck.meta.BosID}
 }
 
 // Contract is the checkpoint contract of the folder (checkpoint.json's
@@ -361,7 +427,7 @@ func (ck *Checkpoint) inspect() error {
 		return err
 	}
 	if c.vocab < ck.tok.VocabSize() {
-		return fmt.Errorf("%s: output %s has %d classes but %s has %d pieces", decFile, TensorLogits, c.vocab, TokenizerFile, ck.tok.VocabSize())
+		return fmt.Errorf("%s: output %s has %d classes but the tokenizer has %d pieces", decFile, TensorLogits, c.vocab, ck.tok.VocabSize())
 	}
 	ck.io = c
 	return nil
@@ -523,7 +589,7 @@ func (ck *Checkpoint) Describe(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "checkpoint  %s (contract %d)\n", ck.meta.Name, ck.meta.Contract)
 	fmt.Fprintf(&b, "hash        %s\n", ck.hash)
-	for _, f := range contractFiles[ck.meta.Contract] {
+	for _, f := range ck.files {
 		fmt.Fprintf(&b, "file        %-30s %9d bytes\n", f, ck.sizes[f])
 	}
 	encFile, decFile, pastFile := c.files()
@@ -557,7 +623,11 @@ func (ck *Checkpoint) Describe(w io.Writer) error {
 	m := ck.meta
 	fmt.Fprintf(&b, "special ids bos %d %s, eos %d %s, pad %d %s\n", m.BosID, ck.tok.Piece(m.BosID), m.EosID, ck.tok.Piece(m.EosID), m.PadID, ck.tok.Piece(m.PadID))
 	if c.contract == 2 {
-		fmt.Fprintf(&b, "decoder start %d %s (forced first token: none)\n", ck.decoderStart(), ck.tok.Piece(ck.decoderStart()))
+		forced := "none"
+		if f := ck.meta.ForcedBosID; f != nil {
+			forced = fmt.Sprintf("%d %s", *f, ck.tok.Piece(*f))
+		}
+		fmt.Fprintf(&b, "decoder start %d %s (forced first token: %s)\n", ck.decoderStart(), ck.tok.Piece(ck.decoderStart()), forced)
 	}
 	if n := ck.MaxSourceTokens(); n > 0 {
 		fmt.Fprintf(&b, "max source  %d tokens\n", n)

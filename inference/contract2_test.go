@@ -291,9 +291,20 @@ func TestContract2Meta(t *testing.T) {
 	for k, v := range base {
 		fsys[k] = v
 	}
+	for _, c := range []struct{ old, new, want string }{
+		{`"forced_bos_token_id": null`, `"forced_bos_token_id": 99999`, "forced_bos_token_id 99999 is outside"},
+		{`"forced_bos_token_id": null`, `"forced_bos_token_id": -1`, "forced_bos_token_id -1 is negative"},
+		{`"forced_bos_token_id": null`, `"forced_bos_token_id": 7, "contract": 1`, "needs contract 2"},
+		{`"forced_bos_token_id": null`, `"forced_bos_token_id": null, "suppress_token_ids": [99999]`, "suppress_token_ids: 99999 is outside"},
+	} {
+		fsys["ck/"+MetaFile] = &fstest.MapFile{Data: []byte(strings.Replace(string(meta), c.old, c.new, 1))}
+		if _, err := OpenCheckpoint(fsys, "ck"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error saying %q", c.new, err, c.want)
+		}
+	}
 	fsys["ck/"+MetaFile] = &fstest.MapFile{Data: []byte(strings.Replace(string(meta), `"forced_bos_token_id": null`, `"forced_bos_token_id": 7`, 1))}
-	if _, err := OpenCheckpoint(fsys, "ck"); err == nil || !strings.Contains(err.Error(), "forced_bos_token_id 7") {
-		t.Errorf("forced BOS: %v", err)
+	if _, err := OpenCheckpoint(fsys, "ck"); err != nil {
+		t.Errorf("forced BOS in contract 2: %v", err)
 	}
 	fsys["ck/"+MetaFile] = &fstest.MapFile{Data: []byte(strings.Replace(string(meta), `"contract": 2`, `"contract": 3`, 1))}
 	if _, err := OpenCheckpoint(fsys, "ck"); err == nil || !strings.Contains(err.Error(), "contract 3") {

@@ -153,7 +153,7 @@ func (m *Model) TranslateBatch(reqs []Request, opts DecodeOptions) ([]Result, er
 	}
 	for i, r := range reqs {
 		if r.HasReference {
-			ids, _ := m.tok.Encode(r.Reference)
+			ids := m.tok.Target(r.Reference)
 			if err := m.checkTarget(i, "reference", ids); err != nil {
 				return nil, err
 			}
@@ -198,7 +198,7 @@ func (m *Model) Force(sources, targets []string) ([]Pass, error) {
 	tgt := make([][]int32, len(targets))
 	for i, t := range targets {
 		rowReq[i] = i
-		tgt[i], _ = m.tok.Encode(t)
+		tgt[i] = m.tok.Target(t)
 		if err := m.checkTarget(i, "target", tgt[i]); err != nil {
 			return nil, err
 		}
@@ -213,13 +213,10 @@ func (m *Model) Force(sources, targets []string) ([]Pass, error) {
 func (m *Model) tokenizeSources(srcs []string) ([][]int32, [][]string, error) {
 	ids := make([][]int32, len(srcs))
 	pieces := make([][]string, len(srcs))
-	eos := m.ck.meta.EosID
 	for i, s := range srcs {
-		ids[i], pieces[i] = m.tok.Encode(s)
-		ids[i] = append(ids[i], eos)
-		pieces[i] = append(pieces[i], m.tok.Piece(eos))
+		ids[i], pieces[i] = m.tok.Source(s)
 		if p := m.ck.meta.MaxPositions; p > 0 && len(ids[i]) > p {
-			return nil, nil, fmt.Errorf("request %d: the source has %d tokens with EOS; the model takes at most %d", i, len(ids[i]), p)
+			return nil, nil, fmt.Errorf("request %d: the source has %d tokens with its special tokens; the model takes at most %d", i, len(ids[i]), p)
 		}
 	}
 	return ids, pieces, nil
@@ -358,8 +355,9 @@ func (m *Model) prefixes(seqs [][]int32, t int) []int64 {
 // are never generated, and tokens of prev get the repetition penalty once
 // each.
 func (m *Model) adjust(row []float32, prev []int32, penalty float32) {
-	row[m.ck.meta.PadID] = float32(math.Inf(-1))
-	row[m.ck.meta.BosID] = float32(math.Inf(-1))
+	for _, id := range m.ck.suppressed() {
+		row[id] = float32(math.Inf(-1))
+	}
 	if penalty == 1 || len(prev) == 0 {
 		return
 	}

@@ -3,23 +3,32 @@ package inference
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	sentencepiece "github.com/eliben/go-sentencepiece"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Tokenizer is a SentencePiece model: BPE, identity normalisation, no dummy
-// prefix, no whitespace removal (DEVELOPERS.md). With those settings its
-// encoding equals the SentencePiece library's; models with other settings
-// are rejected when loaded, since they would tokenise differently from the
-// way the model was trained.
+// Tokenizer turns source and target text into the model's ids and back.
+// It is either the reference models' SentencePiece model (NewTokenizer;
+// BPE, identity normalisation, no dummy prefix, no whitespace removal:
+// DEVELOPERS.md), whose encoding equals the SentencePiece library's, or a
+// Hugging Face checkpoint's own tokenizer (checkpoint.json's "tokenizer"
+// object, hftok.go), equal to the model's transformers tokenizer.
 type Tokenizer struct {
-	proc   *sentencepiece.Processor
-	pieces []string
+	encodeSrc, encodeTgt func(string) ([]int32, []string) // text only, no special ids
+	decode               func([]int32) string
+	pieces               []string // id → piece
+	// Special ids the model's tokenizer puts around a source and before a
+	// target (the target's EOS is predicted, not given).
+	srcPrefix, srcSuffix, tgtPrefix []int32
+	hf                              *hfCodec // nil for the SentencePiece model
 }
 
 // NewTokenizer reads a SentencePiece model; name is used in errors.
+// Models with settings other than DEVELOPERS.md's are rejected, since they
+// would tokenise differently from the way the model was trained.
 func NewTokenizer(name string, model []byte) (*Tokenizer, error) {
 	pieces, err := checkSentencePiece(model)
 	if err != nil {
@@ -29,42 +38,77 @@ func NewTokenizer(name string, model []byte) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return &Tokenizer{proc: proc, pieces: pieces}, nil
+	encode := func(s string) ([]int32, []string) {
+		toks := proc.Encode(s)
+		ids := make([]int32, len(toks))
+		ps := make([]string, len(toks))
+		for i, tok := range toks {
+			ids[i] = int32(tok.ID)
+			ps[i] = pieces[tok.ID]
+		}
+		return ids, ps
+	}
+	decode := func(ids []int32) string {
+		in := make([]int, 0, len(ids))
+		var sb strings.Builder
+		for _, id := range ids {
+			if id < 0 || int(id) >= len(pieces) {
+				sb.WriteString(proc.Decode(in))
+				sb.WriteRune('\uFFFD')
+				in = in[:0]
+				continue
+			}
+			in = append(in, int(id))
+		}
+		sb.WriteString(proc.Decode(in))
+		return sb.String()
+	}
+	return &Tokenizer{encodeSrc: encode, encodeTgt: encode, decode: decode, pieces: pieces}, nil
 }
 
-// Encode splits s into pieces and their ids, as spm_encode does.
-func (t *Tokenizer) Encode(s string) (ids []int32, pieces []string) {
-	toks := t.proc.Encode(s)
-	ids = make([]int32, len(toks))
-	pieces = make([]string, len(toks))
-	for i, tok := range toks {
-		ids[i] = int32(tok.ID)
-		pieces[i] = t.pieces[tok.ID]
-	}
+// Encode splits source text s into pieces and their ids, without special
+// ids (for the SentencePiece model: as spm_encode does).
+func (t *Tokenizer) Encode(s string) (ids []int32, pieces []string) { return t.encodeSrc(s) }
+
+// Count is the number of pieces of s (Encode's).
+func (t *Tokenizer) Count(s string) int {
+	ids, _ := t.encodeSrc(s)
+	return len(ids)
+}
+
+// Source is what the encoder reads for s: the special prefix, s's pieces,
+// the special suffix (EOS).
+func (t *Tokenizer) Source(s string) (ids []int32, pieces []string) {
+	ids, pieces = t.encodeSrc(s)
+	ids = slices.Concat(t.srcPrefix, ids, t.srcSuffix)
+	pieces = slices.Concat(t.Pieces(t.srcPrefix), pieces, t.Pieces(t.srcSuffix))
 	return ids, pieces
 }
 
-// Count is the number of pieces of s.
-func (t *Tokenizer) Count(s string) int { return len(t.proc.Encode(s)) }
-
-// Decode turns ids back into text as spm_decode does: control ids (BOS, EOS,
-// padding) give nothing, byte pieces are joined into UTF-8. Ids outside the
-// vocabulary give U+FFFD.
-func (t *Tokenizer) Decode(ids []int32) string {
-	in := make([]int, 0, len(ids))
-	var sb strings.Builder
-	for _, id := range ids {
-		if id < 0 || int(id) >= len(t.pieces) {
-			sb.WriteString(t.proc.Decode(in))
-			sb.WriteRune('\uFFFD')
-			in = in[:0]
-			continue
-		}
-		in = append(in, int(id))
-	}
-	sb.WriteString(t.proc.Decode(in))
-	return sb.String()
+// Target is the target tokens of s that the decoder is forced with: the
+// special prefix (a language token) and s's pieces, without the final EOS.
+func (t *Tokenizer) Target(s string) []int32 {
+	ids, _ := t.encodeTgt(s)
+	return slices.Concat(t.tgtPrefix, ids)
 }
+
+// SourceLen is the number of ids the encoder reads for s (Source's).
+func (t *Tokenizer) SourceLen(s string) int {
+	ids, _ := t.encodeSrc(s)
+	return len(t.srcPrefix) + len(ids) + len(t.srcSuffix)
+}
+
+// TargetLen is the number of decoder positions target s takes: Target's
+// tokens and the EOS they predict last.
+func (t *Tokenizer) TargetLen(s string) int {
+	ids, _ := t.encodeTgt(s)
+	return len(t.tgtPrefix) + len(ids) + 1
+}
+
+// Decode turns ids back into text: special ids (BOS, EOS, padding, language
+// tokens) give nothing, byte pieces are joined into UTF-8. Ids outside the
+// vocabulary give U+FFFD.
+func (t *Tokenizer) Decode(ids []int32) string { return t.decode(ids) }
 
 // Piece is the piece of an id ("▁the", "<0xE3>", "</s>").
 func (t *Tokenizer) Piece(id int32) string {

@@ -42,10 +42,10 @@ func (r *run) expectedAttentionBytes(n int) int64 {
 				break
 			}
 			todo--
-			src := float64(tok.Count(ex.Source) + 1)
+			src := float64(tok.SourceLen(ex.Source))
 			tgt := src
 			if ex.HasReference {
-				tgt = float64(tok.Count(ex.Reference) + 1)
+				tgt = float64(tok.TargetLen(ex.Reference))
 			}
 			weights += layers(store.PassFree, store.KindEncoderSelf, enc) * src * src
 			passes := []string{store.PassFree}

@@ -141,7 +141,7 @@ func loadDataset(path string, ckpt *inference.Checkpoint, strict bool) (*dataset
 	return readDataset(path, dataset.Options{
 		Strict:      strict,
 		MaxTokens:   ckpt.Meta().MaxPositions,
-		CountTokens: func(s string) int { return tok.Count(s) + 1 }, // + EOS
+		CountTokens: tok.SourceLen,
 	})
 }
 
