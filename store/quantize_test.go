@@ -55,3 +55,47 @@ func TestQuantizeRowsKeepsBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundWeightsIsIdempotent: inference workers round their batches in
+// place (RoundWeights) and the writer rounds again; the second rounding
+// must change nothing, and rounding in place must equal rounding into
+// another slice.
+func TestRoundWeightsIsIdempotent(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	for trial := range 200 {
+		rows, cols := 1+rng.IntN(30), 1+rng.IntN(80)
+		w := make([]float32, rows*cols)
+		for r := range rows {
+			row := w[r*cols : (r+1)*cols]
+			var sum float64
+			for c := range row {
+				v := math.Exp(4 * rng.NormFloat64())
+				row[c] = float32(v)
+				sum += v
+			}
+			for c := range row {
+				row[c] = float32(float64(row[c]) / sum)
+			}
+		}
+		apart := make([]float32, len(w))
+		quantizeRows(w, apart, cols, FixedStep, FixedMaxError)
+		RoundWeights(PrecisionFixed, w, cols)
+		for i := range w {
+			if w[i] != apart[i] {
+				t.Fatalf("trial %d: weight %d rounded in place to %g, into another slice to %g", trial, i, w[i], apart[i])
+			}
+		}
+		again := append([]float32(nil), w...)
+		RoundWeights(PrecisionFixed, again, cols)
+		for i := range w {
+			if again[i] != w[i] {
+				t.Fatalf("trial %d: rounding twice moved weight %d from %g to %g", trial, i, w[i], again[i])
+			}
+		}
+		f32 := append([]float32(nil), apart...)
+		RoundWeights(PrecisionFloat32, f32, cols)
+		if f32[0] != apart[0] {
+			t.Fatal("RoundWeights changed float32 weights")
+		}
+	}
+}
