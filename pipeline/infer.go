@@ -260,12 +260,11 @@ func (cj *chunkJob) fail(err error) {
 // when detached is set, forcing their sources with their detached
 // partners' references.
 type batchJob struct {
-	chunk     *chunkJob
-	n         int // the batch's number in its chunk, for errors
-	idx       []int
-	detached  bool
-	opts      inference.DecodeOptions
-	precision string // the attention's storage precision (roundPass)
+	chunk    *chunkJob
+	n        int // the batch's number in its chunk, for errors
+	idx      []int
+	detached bool
+	opts     inference.DecodeOptions
 }
 
 // newChunkJob cuts chunk c into batches: its examples sorted by source
@@ -290,7 +289,7 @@ func (r *run) newChunkJob(c int) *chunkJob {
 	bs, opts := r.cfg.BatchSize, DecodeOptions(r.cfg)
 	last := (len(order) - 1) / bs
 	for n := last; n >= 0; n-- {
-		cj.batches = append(cj.batches, &batchJob{chunk: cj, n: n, idx: order[n*bs : min((n+1)*bs, len(order))], opts: opts, precision: r.cfg.Precision})
+		cj.batches = append(cj.batches, &batchJob{chunk: cj, n: n, idx: order[n*bs : min((n+1)*bs, len(order))], opts: opts})
 	}
 	if r.cfg.DetachedPairs && len(exs) > 1 {
 		var at []int
@@ -300,7 +299,7 @@ func (r *run) newChunkJob(c int) *chunkJob {
 			}
 		}
 		for b, k := 0, 0; b < len(at); b, k = b+bs, k+1 {
-			cj.batches = append(cj.batches, &batchJob{chunk: cj, n: k, idx: at[b:min(b+bs, len(at))], detached: true, precision: r.cfg.Precision})
+			cj.batches = append(cj.batches, &batchJob{chunk: cj, n: k, idx: at[b:min(b+bs, len(at))], detached: true})
 		}
 	}
 	cj.pending.Store(int32(len(cj.batches)))
@@ -320,7 +319,6 @@ func (b *batchJob) run(m *inference.Model) error {
 			return fmt.Errorf("chunk %d: detached pairs: batch %d (%s): %w", b.chunk.c, b.n, exampleIDs(exs, b.idx), err)
 		}
 		for k, i := range b.idx {
-			roundPass(b.precision, &out[k])
 			b.chunk.out.detached[i] = &out[k]
 		}
 		return nil
@@ -334,30 +332,9 @@ func (b *batchJob) run(m *inference.Model) error {
 		return fmt.Errorf("chunk %d, batch %d (%s): %w", b.chunk.c, b.n, exampleIDs(exs, b.idx), err)
 	}
 	for k, i := range b.idx {
-		res := &out[k]
-		roundMatrices(b.precision, res.EncoderSelf)
-		roundPass(b.precision, &res.Free)
-		if res.Forced != nil {
-			roundPass(b.precision, res.Forced)
-		}
-		b.chunk.out.results[i] = *res
+		b.chunk.out.results[i] = out[k]
 	}
 	return nil
-}
-
-// roundPass rounds a pass's attention to what precision stores, on the
-// worker that made it (store.RoundWeights).
-func roundPass(precision string, p *inference.Pass) {
-	roundMatrices(precision, p.Cross)
-	roundMatrices(precision, p.DecoderSelf)
-}
-
-func roundMatrices(precision string, layers [][]metrics.Matrix) {
-	for _, heads := range layers {
-		for _, m := range heads {
-			store.RoundWeights(precision, m.Data, m.Cols)
-		}
-	}
 }
 
 // exampleIDs names the examples exs[i] for i in idx by example_id and

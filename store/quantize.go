@@ -6,21 +6,8 @@ import (
 	"sync"
 )
 
-// RoundWeights rounds a row-major attention matrix (rows of cols weights)
-// in place to what the given precision stores, as the attention writer
-// does: inference workers call it on their batches so that this work,
-// the costliest of writing a part, is spread over them. Rounding is
-// idempotent, so the writer then finds the weights already on the grid.
-// Precisions other than fixed store the weights as they are here.
-func RoundWeights(precision string, w []float32, cols int) {
-	if precision == PrecisionFixed || precision == "" {
-		quantizeRows(w, w, cols, FixedStep, FixedMaxError)
-	}
-}
-
 // quantizeRows rounds each row (cols values) of a row-major attention
-// matrix to multiples of step, writing them to out (which may be in), so
-// that
+// matrix to multiples of step, writing them to out, so that
 //
 //   - every value moves by at most maxErr (≥ step/2): each is rounded down
 //     or up, to the nearer multiple unless the other is also within maxErr;
@@ -122,9 +109,7 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr float64) {
 		lim := maxErr/step - 1e-9
 		q.lo[j] = q.n[j] >= 1 && q.x[j]-(q.n[j]-1) <= lim
 		q.hi[j] = q.n[j] < 1/step && (q.n[j]+1)-q.x[j] <= lim
-		if q.x[j] != q.n[j] { // a value already on the grid adds no error
-			entErr += q.h[int(q.n[j])] - h(float64(in[j]))
-		}
+		entErr += q.h[int(q.n[j])] - h(float64(in[j]))
 	}
 	// Keep the row sum: move the values whose move helps entropy most.
 	for target := math.RoundToEven(sumX); sumN != target; {
