@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 )
 
 // Attention kinds, as head_metrics.parquet, the run summary and the report
@@ -144,6 +145,10 @@ type SentenceMetric struct {
 	Detector int
 	// Compare draws its mean per run on the compare page.
 	Compare bool
+	// Pooled marks a score relative to the run's reference pool (its other
+	// sentences): it gets no threshold, since a fixed threshold on it would
+	// still move with the run.
+	Pooled bool
 }
 
 // Get is the metric's value in s.
@@ -176,9 +181,9 @@ var SentenceTable = [NumSentenceMetrics]SentenceMetric{
 	SentWassToUnif: {Name: "wass_to_unif", Doc: "Wasserstein distance of the source distribution to uniform",
 		Field: func(s *SentenceScores) *float64 { return &s.WassToUnif }, Detector: +1, Compare: true},
 	SentWassToData: {Name: "wass_to_data", Doc: "Wasserstein distance to the nearest reference examples' distributions",
-		Field: func(s *SentenceScores) *float64 { return &s.WassToData }, Detector: +1, Compare: true},
+		Field: func(s *SentenceScores) *float64 { return &s.WassToData }, Detector: +1, Compare: true, Pooled: true},
 	SentWassCombo: {Name: "wass_combo", Doc: "wass_to_data, with wass_to_unif where that is extreme",
-		Field: func(s *SentenceScores) *float64 { return &s.WassCombo }, Detector: +1, Compare: true},
+		Field: func(s *SentenceScores) *float64 { return &s.WassCombo }, Detector: +1, Compare: true, Pooled: true},
 	SentRepeatMass: {Name: "repeat_mass", Doc: "decoder self-attention on earlier copies of the current token (most copying layer)",
 		Field: func(s *SentenceScores) *float64 { return &s.RepeatMass }, Compare: true},
 	SentRepNgram: {Name: "rep_ngram", Doc: "share of the target's word 3-grams that are repeats",
@@ -241,17 +246,32 @@ func (f FlagIndex) Name() string { return FlagTable[f].Name }
 var FlagTable = [NumFlags]FlagRule{
 	FlagHallucinationSuspect: {
 		Name: "hallucination_suspect",
-		Doc:  "a detector score past its threshold (low Seq-Logprob or high Wasserstein score)",
+		Doc:  "a detector score past its threshold (by default a Seq-Logprob as low as the worst 5% of a baseline run's translations), calibrated once and carried from run to run",
 		Rule: func(l Limits, _ Config) string {
-			return fmt.Sprintf("seq_logprob below %s (%s) or wass_combo above %s (%s)",
-				num(l.SeqLogprob, 2), l.SeqLogprobRule, num(l.WassCombo, 3), l.WassComboRule)
+			var parts []string
+			for _, name := range l.Detectors.suspect() {
+				t, _ := l.Detectors.Find(name)
+				if t.Value == nil {
+					parts = append(parts, fmt.Sprintf("%s: no threshold (%s had no scores to calibrate on), so never", name, l.Detectors.Describe(t)))
+					continue
+				}
+				parts = append(parts, fmt.Sprintf("%s %s %s (%s)", name, pastWords(t), num(*t.Value, 3), l.Detectors.Describe(t)))
+			}
+			if len(parts) == 0 {
+				return "never: no suspect detectors configured"
+			}
+			return strings.Join(parts, ", or ")
 		},
 		Test: func(s SentenceScores, l Limits) (why []string) {
-			if s.SeqLogprob < l.SeqLogprob {
-				why = append(why, fmt.Sprintf("seq-logprob %.2f is %s (threshold %.2f)", s.SeqLogprob, l.SeqLogprobRule, l.SeqLogprob))
-			}
-			if s.WassCombo > l.WassCombo {
-				why = append(why, fmt.Sprintf("wass-combo %.3f is %s (threshold %.3f)", s.WassCombo, l.WassComboRule, l.WassCombo))
+			for _, name := range l.Detectors.suspect() {
+				t, _ := l.Detectors.Find(name)
+				m, ok := SentenceByName(name)
+				if !ok {
+					continue
+				}
+				if v := m.Get(s); t.Past(v) {
+					why = append(why, fmt.Sprintf("%s %.3f is %s its threshold %.3f", name, v, pastWords(t), *t.Value))
+				}
 			}
 			return why
 		},
@@ -341,6 +361,32 @@ var FlagTable = [NumFlags]FlagRule{
 			return why
 		},
 	},
+}
+
+// pastWords says which side of a threshold flags.
+func pastWords(t Threshold) string {
+	if t.Direction == "below" {
+		return "at or below"
+	}
+	return "at or above"
+}
+
+// suspect are the detectors that raise hallucination_suspect.
+func (s *ThresholdSet) suspect() []string {
+	if s == nil {
+		return nil
+	}
+	return s.Suspect
+}
+
+// SentenceByName finds a sentence metric by its column name.
+func SentenceByName(name string) (SentenceMetric, bool) {
+	for _, m := range SentenceTable {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return SentenceMetric{}, false
 }
 
 // layerWords names a configured layer: "the last layer's", "layer 2's".

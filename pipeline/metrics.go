@@ -15,8 +15,15 @@ import (
 type MetricsOption func(*metricsInputs)
 
 type metricsInputs struct {
-	gold   map[int32]metrics.Alignment
-	labels map[int32]bool
+	gold       map[int32]metrics.Alignment
+	labels     map[int32]bool
+	thresholds *metrics.ThresholdSet
+}
+
+// WithThresholds makes ComputeMetrics flag with another run's recorded
+// detector thresholds instead of calibrating its own (nil: calibrate).
+func WithThresholds(t *metrics.ThresholdSet) MetricsOption {
+	return func(in *metricsInputs) { in.thresholds = t }
 }
 
 // WithGold gives ComputeMetrics the dataset's gold word alignments (for
@@ -56,6 +63,10 @@ func ComputeMetrics(runDir string, cfg metrics.Config, opts ...MetricsOption) (*
 	}
 	defer hw.Abort()
 	run := metrics.NewRun(cfg, in.labels)
+	run.Name(runDir)
+	if in.thresholds != nil {
+		run.UseThresholds(in.thresholds)
+	}
 	scored := map[passKey]metrics.PassScores{}
 	// keep runs on one goroutine, in scan order, so the rows, the
 	// summarizer's seeded sampling and the results are those of a serial
