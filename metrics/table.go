@@ -83,6 +83,7 @@ const (
 	HeadRowSumErr
 	HeadZeroRows
 	HeadAER
+	HeadAERNorm
 	numBuiltinHeadMetrics
 	// NumHeadMetrics counts the metrics, those of extraHeadMetrics
 	// included.
@@ -113,6 +114,8 @@ var builtinHeadMetrics = [numBuiltinHeadMetrics]HeadMetric{
 	HeadRowSumErr: {Name: "row_sum_err", Doc: "largest |row sum − 1| (broken masks)", Lo: math.NaN(), Hi: math.NaN(), Plot: true},
 	HeadZeroRows:  {Name: "zero_rows", Doc: "rows that are all zero (broken masks)", Lo: 0, Hi: math.NaN(), Count: true},
 	HeadAER: {Name: "aer", Doc: "alignment error rate against gold links (forced pass: the reference)", Lo: 0, Hi: 1, Plot: true, Compare: true,
+		Kinds: []string{KindCross}, Pass: PassForced},
+	HeadAERNorm: {Name: "aer_norm", Doc: "AER of the norm-based attention (weights × value-vector norms; forced pass)", Lo: 0, Hi: 1, Plot: true, Compare: true,
 		Kinds: []string{KindCross}, Pass: PassForced},
 }
 
@@ -161,14 +164,18 @@ type SentenceIndex int
 const (
 	SentSeqLogprob SentenceIndex = iota
 	SentIgnSrc
+	SentIgnSrcNorm
 	SentWassToUnif
+	SentWassToUnifNorm
 	SentWassToData
 	SentWassCombo
+	SentSrcContribution
 	SentRepeatMass
 	SentRepNgram
 	SentChrF
 	SentBLEU
 	SentAER
+	SentAERNorm
 	NumSentenceMetrics
 )
 
@@ -178,6 +185,14 @@ var SentenceTable = [NumSentenceMetrics]SentenceMetric{
 		Field: func(s *SentenceScores) *float64 { return &s.SeqLogprob }, Detector: -1, Compare: true},
 	SentIgnSrc: {Name: "ign_src", Doc: "share of source tokens the audited layer's cross-attention ignores",
 		Field: func(s *SentenceScores) *float64 { return &s.IgnSrc }, Detector: +1, Compare: true},
+	SentIgnSrcNorm: {Name: "ign_src_norm", Doc: "ign_src of the norm-based cross-attention (weights × value-vector norms)",
+		Field: func(s *SentenceScores) *float64 { return &s.IgnSrcNorm }, Detector: +1, Compare: true},
+	SentWassToUnifNorm: {Name: "wass_to_unif_norm", Doc: "wass_to_unif of the norm-based cross-attention",
+		Field: func(s *SentenceScores) *float64 { return &s.WassToUnifNorm }, Detector: +1, Compare: true},
+	SentSrcContribution: {Name: "src_contribution", Doc: "norm-based source contribution: value-vector length the cross-attention pulls in, relative to uniform attention",
+		Field: func(s *SentenceScores) *float64 { return &s.SrcContribution }, Detector: -1, Compare: true},
+	SentAERNorm: {Name: "aer_norm", Doc: "aer of the norm-based cross-attention (forced pass only)",
+		Field: func(s *SentenceScores) *float64 { return &s.AERNorm }},
 	SentWassToUnif: {Name: "wass_to_unif", Doc: "Wasserstein distance of the source distribution to uniform",
 		Field: func(s *SentenceScores) *float64 { return &s.WassToUnif }, Detector: +1, Compare: true},
 	SentWassToData: {Name: "wass_to_data", Doc: "Wasserstein distance to the nearest reference examples' distributions",
