@@ -63,7 +63,7 @@ C2_ENCODER = "encoder_model.onnx"
 C2_DECODER = "decoder_model.onnx"
 C2_DECODER_PAST = "decoder_with_past_model.onnx"
 C2_ENCODER_INPUTS = ["input_ids", "attention_mask"]
-C2_ENCODER_OUTPUTS = ["last_hidden_state", "encoder_self_attn"]
+C2_ENCODER_OUTPUTS = ["last_hidden_state", "encoder_self_attn", "encoder_value_norms", "cross_value_norms"]
 C2_ATTENTION = ["decoder_self_attn", "cross_attn"]
 
 
@@ -78,6 +78,8 @@ def c2_dynamic_axes(layers):
         "attention_mask": {0: "batch_size", 1: "encoder_sequence_length"},
         "last_hidden_state": {0: "batch_size", 1: "encoder_sequence_length"},
         "encoder_self_attn": {1: "batch_size", 3: "encoder_sequence_length", 4: "encoder_sequence_length"},
+        "encoder_value_norms": {1: "batch_size", 3: "encoder_sequence_length"},
+        "cross_value_norms": {1: "batch_size", 3: "encoder_sequence_length"},
         "encoder_attention_mask": {0: "batch_size", 1: "encoder_sequence_length"},
         "encoder_hidden_states": {0: "batch_size", 1: "encoder_sequence_length"},
         "logits": {0: "batch_size", 1: "decoder_sequence_length"},
@@ -128,7 +130,11 @@ class DecoderGraph(nn.Module):
 
 
 class C2Encoder(nn.Module):
-    """(input_ids, attention_mask) -> (last_hidden_state, encoder_self_attn)."""
+    """(input_ids, attention_mask) -> (last_hidden_state, encoder_self_attn,
+    encoder_value_norms, cross_value_norms): the value-vector norms of the
+    encoder's self-attention and of every decoder layer's cross-attention,
+    [layers, batch, heads, src_len] (model.py, head_value_norms), for
+    norm-based attention. Needs set_store_value_norms(True) while traced."""
 
     def __init__(self, model):
         super().__init__()
@@ -136,7 +142,8 @@ class C2Encoder(nn.Module):
 
     def forward(self, input_ids, attention_mask):
         memory = self.model.encode(input_ids, key_mask(attention_mask))
-        return memory, self.model.encoder_attention()
+        return (memory, self.model.encoder_attention(), self.model.encoder_value_norms(),
+                self.model.cross_value_norms(memory))
 
 
 def key_mask(attention_mask):
@@ -230,8 +237,10 @@ def run_pytorch_cached(model, src_ids, tgt_ids, pad_id=PAD_ID):
     try:
         attention_mask = (src_ids != pad_id).long()
         mask = key_mask(attention_mask)
+        model.set_store_value_norms(True)
         memory = model.encode(src_ids, mask)
-        enc_attn = model.encoder_attention()
+        enc_attn, enc_norms = model.encoder_attention(), model.encoder_value_norms()
+        cross_norms = model.cross_value_norms(memory)
         cross_kv = model.cross_key_values(memory)
         layers, batch, heads = len(model.decoder), src_ids.shape[0], model.cfg.heads
         T, S = tgt_ids.shape[1], src_ids.shape[1]
@@ -245,9 +254,12 @@ def run_pytorch_cached(model, src_ids, tgt_ids, pad_id=PAD_ID):
             cross[:, :, :, t:t + 1, :] = model.cross_attention()
     finally:
         model.set_store_attention(False)
+        model.set_store_value_norms(False)
     return {
         "last_hidden_state": memory,
         "encoder_self_attn": enc_attn,
+        "encoder_value_norms": enc_norms,
+        "cross_value_norms": cross_norms,
         "logits": torch.cat(logits, dim=1),
         "decoder_self_attn": dself,
         "cross_attn": cross,
@@ -315,6 +327,7 @@ def export_graphs_c2(model, out_dir):
     # name; ONNX Runtime folds the transposes itself when it loads the graph.
     options = _export_options(fold=False)
     model.set_store_attention(True)
+    model.set_store_value_norms(True)
     try:
         with torch.no_grad():
             enc_path = os.path.join(out_dir, C2_ENCODER)
@@ -346,6 +359,7 @@ def export_graphs_c2(model, out_dir):
                               input_names=past_in, output_names=past_out, dynamic_axes=past_axes, **options)
     finally:
         model.set_store_attention(False)
+        model.set_store_value_norms(False)
     head_dim = cfg.d_model // cfg.heads
     kv = {1: cfg.heads, 3: head_dim}
     _fix_static_dims(os.path.join(out_dir, C2_ENCODER), {"last_hidden_state": {2: cfg.d_model}}, True)

@@ -72,6 +72,8 @@ class MultiHeadAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.store_attention = False
         self.weights = None
+        self.store_value_norms = False
+        self.value_norms = None
 
     def _split(self, x):
         b, n, _ = x.shape
@@ -80,7 +82,27 @@ class MultiHeadAttention(nn.Module):
     def forward(self, query, key, mask):
         """mask: bool, broadcastable to [batch, heads, q_len, k_len], True = masked."""
         k, v = self.key_value(key)
+        if self.store_value_norms:
+            self.value_norms = self.head_value_norms(v)
         return self.attend(query, k, v, mask)
+
+    def head_value_norms(self, v):
+        """||f_h(x_j)|| for every head h and key j: the norm of what key j adds
+        to head h's output per unit of attention, f_h(x) = (x W_V + b_V)_h W_O,h
+        (Kobayashi et al. 2020, "Attention is Not Only a Weight: Analyzing
+        Transformers with Vector Norms"; the output bias is added once per
+        query, not per key, so it is left out). v: the values of key_value(),
+        [batch, heads, k_len, head_dim] -> [batch, heads, k_len]."""
+        w = self.out.weight  # [d_model, d_model]; head h reads columns h*head_dim...
+        norms = []
+        for h in range(self.heads):
+            w_h = w[:, h * self.head_dim:(h + 1) * self.head_dim]
+            norms.append(torch.matmul(v[:, h], w_h.t()).norm(dim=-1))
+        return torch.stack(norms, dim=1)
+
+    def key_value_norms(self, key):
+        """head_value_norms of the values of key: [batch, heads, k_len]."""
+        return self.head_value_norms(self._split(self.v(key)))
 
     def key_value(self, key):
         """The keys and values of key, per head: two [batch, heads, k_len, head_dim]."""
@@ -179,6 +201,27 @@ class Transformer(nn.Module):
             if isinstance(m, MultiHeadAttention):
                 m.store_attention = bool(on)
                 m.weights = None
+
+    def set_store_value_norms(self, on):
+        """Make encode() keep (True) or stop keeping (False) its
+        self-attention's value-vector norms (encoder_value_norms())."""
+        for layer in self.encoder:
+            layer.self_attn.store_value_norms = bool(on)
+            layer.self_attn.value_norms = None
+
+    def encoder_value_norms(self):
+        """[enc_layers, batch, heads, src_len] from the last encode() with
+        set_store_value_norms(True): MultiHeadAttention.head_value_norms."""
+        norms = [l.self_attn.value_norms for l in self.encoder]
+        if any(n is None for n in norms):
+            raise RuntimeError("no encoder value norms stored: call set_store_value_norms(True) before encode()")
+        return torch.stack(norms)
+
+    def cross_value_norms(self, memory):
+        """[dec_layers, batch, heads, src_len]: every decoder layer's
+        cross-attention value-vector norms of memory. They depend on the
+        source only, so the encoder graph exports them."""
+        return torch.stack([l.cross_attn.key_value_norms(memory) for l in self.decoder])
 
     def _embed(self, ids, start=0):
         x = self.embed(ids) * self.scale

@@ -423,6 +423,9 @@ func (ck *Checkpoint) inspect() error {
 	} else {
 		err = c.check2()
 	}
+	if err == nil {
+		err = c.checkValueNorms()
+	}
 	if err != nil {
 		return err
 	}
@@ -616,6 +619,7 @@ func (ck *Checkpoint) Describe(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "attention   %-18s (%s)\n", t, where)
 	}
+	fmt.Fprintf(&b, "%s", c.describeValueNorms())
 	fmt.Fprintf(&b, "layers      encoder %d, decoder %d\n", c.encLayers, c.decLayers)
 	fmt.Fprintf(&b, "heads       %d\n", c.heads)
 	fmt.Fprintf(&b, "d_model     %d\n", c.dModel)

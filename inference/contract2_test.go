@@ -57,6 +57,19 @@ func parityCached(t *testing.T, m *Model, fx parityFixture) {
 	want := func(name string) []float32 { return fx.Outputs[name].float32s() }
 	closeSlices(t, TensorLastHidden, e.mem, want(TensorLastHidden), fx.Atol)
 	closeSlices(t, TensorEncoderSelf, e.attn, want(TensorEncoderSelf), fx.Atol)
+	// Value-vector norms: the fixtures made since they were exported have
+	// them, and the checkpoint must then return them.
+	for _, name := range []string{TensorEncoderValueNorms, TensorCrossValueNorms} {
+		got := e.encNorms
+		if name == TensorCrossValueNorms {
+			got = e.crossNorms
+		}
+		if _, ok := fx.Outputs[name]; ok != m.io.has[name] {
+			t.Errorf("%s: in the fixture %v, exported %v", name, ok, m.io.has[name])
+		} else if ok {
+			closeSlices(t, name, got, want(name), fx.Atol)
+		}
+	}
 
 	tgt := fx.Inputs["decoder_input_ids"]
 	T := tgt.Shape[1]

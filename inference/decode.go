@@ -44,7 +44,13 @@ type Result struct {
 	SrcPieces []string // the pieces of SrcIDs
 	// EncoderSelf is len(SrcIDs) × len(SrcIDs) per head.
 	EncoderSelf [][]metrics.Matrix
-	Hypothesis  string // the decoded text of Free.IDs
+	// EncoderValueNorms and CrossValueNorms are the value-vector norms of
+	// the encoder's self-attention and the decoder's cross-attention,
+	// [layer][head][source position] (TensorEncoderValueNorms); nil when
+	// the checkpoint does not export them. Every pass of the example shares
+	// them: they depend on the source only.
+	EncoderValueNorms, CrossValueNorms [][][]float32
+	Hypothesis                         string // the decoded text of Free.IDs
 	// Free is the pass over the model's own output: contract 1 runs it
 	// teacher-forced after the search, contract 2 assembles it from the
 	// rows each cached step returned.
@@ -101,9 +107,15 @@ func (m *Model) TranslateBatch(reqs []Request, opts DecodeOptions) ([]Result, er
 	enc := m.io
 	for i := range reqs {
 		res[i] = Result{Index: i, SrcIDs: srcIDs[i], SrcPieces: srcPieces[i]}
+		n := len(srcIDs[i])
 		if e.attn != nil {
-			n := len(srcIDs[i])
 			res[i].EncoderSelf = extract(e.attn, enc.encLayers, e.n, enc.heads, e.S, e.S, i, n, n)
+		}
+		if e.encNorms != nil {
+			res[i].EncoderValueNorms = valueNorms(e.encNorms, enc.encLayers, e.n, enc.heads, e.S, i, n)
+		}
+		if e.crossNorms != nil {
+			res[i].CrossValueNorms = valueNorms(e.crossNorms, enc.decLayers, e.n, enc.heads, e.S, i, n)
 		}
 	}
 
@@ -238,6 +250,9 @@ type encoded struct {
 	src  []int64   // n×S
 	mem  []float32 // n×S×d_model
 	attn []float32 // layers×n×heads×S×S; nil when not exported
+	// encNorms and crossNorms are the value-vector norms, layers×n×heads×S;
+	// nil when not exported.
+	encNorms, crossNorms []float32
 }
 
 func (m *Model) encode(ids [][]int32) (*encoded, error) {
@@ -270,6 +285,14 @@ func (m *Model) encode(ids [][]int32) (*encoded, error) {
 		l, h := m.io.encLayers, m.io.heads
 		e.attn = grow(&m.buf.encAttn, l*e.n*h*e.S*e.S)
 		add(&out, e.attn, l, e.n, h, e.S, e.S)
+	}
+	if m.io.has[TensorEncoderValueNorms] {
+		e.encNorms = grow(&m.buf.encNorms, m.io.encLayers*e.n*m.io.heads*e.S)
+		add(&out, e.encNorms, m.io.encLayers, e.n, m.io.heads, e.S)
+	}
+	if m.io.has[TensorCrossValueNorms] {
+		e.crossNorms = grow(&m.buf.crossNorms, m.io.decLayers*e.n*m.io.heads*e.S)
+		add(&out, e.crossNorms, m.io.decLayers, e.n, m.io.heads, e.S)
 	}
 	if err := run(m.enc, &in, &out); err != nil {
 		file, _, _ := m.io.files()

@@ -42,6 +42,8 @@ type Model struct {
 type buffers struct {
 	src, tgt, rowSrc []int64
 	mem, encAttn     []float32
+	encNorms         []float32
+	crossNorms       []float32
 	rowMem           []float32
 	logits           []float32
 	dself, cross     []float32
@@ -73,8 +75,10 @@ func (r *Runtime) Load(ck *Checkpoint) (*Model, error) {
 	if ck.io.contract == 2 {
 		m.encOut = []string{TensorLastHidden}
 	}
-	if ck.io.has[TensorEncoderSelf] {
-		m.encOut = append(m.encOut, TensorEncoderSelf)
+	for _, t := range []string{TensorEncoderSelf, TensorEncoderValueNorms, TensorCrossValueNorms} {
+		if ck.io.has[t] {
+			m.encOut = append(m.encOut, t)
+		}
 	}
 	for _, t := range []string{TensorDecoderSelf, TensorCross} {
 		if ck.io.has[t] {

@@ -109,6 +109,17 @@ func BenchmarkScorer(b *testing.B) {
 // or detached pass.
 func TestAEROnlyOnTheForcedPass(t *testing.T) {
 	in := realisticPass()
+	// Value-vector norms 1, 2, … per source position: norm-based AER too.
+	in.CrossNorms = make([][][]float32, len(in.Cross))
+	for l, heads := range in.Cross {
+		for _, m := range heads {
+			norms := make([]float32, m.Cols)
+			for j := range norms {
+				norms[j] = float32(j + 1)
+			}
+			in.CrossNorms[l] = append(in.CrossNorms[l], norms)
+		}
+	}
 	for _, pass := range []string{PassForced, PassFree, PassDetached} {
 		in.Pass = pass
 		sc := ScorePass(in, DefaultConfig())
@@ -116,8 +127,14 @@ func TestAEROnlyOnTheForcedPass(t *testing.T) {
 		if got := !math.IsNaN(sc.Sentence.AER); got != want {
 			t.Errorf("%s pass: sentence AER %v", pass, sc.Sentence.AER)
 		}
+		if got := !math.IsNaN(sc.Sentence.AERNorm); got != want {
+			t.Errorf("%s pass: sentence norm-based AER %v", pass, sc.Sentence.AERNorm)
+		}
 		if got := !math.IsNaN(sc.Cross[0][0][HeadAER]); got != want {
 			t.Errorf("%s pass: head AER %v", pass, sc.Cross[0][0][HeadAER])
+		}
+		if got := !math.IsNaN(sc.Cross[0][0][HeadAERNorm]); got != want {
+			t.Errorf("%s pass: head norm-based AER %v", pass, sc.Cross[0][0][HeadAERNorm])
 		}
 	}
 }

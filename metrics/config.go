@@ -40,23 +40,41 @@ type Config struct {
 	AERHeads []int `yaml:"aer_heads" json:"aer_heads"`
 	// Thresholds of the run-level flags.
 	Thresholds Thresholds `yaml:"thresholds" json:"thresholds"`
+	// ThresholdsFrom names a run folder whose recorded detector thresholds
+	// this run uses, unchanged; empty: the run calibrates its own. audit
+	// sets it to its baseline's run for every later checkpoint.
+	ThresholdsFrom string `yaml:"thresholds_from" json:"thresholds_from"`
 }
 
-// Thresholds of the flags (SPEC §5). The detector thresholds are relative to
-// the reference pool (this run's free pass) unless an absolute value is set.
+// Thresholds of the flags (SPEC §5). The detector thresholds behind
+// hallucination_suspect are calibrated once (Calibrate) and recorded with
+// their source, never re-derived from the run they judge, so that a
+// checkpoint that hallucinates everywhere has most of its sentences
+// flagged rather than a fixed share.
 type Thresholds struct {
-	// SeqLogprobQuantile flags the sentences whose seq_logprob is in this
-	// lowest share of the pool (0.05: the bottom 5%).
-	SeqLogprobQuantile float64 `yaml:"seq_logprob_quantile" json:"seq_logprob_quantile"`
-	// SeqLogprobMin, when set, replaces the quantile: seq_logprob below it
-	// is flagged.
-	SeqLogprobMin *float64 `yaml:"seq_logprob_min" json:"seq_logprob_min,omitempty"`
-	// WassComboQuantile flags the sentences whose wass_combo is in this
-	// highest share of the pool (0.05: the top 5%).
-	WassComboQuantile float64 `yaml:"wass_combo_quantile" json:"wass_combo_quantile"`
-	// WassComboMax, when set, replaces the quantile: wass_combo above it is
-	// flagged.
-	WassComboMax *float64 `yaml:"wass_combo_max" json:"wass_combo_max,omitempty"`
+	// Calibration says where the detector thresholds come from:
+	// CalibrateFreeQuantile or CalibrateDetached, computed on the run named
+	// by thresholds_from, or on the run itself when there is none. The
+	// default is free_quantile: on the reference model the score catching
+	// even all of the detached pairs (Seq-Logprob −2.79) is below every
+	// free-pass sentence of every shipped checkpoint, epoch 1's included,
+	// so detached-calibrated thresholds flag no free-pass sentence and the
+	// suspect_rise gate could not fire (docs/validity.md).
+	Calibration string `yaml:"calibration" json:"calibration"`
+	// CalibrationShare is the share of detached pairs a detached-calibrated
+	// threshold catches (0.9: the score that 90% of them reach).
+	CalibrationShare float64 `yaml:"calibration_share" json:"calibration_share"`
+	// FreeQuantile is the share of the calibrating run's free pass a
+	// free_quantile threshold flags (0.05: its worst 5%).
+	FreeQuantile float64 `yaml:"free_quantile" json:"free_quantile"`
+	// SuspectDetectors, comma-separated, are the detectors whose thresholds
+	// raise hallucination_suspect. Pool-relative ones (wass_to_data,
+	// wass_combo) are refused: their scores move with the run's other
+	// sentences.
+	SuspectDetectors string `yaml:"suspect_detectors" json:"suspect_detectors"`
+	// Absolute (absolute_thresholds), "detector=value,…", fixes a detector's threshold instead
+	// of calibrating it.
+	Absolute string `yaml:"absolute_thresholds" json:"absolute_thresholds"`
 	// DiffuseEntropyNorm: diffuse_attention when the median entropy_norm
 	// of the audited layer's cross heads is above it.
 	DiffuseEntropyNorm float64 `yaml:"diffuse_entropy_norm" json:"diffuse_entropy_norm"`
@@ -95,8 +113,10 @@ func DefaultConfig() Config {
 		ComboPercentile: DefaultComboPercentile,
 		AERLayer:        -2,
 		Thresholds: Thresholds{
-			SeqLogprobQuantile:   0.05,
-			WassComboQuantile:    0.05,
+			Calibration:          CalibrateFreeQuantile,
+			CalibrationShare:     0.9,
+			FreeQuantile:         0.05,
+			SuspectDetectors:     "seq_logprob",
 			DiffuseEntropyNorm:   0.9,
 			SinkLastMass:         0.5,
 			MinHeadDiversity:     0.05,
@@ -125,8 +145,18 @@ func (c Config) Validate() error {
 	for _, h := range c.AERHeads {
 		check(h >= 0, "aer_heads: head %d: want ≥ 0", h)
 	}
-	check(t.SeqLogprobQuantile > 0 && t.SeqLogprobQuantile < 1, "thresholds.seq_logprob_quantile %g: want 0 < q < 1", t.SeqLogprobQuantile)
-	check(t.WassComboQuantile > 0 && t.WassComboQuantile < 1, "thresholds.wass_combo_quantile %g: want 0 < q < 1", t.WassComboQuantile)
+	check(t.Calibration == CalibrateDetached || t.Calibration == CalibrateFreeQuantile,
+		"thresholds.calibration %q: want %s or %s", t.Calibration, CalibrateDetached, CalibrateFreeQuantile)
+	check(t.CalibrationShare > 0 && t.CalibrationShare <= 1, "thresholds.calibration_share %g: want 0 < share ≤ 1", t.CalibrationShare)
+	check(t.FreeQuantile > 0 && t.FreeQuantile < 1, "thresholds.free_quantile %g: want 0 < q < 1", t.FreeQuantile)
+	for _, d := range t.SuspectList() {
+		if err := selfContained(d); err != nil {
+			errs = append(errs, "thresholds.suspect_detectors: "+err.Error())
+		}
+	}
+	if _, err := t.AbsoluteValues(); err != nil {
+		errs = append(errs, err.Error())
+	}
 	check(t.RowSumTolerance > 0, "thresholds.row_sum_tolerance %g: want > 0", t.RowSumTolerance)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid metrics configuration: %s", strings.Join(errs, "; "))

@@ -26,6 +26,11 @@ type PassInput struct {
 	// Attention per kind, [layer][head]. A kind the checkpoint does not
 	// export is nil.
 	EncoderSelf, DecoderSelf, Cross [][]Matrix
+	// EncoderNorms and CrossNorms are the value-vector norms of the
+	// encoder's self-attention and of the cross-attention,
+	// [layer][head][source position]; nil when the checkpoint does not
+	// export them, and the norm-based scores are NaN.
+	EncoderNorms, CrossNorms [][][]float32
 }
 
 // SentenceScores are the sentence metrics of one pass. WassToData and
@@ -36,6 +41,8 @@ type SentenceScores struct {
 	WassToUnif, WassToData, WassCombo float64
 	RepeatMass, RepNgram              float64
 	ChrF, BLEU, AER                   float64
+	// Norm-based scores (normattn.go); NaN without value-vector norms.
+	IgnSrcNorm, WassToUnifNorm, SrcContribution, AERNorm float64
 
 	// Inputs of the attention flags.
 	CrossEntropyNormMedian float64 // median entropy_norm of the audited layer's cross heads
@@ -99,6 +106,7 @@ func (s *Scorer) ScorePass(in PassInput, cfg Config) PassScores {
 	*ss = SentenceScores{
 		SeqLogprob: SeqLogprob(in.Logprobs), IgnSrc: nan, WassToUnif: nan, WassToData: nan, WassCombo: nan,
 		RepeatMass: nan, RepNgram: RepNgram(in.Target), ChrF: nan, BLEU: nan, AER: nan,
+		IgnSrcNorm: nan, WassToUnifNorm: nan, SrcContribution: nan, AERNorm: nan,
 		CrossEntropyNormMedian: nan, CrossLastMass: nan, CrossHeadDiversity: nan, NonCausalEntropyNorm: nan,
 	}
 	if in.HasReference {
@@ -119,9 +127,10 @@ func (s *Scorer) ScorePass(in PassInput, cfg Config) PassScores {
 		gold = &g
 		s.links.reset(in.SrcPieces, in.TgtPieces)
 	}
-	out.EncoderSelf = s.scoreKind(0, in.EncoderSelf, cfg, nil, nil)
-	out.DecoderSelf = s.scoreKind(1, in.DecoderSelf, cfg, inputs, nil)
-	out.Cross = s.scoreKind(2, in.Cross, cfg, nil, gold)
+	normed := normWeightedLayers(in.Cross, in.CrossNorms)
+	out.EncoderSelf = s.scoreKind(0, in.EncoderSelf, cfg, nil, nil, nil)
+	out.DecoderSelf = s.scoreKind(1, in.DecoderSelf, cfg, inputs, nil, nil)
+	out.Cross = s.scoreKind(2, in.Cross, cfg, nil, gold, normed)
 
 	var noncausal []float64
 	for _, kind := range [][][]HeadScores{out.EncoderSelf, out.DecoderSelf, out.Cross} {
@@ -160,28 +169,44 @@ func (s *Scorer) ScorePass(in PassInput, cfg Config) PassScores {
 		ss.CrossEntropyNormMedian = Quantile(pluck(out.Cross[l], HeadEntropyNorm), 0.5)
 		out.Pi = SourceDistribution(heads, cfg.DropEOS)
 		ss.WassToUnif = WassToUnif(out.Pi)
-	}
-	if l, ok := resolveLayer(cfg.AERLayer, len(in.Cross)); ok && gold != nil {
-		heads := in.Cross[l]
-		if len(cfg.AERHeads) > 0 {
-			heads = nil
-			for _, h := range cfg.AERHeads {
-				if h < len(in.Cross[l]) {
-					heads = append(heads, in.Cross[l][h])
-				}
-			}
+		if normed != nil {
+			ss.IgnSrcNorm = IgnSrc(s.mean.of(normed[l]), cfg.IgnSrcLambda)
+			ss.WassToUnifNorm = WassToUnif(SourceDistribution(normed[l], cfg.DropEOS))
 		}
-		if links := s.links.links(s.mean.of(heads)); links != nil {
-			ss.AER = gold.aer(links)
+	}
+	ss.SrcContribution = SourceContribution(in.Cross, in.CrossNorms)
+	if l, ok := resolveLayer(cfg.AERLayer, len(in.Cross)); ok && gold != nil {
+		ss.AER = s.sentenceAER(in.Cross[l], cfg.AERHeads, gold)
+		if normed != nil {
+			ss.AERNorm = s.sentenceAER(normed[l], cfg.AERHeads, gold)
 		}
 	}
 	return out
 }
 
+// sentenceAER is the AER of the mean of the chosen heads (all when none
+// are chosen) of one layer.
+func (s *Scorer) sentenceAER(layer []Matrix, chosen []int, gold *goldSets) float64 {
+	heads := layer
+	if len(chosen) > 0 {
+		heads = nil
+		for _, h := range chosen {
+			if h < len(layer) {
+				heads = append(heads, layer[h])
+			}
+		}
+	}
+	if links := s.links.links(s.mean.of(heads)); links != nil {
+		return gold.aer(links)
+	}
+	return math.NaN()
+}
+
 // scoreKind scores every head of one attention kind; slot picks the kind's
 // kept prior. inputs (decoder self only) enable RepeatMass; gold (cross
-// only) enables per-head AER against s.links' pieces.
-func (s *Scorer) scoreKind(slot int, layers [][]Matrix, cfg Config, inputs []int32, gold *goldSets) [][]HeadScores {
+// only) enables per-head AER against s.links' pieces, and with normed (the
+// norm-based attention of layers) the per-head norm-based AER.
+func (s *Scorer) scoreKind(slot int, layers [][]Matrix, cfg Config, inputs []int32, gold *goldSets, normed [][]Matrix) [][]HeadScores {
 	if layers == nil {
 		return nil
 	}
@@ -206,6 +231,11 @@ func (s *Scorer) scoreKind(slot int, layers [][]Matrix, cfg Config, inputs []int
 			if gold != nil {
 				if links := s.links.links(m); links != nil {
 					sc[HeadAER] = gold.aer(links)
+				}
+				if normed != nil {
+					if links := s.links.links(normed[l][h]); links != nil {
+						sc[HeadAERNorm] = gold.aer(links)
+					}
 				}
 			}
 			out[l][h] = sc

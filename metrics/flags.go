@@ -7,37 +7,13 @@ import (
 	"strings"
 )
 
-// Limits are the thresholds the flags use, resolved against the reference
-// pool, with the words that say where each comes from.
+// Limits are the thresholds the flags use: the detector thresholds of the
+// run (calibrated or carried) and the configured attention thresholds.
 type Limits struct {
-	SeqLogprob     float64 `json:"seq_logprob"` // flag below
-	SeqLogprobRule string  `json:"seq_logprob_rule"`
-	WassCombo      float64 `json:"wass_combo"` // flag above
-	WassComboRule  string  `json:"wass_combo_rule"`
+	// Detectors are the detector thresholds; hallucination_suspect uses
+	// those of Detectors.Suspect. Nil flags no suspect.
+	Detectors *ThresholdSet
 	Thresholds
-}
-
-// ResolveLimits turns the configured thresholds into numbers: a quantile of
-// the pool's seq_logprob and wass_combo values unless an absolute value is
-// configured. A threshold the pool cannot give (no values) is NaN and flags
-// nothing.
-func ResolveLimits(t Thresholds, poolSeqLogprob, poolWassCombo []float64) Limits {
-	l := Limits{Thresholds: t}
-	if t.SeqLogprobMin != nil {
-		l.SeqLogprob = *t.SeqLogprobMin
-		l.SeqLogprobRule = "below the configured minimum"
-	} else {
-		l.SeqLogprob = Quantile(poolSeqLogprob, t.SeqLogprobQuantile)
-		l.SeqLogprobRule = fmt.Sprintf("in the lowest %s of this run", percent(t.SeqLogprobQuantile))
-	}
-	if t.WassComboMax != nil {
-		l.WassCombo = *t.WassComboMax
-		l.WassComboRule = "above the configured maximum"
-	} else {
-		l.WassCombo = Quantile(poolWassCombo, 1-t.WassComboQuantile)
-		l.WassComboRule = fmt.Sprintf("in the highest %s of this run", percent(t.WassComboQuantile))
-	}
-	return l
 }
 
 func percent(q float64) string { return fmt.Sprintf("%g%%", math.Round(q*1000)/10) }

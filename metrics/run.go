@@ -31,6 +31,8 @@ type PassResult struct {
 type Run struct {
 	cfg      Config
 	labels   map[int32]bool
+	carried  *ThresholdSet
+	name     string
 	heads    *HeadSummarizer
 	rows     []*PassResult
 	examples int
@@ -44,6 +46,14 @@ type Run struct {
 func NewRun(cfg Config, labels map[int32]bool) *Run {
 	return &Run{cfg: cfg, labels: labels, heads: NewHeadSummarizer()}
 }
+
+// UseThresholds makes the run flag with the detector thresholds of
+// another run (thresholds_from) instead of calibrating its own.
+func (r *Run) UseThresholds(t *ThresholdSet) { r.carried = t.Carry() }
+
+// Name names the run (its folder), recorded as where the thresholds it
+// calibrates come from.
+func (r *Run) Name(name string) { r.name = name }
 
 // AddHeads adds one pass's head scores to the per-layer summary.
 func (r *Run) AddHeads(pass string, sc PassScores) {
@@ -76,7 +86,8 @@ func (r *Run) AddExample(hypothesis, reference string, hasReference bool) {
 }
 
 // Finish completes the scores and returns the passes, in the order they
-// were added, and the run summary.
+// were added, and the run summary. Its thresholds are the carried ones
+// (UseThresholds), or calibrated on this run as cfg.Thresholds says.
 func (r *Run) Finish() ([]*PassResult, *RunSummary) {
 	sum, limits := r.poolScores()
 	sum.Heads = r.heads.Summaries()
@@ -95,8 +106,8 @@ func (r *Run) Finish() ([]*PassResult, *RunSummary) {
 }
 
 // poolScores fills in wass_to_data and wass_combo against the reference
-// pool (the run's free pass, leave-one-out), resolves the flag thresholds
-// and sets the flags.
+// pool (the run's free pass, leave-one-out), takes or calibrates the
+// detector thresholds and sets the flags.
 func (r *Run) poolScores() (*RunSummary, Limits) {
 	cfg := r.cfg
 	var entries []PoolEntry
@@ -115,17 +126,17 @@ func (r *Run) poolScores() (*RunSummary, Limits) {
 		}
 	}
 	combo := NewWassCombo(unif, data, cfg.ComboPercentile)
-	var seq, comboScores []float64
 	for _, p := range r.rows {
 		p.Scores.WassCombo = combo.Score(p.Scores.WassToUnif, p.Scores.WassToData)
-		if p.Pass == PassFree {
-			seq = append(seq, p.Scores.SeqLogprob)
-			comboScores = append(comboScores, p.Scores.WassCombo)
-		}
 	}
-	limits := ResolveLimits(cfg.Thresholds, seq, comboScores)
-	sum := &RunSummary{Rows: map[string]int{}, Flags: map[string]map[string]int{},
-		Thresholds: NewThresholdSummary(limits, combo)}
+	set := r.carried
+	if set == nil {
+		set = Calibrate(cfg.Thresholds, r.calibrationScores())
+		set.CalibratedOn = r.name
+	}
+	set.WassComboTau = finite(combo.Tau)
+	limits := Limits{Detectors: set, Thresholds: cfg.Thresholds}
+	sum := &RunSummary{Rows: map[string]int{}, Flags: map[string]map[string]int{}, Thresholds: set}
 	suspects, free := 0, 0
 	for _, p := range r.rows {
 		sum.Rows[p.Pass]++
@@ -148,6 +159,27 @@ func (r *Run) poolScores() (*RunSummary, Limits) {
 		sum.SuspectShare = float64(suspects) / float64(free)
 	}
 	return sum, limits
+}
+
+// calibrationScores are every detector's scores on the run's detached and
+// free passes.
+func (r *Run) calibrationScores() CalibrationScores {
+	sc := CalibrationScores{Detached: map[string][]float64{}, Free: map[string][]float64{}}
+	for _, p := range r.rows {
+		var into map[string][]float64
+		switch p.Pass {
+		case PassDetached:
+			into = sc.Detached
+		case PassFree:
+			into = sc.Free
+		default:
+			continue
+		}
+		for _, d := range Detectors() {
+			into[d.Name] = append(into[d.Name], d.Get(p.Scores))
+		}
+	}
+	return sc
 }
 
 // evaluateDetectors scores the detectors against the dataset's labels

@@ -17,6 +17,21 @@ type DetectorEval struct {
 	FPRAt90TPR float64 `json:"fpr_at_90_tpr"`
 }
 
+// Verdict says in words how well a detector with this AUROC separates its
+// classes: "near chance" below 0.6, "weak" below 0.75, else "useful".
+// The report and docs/validity.md use the same words.
+func Verdict(auroc float64) string {
+	switch {
+	case math.IsNaN(auroc):
+		return "—"
+	case auroc < 0.6:
+		return "near chance"
+	case auroc < 0.75:
+		return "weak"
+	}
+	return "useful"
+}
+
 // EvaluateDetectors evaluates every detector on rows, where positive[i]
 // says whether rows[i] is a hallucination. Detectors without a score on
 // both classes are left out.
@@ -50,12 +65,14 @@ type LayerSummary struct {
 // RunSummary is the metrics stage's summary of a run, stored in the
 // manifest. Values that cannot be computed are left out.
 type RunSummary struct {
-	Examples     int                       `json:"examples"`
-	Rows         map[string]int            `json:"rows"` // sentence rows per pass
-	References   int                       `json:"references"`
-	CorpusChrF   *float64                  `json:"corpus_chrf,omitempty"`
-	CorpusBLEU   *float64                  `json:"corpus_bleu,omitempty"`
-	Thresholds   ThresholdSummary          `json:"thresholds"`
+	Examples   int            `json:"examples"`
+	Rows       map[string]int `json:"rows"` // sentence rows per pass
+	References int            `json:"references"`
+	CorpusChrF *float64       `json:"corpus_chrf,omitempty"`
+	CorpusBLEU *float64       `json:"corpus_bleu,omitempty"`
+	// Thresholds are the detector thresholds the run flagged with, with
+	// where they were calibrated.
+	Thresholds   *ThresholdSet             `json:"thresholds"`
 	Flags        map[string]map[string]int `json:"flags"`         // pass → flag → sentences
 	SuspectShare float64                   `json:"suspect_share"` // of free-pass sentences
 	Detectors    []DetectorEval            `json:"detectors,omitempty"`
@@ -156,23 +173,6 @@ func (s *HeadSummarizer) Summaries() []LayerSummary {
 		return cmp.Or(cmp.Compare(a.Pass, b.Pass), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Layer, b.Layer))
 	})
 	return out
-}
-
-// ThresholdSummary records the detector thresholds a run used; a value the
-// pool could not give is left out.
-type ThresholdSummary struct {
-	SeqLogprob     *float64 `json:"seq_logprob,omitempty"`
-	SeqLogprobRule string   `json:"seq_logprob_rule"`
-	WassCombo      *float64 `json:"wass_combo,omitempty"`
-	WassComboRule  string   `json:"wass_combo_rule"`
-	// WassComboTau is τ of wass_combo: wass_to_unif above it is rescaled.
-	WassComboTau *float64 `json:"wass_combo_tau,omitempty"`
-}
-
-// NewThresholdSummary records l and c.
-func NewThresholdSummary(l Limits, c WassCombo) ThresholdSummary {
-	return ThresholdSummary{SeqLogprob: finite(l.SeqLogprob), SeqLogprobRule: l.SeqLogprobRule,
-		WassCombo: finite(l.WassCombo), WassComboRule: l.WassComboRule, WassComboTau: finite(c.Tau)}
 }
 
 // finite returns &x, or nil for NaN and ±Inf, which JSON cannot hold.

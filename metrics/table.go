@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 )
 
 // Attention kinds, as head_metrics.parquet, the run summary and the report
@@ -82,6 +83,7 @@ const (
 	HeadRowSumErr
 	HeadZeroRows
 	HeadAER
+	HeadAERNorm
 	numBuiltinHeadMetrics
 	// NumHeadMetrics counts the metrics, those of extraHeadMetrics
 	// included.
@@ -112,6 +114,8 @@ var builtinHeadMetrics = [numBuiltinHeadMetrics]HeadMetric{
 	HeadRowSumErr: {Name: "row_sum_err", Doc: "largest |row sum − 1| (broken masks)", Lo: math.NaN(), Hi: math.NaN(), Plot: true},
 	HeadZeroRows:  {Name: "zero_rows", Doc: "rows that are all zero (broken masks)", Lo: 0, Hi: math.NaN(), Count: true},
 	HeadAER: {Name: "aer", Doc: "alignment error rate against gold links (forced pass: the reference)", Lo: 0, Hi: 1, Plot: true, Compare: true,
+		Kinds: []string{KindCross}, Pass: PassForced},
+	HeadAERNorm: {Name: "aer_norm", Doc: "AER of the norm-based attention (weights × value-vector norms; forced pass)", Lo: 0, Hi: 1, Plot: true, Compare: true,
 		Kinds: []string{KindCross}, Pass: PassForced},
 }
 
@@ -144,6 +148,10 @@ type SentenceMetric struct {
 	Detector int
 	// Compare draws its mean per run on the compare page.
 	Compare bool
+	// Pooled marks a score relative to the run's reference pool (its other
+	// sentences): it gets no threshold, since a fixed threshold on it would
+	// still move with the run.
+	Pooled bool
 }
 
 // Get is the metric's value in s.
@@ -156,14 +164,18 @@ type SentenceIndex int
 const (
 	SentSeqLogprob SentenceIndex = iota
 	SentIgnSrc
+	SentIgnSrcNorm
 	SentWassToUnif
+	SentWassToUnifNorm
 	SentWassToData
 	SentWassCombo
+	SentSrcContribution
 	SentRepeatMass
 	SentRepNgram
 	SentChrF
 	SentBLEU
 	SentAER
+	SentAERNorm
 	NumSentenceMetrics
 )
 
@@ -173,12 +185,20 @@ var SentenceTable = [NumSentenceMetrics]SentenceMetric{
 		Field: func(s *SentenceScores) *float64 { return &s.SeqLogprob }, Detector: -1, Compare: true},
 	SentIgnSrc: {Name: "ign_src", Doc: "share of source tokens the audited layer's cross-attention ignores",
 		Field: func(s *SentenceScores) *float64 { return &s.IgnSrc }, Detector: +1, Compare: true},
+	SentIgnSrcNorm: {Name: "ign_src_norm", Doc: "ign_src of the norm-based cross-attention (weights × value-vector norms)",
+		Field: func(s *SentenceScores) *float64 { return &s.IgnSrcNorm }, Detector: +1, Compare: true},
+	SentWassToUnifNorm: {Name: "wass_to_unif_norm", Doc: "wass_to_unif of the norm-based cross-attention",
+		Field: func(s *SentenceScores) *float64 { return &s.WassToUnifNorm }, Detector: +1, Compare: true},
+	SentSrcContribution: {Name: "src_contribution", Doc: "norm-based source contribution: value-vector length the cross-attention pulls in, relative to uniform attention",
+		Field: func(s *SentenceScores) *float64 { return &s.SrcContribution }, Detector: -1, Compare: true},
+	SentAERNorm: {Name: "aer_norm", Doc: "aer of the norm-based cross-attention (forced pass only)",
+		Field: func(s *SentenceScores) *float64 { return &s.AERNorm }},
 	SentWassToUnif: {Name: "wass_to_unif", Doc: "Wasserstein distance of the source distribution to uniform",
 		Field: func(s *SentenceScores) *float64 { return &s.WassToUnif }, Detector: +1, Compare: true},
 	SentWassToData: {Name: "wass_to_data", Doc: "Wasserstein distance to the nearest reference examples' distributions",
-		Field: func(s *SentenceScores) *float64 { return &s.WassToData }, Detector: +1, Compare: true},
+		Field: func(s *SentenceScores) *float64 { return &s.WassToData }, Detector: +1, Compare: true, Pooled: true},
 	SentWassCombo: {Name: "wass_combo", Doc: "wass_to_data, with wass_to_unif where that is extreme",
-		Field: func(s *SentenceScores) *float64 { return &s.WassCombo }, Detector: +1, Compare: true},
+		Field: func(s *SentenceScores) *float64 { return &s.WassCombo }, Detector: +1, Compare: true, Pooled: true},
 	SentRepeatMass: {Name: "repeat_mass", Doc: "decoder self-attention on earlier copies of the current token (most copying layer)",
 		Field: func(s *SentenceScores) *float64 { return &s.RepeatMass }, Compare: true},
 	SentRepNgram: {Name: "rep_ngram", Doc: "share of the target's word 3-grams that are repeats",
@@ -241,17 +261,32 @@ func (f FlagIndex) Name() string { return FlagTable[f].Name }
 var FlagTable = [NumFlags]FlagRule{
 	FlagHallucinationSuspect: {
 		Name: "hallucination_suspect",
-		Doc:  "a detector score past its threshold (low Seq-Logprob or high Wasserstein score)",
+		Doc:  "a detector score past its threshold (by default a Seq-Logprob as low as the worst 5% of a baseline run's translations), calibrated once and carried from run to run",
 		Rule: func(l Limits, _ Config) string {
-			return fmt.Sprintf("seq_logprob below %s (%s) or wass_combo above %s (%s)",
-				num(l.SeqLogprob, 2), l.SeqLogprobRule, num(l.WassCombo, 3), l.WassComboRule)
+			var parts []string
+			for _, name := range l.Detectors.suspect() {
+				t, _ := l.Detectors.Find(name)
+				if t.Value == nil {
+					parts = append(parts, fmt.Sprintf("%s: no threshold (%s had no scores to calibrate on), so never", name, l.Detectors.Describe(t)))
+					continue
+				}
+				parts = append(parts, fmt.Sprintf("%s %s %s (%s)", name, pastWords(t), num(*t.Value, 3), l.Detectors.Describe(t)))
+			}
+			if len(parts) == 0 {
+				return "never: no suspect detectors configured"
+			}
+			return strings.Join(parts, ", or ")
 		},
 		Test: func(s SentenceScores, l Limits) (why []string) {
-			if s.SeqLogprob < l.SeqLogprob {
-				why = append(why, fmt.Sprintf("seq-logprob %.2f is %s (threshold %.2f)", s.SeqLogprob, l.SeqLogprobRule, l.SeqLogprob))
-			}
-			if s.WassCombo > l.WassCombo {
-				why = append(why, fmt.Sprintf("wass-combo %.3f is %s (threshold %.3f)", s.WassCombo, l.WassComboRule, l.WassCombo))
+			for _, name := range l.Detectors.suspect() {
+				t, _ := l.Detectors.Find(name)
+				m, ok := SentenceByName(name)
+				if !ok {
+					continue
+				}
+				if v := m.Get(s); t.Past(v) {
+					why = append(why, fmt.Sprintf("%s %.3f is %s its threshold %.3f", name, v, pastWords(t), *t.Value))
+				}
 			}
 			return why
 		},
@@ -341,6 +376,32 @@ var FlagTable = [NumFlags]FlagRule{
 			return why
 		},
 	},
+}
+
+// pastWords says which side of a threshold flags.
+func pastWords(t Threshold) string {
+	if t.Direction == "below" {
+		return "at or below"
+	}
+	return "at or above"
+}
+
+// suspect are the detectors that raise hallucination_suspect.
+func (s *ThresholdSet) suspect() []string {
+	if s == nil {
+		return nil
+	}
+	return s.Suspect
+}
+
+// SentenceByName finds a sentence metric by its column name.
+func SentenceByName(name string) (SentenceMetric, bool) {
+	for _, m := range SentenceTable {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return SentenceMetric{}, false
 }
 
 // layerWords names a configured layer: "the last layer's", "layer 2's".

@@ -47,6 +47,9 @@ type AuditRun struct {
 	Run        string `json:"run"`
 	Skipped    bool   `json:"skipped"`
 	Reason     string `json:"reason,omitempty"`
+	// ThresholdsFrom is the run whose detector thresholds this run was
+	// flagged with; empty for the run that calibrated them.
+	ThresholdsFrom string `json:"thresholds_from,omitempty"`
 	KeyMetrics
 }
 
@@ -86,16 +89,40 @@ func Audit(env Env, in AuditInputs) (*AuditSummary, error) {
 	if err := os.MkdirAll(in.OutputDir, 0o755); err != nil {
 		return nil, err
 	}
-	for _, ck := range in.Checkpoints {
-		inputs := Inputs{Checkpoint: ck, Data: in.Data, OutputDir: in.OutputDir, Config: in.Config}
-		dir, err := RunDir(env, inputs)
-		if err != nil {
+	checkpoints, err := inEpochOrder(in.Checkpoints)
+	if err != nil {
+		return nil, err
+	}
+	// The detector thresholds are calibrated once, on the baseline run (or
+	// the first checkpoint's), and carried to every other checkpoint, so
+	// that each is flagged by the same yardstick; an explicit
+	// thresholds_from wins.
+	calibrated := in.Baseline
+	dirs := make([]string, len(checkpoints))
+	for i, ck := range checkpoints {
+		if dirs[i], err = RunDir(env, Inputs{Checkpoint: ck, Data: in.Data, OutputDir: in.OutputDir, Config: in.Config}); err != nil {
 			return nil, err
 		}
-		run := AuditRun{Checkpoint: ck, Run: dir}
+		// A baseline among the audited checkpoints is brought up to date
+		// first, since the others carry its thresholds.
+		if i > 0 && calibrated != "" && filepath.Clean(dirs[i]) == filepath.Clean(calibrated) {
+			checkpoints[0], checkpoints[i] = checkpoints[i], checkpoints[0]
+			dirs[0], dirs[i] = dirs[i], dirs[0]
+		}
+	}
+	for i, ck := range checkpoints {
+		inputs := Inputs{Checkpoint: ck, Data: in.Data, OutputDir: in.OutputDir, Config: in.Config}
+		dir := dirs[i]
+		if m := &inputs.Config.Metrics; m.ThresholdsFrom == "" && calibrated != "" && filepath.Clean(calibrated) != filepath.Clean(dir) {
+			m.ThresholdsFrom = calibrated
+		}
+		if calibrated == "" {
+			calibrated = dir
+		}
+		run := AuditRun{Checkpoint: ck, Run: dir, ThresholdsFrom: inputs.Config.Metrics.ThresholdsFrom}
 		// A run whose files fail Verify is resumed, which writes its
 		// damaged chunks again.
-		if m, err := ReadManifest(dir); err == nil && upToDate(m, in.Config) && (len(m.Parts) == 0 || len(Verify(dir)) == 0) {
+		if m, err := ReadManifest(dir); err == nil && upToDate(m, inputs.Config) && (len(m.Parts) == 0 || len(Verify(dir)) == 0) {
 			run.Skipped = true
 			run.Reason = fmt.Sprintf("already audited: same checkpoint (sha256 %.12s), dataset (%.12s) and config", m.Checkpoint.Hash, m.Dataset.Hash)
 			fmt.Fprintf(env.Log, "audit: %s skipped: %s\n", ck, run.Reason)
@@ -107,12 +134,11 @@ func Audit(env Env, in AuditInputs) (*AuditSummary, error) {
 	if err := sum.load(); err != nil {
 		return nil, err
 	}
-	dirs := make([]string, len(sum.Runs))
+	dirs = make([]string, len(sum.Runs))
 	for i, r := range sum.Runs {
 		dirs[i] = r.Run
 	}
 	sum.Compare = filepath.Join(in.OutputDir, "compare.html")
-	var err error
 	if sum.Regressions, err = WriteCompare(dirs, in.Baseline, sum.Compare, in.Config.Report, in.Config.Audit); err != nil {
 		return nil, err
 	}
@@ -247,6 +273,38 @@ func compareRuns(before, after AuditRun, cfg configs.AuditConfig) []Regression {
 		}
 	}
 	return out
+}
+
+// inEpochOrder sorts checkpoint folders by the epoch and step of their
+// checkpoint.json, so that the first is the one audit calibrates on.
+func inEpochOrder(dirs []string) ([]string, error) {
+	type ck struct {
+		dir  string
+		meta CheckpointMeta
+	}
+	cks := make([]ck, len(dirs))
+	for i, d := range dirs {
+		cks[i].dir = d
+		data, err := os.ReadFile(filepath.Join(d, "checkpoint.json"))
+		if err == nil {
+			err = json.Unmarshal(data, &cks[i].meta)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %w", d, err)
+		}
+	}
+	sort.SliceStable(cks, func(a, b int) bool {
+		ma, mb := cks[a].meta, cks[b].meta
+		if ma.Epoch != mb.Epoch {
+			return ma.Epoch < mb.Epoch
+		}
+		return ma.Step < mb.Step
+	})
+	out := make([]string, len(cks))
+	for i, c := range cks {
+		out[i] = c.dir
+	}
+	return out, nil
 }
 
 // FindCheckpoints expands --checkpoints: a checkpoint folder, a folder of

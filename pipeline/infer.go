@@ -468,11 +468,24 @@ func exampleRow(ex dataset.Example, res inference.Result) store.Example {
 	if res.Forced != nil {
 		row.RefPieces, row.RefIDs, row.RefLogprobs = res.Forced.Pieces, res.Forced.IDs, res.Forced.Logprobs
 	}
+	row.EncoderValueNorms, row.CrossValueNorms = flatNorms(res.EncoderValueNorms), flatNorms(res.CrossValueNorms)
 	if ex.HasReference {
 		row.Chrf = float32(metrics.SentenceChrF(res.Hypothesis, ex.Reference))
 		row.Bleu = float32(metrics.SentenceBLEU(res.Hypothesis, ex.Reference))
 	}
 	return row
+}
+
+// flatNorms lays value-vector norms [layer][head][position] out row-major,
+// as examples.parquet stores them.
+func flatNorms(norms [][][]float32) []float32 {
+	var out []float32
+	for _, heads := range norms {
+		for _, h := range heads {
+			out = append(out, h...)
+		}
+	}
+	return out
 }
 
 // finishInfer writes the manifest once every chunk of the run exists,

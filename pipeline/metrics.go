@@ -15,8 +15,15 @@ import (
 type MetricsOption func(*metricsInputs)
 
 type metricsInputs struct {
-	gold   map[int32]metrics.Alignment
-	labels map[int32]bool
+	gold       map[int32]metrics.Alignment
+	labels     map[int32]bool
+	thresholds *metrics.ThresholdSet
+}
+
+// WithThresholds makes ComputeMetrics flag with another run's recorded
+// detector thresholds instead of calibrating its own (nil: calibrate).
+func WithThresholds(t *metrics.ThresholdSet) MetricsOption {
+	return func(in *metricsInputs) { in.thresholds = t }
 }
 
 // WithGold gives ComputeMetrics the dataset's gold word alignments (for
@@ -56,6 +63,10 @@ func ComputeMetrics(runDir string, cfg metrics.Config, opts ...MetricsOption) (*
 	}
 	defer hw.Abort()
 	run := metrics.NewRun(cfg, in.labels)
+	run.Name(runDir)
+	if in.thresholds != nil {
+		run.UseThresholds(in.thresholds)
+	}
 	scored := map[passKey]metrics.PassScores{}
 	// keep runs on one goroutine, in scan order, so the rows, the
 	// summarizer's seeded sampling and the results are those of a serial
@@ -246,7 +257,35 @@ func passInput(ex store.Example, pass string, group []store.Attention, in metric
 			}
 		}
 	}
+	var err error
+	if pin.EncoderNorms, err = unflattenNorms(ex.EncoderValueNorms, pin.EncoderSelf, len(ex.SrcIDs)); err != nil {
+		return pin, fmt.Errorf("example %d: encoder_value_norms: %w", ex.ExampleID, err)
+	}
+	if pin.CrossNorms, err = unflattenNorms(ex.CrossValueNorms, pin.Cross, len(ex.SrcIDs)); err != nil {
+		return pin, fmt.Errorf("example %d: cross_value_norms: %w", ex.ExampleID, err)
+	}
 	return pin, nil
+}
+
+// unflattenNorms splits examples.parquet's row-major value-vector norms
+// into [layer][head][source position], with the layers and heads of the
+// attention they weigh; nil when either is absent.
+func unflattenNorms(flat []float32, attn [][]metrics.Matrix, srcLen int) ([][][]float32, error) {
+	if len(flat) == 0 || len(attn) == 0 {
+		return nil, nil
+	}
+	heads := len(attn[0])
+	if len(flat) != len(attn)*heads*srcLen {
+		return nil, fmt.Errorf("%d values, want %d layers × %d heads × %d source tokens", len(flat), len(attn), heads, srcLen)
+	}
+	out := make([][][]float32, len(attn))
+	for l := range out {
+		out[l] = make([][]float32, heads)
+		for h := range heads {
+			out[l][h], flat = flat[:srcLen:srcLen], flat[srcLen:]
+		}
+	}
+	return out, nil
 }
 
 // fileAttention puts one attention row into the [layer][head] matrices of

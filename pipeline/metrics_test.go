@@ -201,7 +201,7 @@ func TestComputeMetrics(t *testing.T) {
 	if !free3.Flags[metrics.FlagCopying] || math.Abs(float64(free3.Values[metrics.SentRepNgram])-0.75) > 1e-6 {
 		t.Errorf("repetition loop: copying %v, rep_ngram %v (want 0.75)", free3.Flags[metrics.FlagCopying], free3.Values[metrics.SentRepNgram])
 	}
-	if !free3.Flags[metrics.FlagHallucinationSuspect] || !strings.Contains(free3.Reasons, "seq-logprob") {
+	if !free3.Flags[metrics.FlagHallucinationSuspect] || !strings.Contains(free3.Reasons, "seq_logprob -0.350 is at or below its threshold") {
 		t.Errorf("lowest seq-logprob not suspect: %q", free3.Reasons)
 	}
 	// Head 1 sits on EOS and head 0's last row reaches it too: (1 + ⅙)/2.

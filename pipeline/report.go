@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"attnaudit/configs"
@@ -112,7 +113,16 @@ func runSummary(runDir string, m *Manifest) (report.Summary, error) {
 			s.CorpusBLEU = *rs.CorpusBLEU
 		}
 		for _, d := range rs.Detectors {
-			s.Detectors = append(s.Detectors, report.DetectorScore{Name: d.Detector, Against: d.Against, AUROC: d.AUROC, FPRAt90TPR: d.FPRAt90TPR})
+			ds := report.DetectorScore{Name: d.Detector, Against: d.Against, AUROC: d.AUROC, FPRAt90TPR: d.FPRAt90TPR}
+			if t, ok := rs.Thresholds.Find(d.Detector); ok && t.Value != nil {
+				side := "≥"
+				if t.Direction == "below" {
+					side = "≤"
+				}
+				ds.Threshold = fmt.Sprintf("%s %.3f", side, *t.Value)
+				ds.Suspect = slices.Contains(rs.Thresholds.Suspect, d.Detector)
+			}
+			s.Detectors = append(s.Detectors, ds)
 		}
 	}
 	return s, nil

@@ -31,7 +31,6 @@ import (
 	"attnaudit/examples"
 	"attnaudit/inference"
 	"attnaudit/metrics"
-	"attnaudit/report"
 )
 
 // Stage names, as recorded in the manifest.
@@ -179,9 +178,15 @@ func OpenCheckpoint(dir string) (*inference.Checkpoint, string, error) {
 func runID(ckptHash, dataHash string, cfg configs.Config) string {
 	cfg.ORTLib, cfg.Provider, cfg.CUDADevice, cfg.Threads, cfg.Workers, cfg.BatchSize = "", "", 0, 0, 0, 0
 	// Later stages' settings do not change what infer writes; a change to
-	// them reruns those stages in the same folder (see stage).
-	cfg.Metrics, cfg.Report, cfg.Audit = metrics.Config{}, report.Options{}, configs.AuditConfig{}
+	// them, new settings among them, reruns those stages in the same folder
+	// (see stage), so they are left out of the hash altogether.
+	var keys map[string]any
 	c, _ := json.Marshal(cfg)
+	_ = json.Unmarshal(c, &keys)
+	delete(keys, "metrics")
+	delete(keys, "report")
+	delete(keys, "audit")
+	c, _ = json.Marshal(keys)
 	h := sha256.New()
 	fmt.Fprintf(h, "checkpoint %s\ndataset %s\nconfig %s\n", ckptHash, dataHash, c)
 	return hex.EncodeToString(h.Sum(nil))[:16]

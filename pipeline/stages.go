@@ -49,9 +49,16 @@ func Metrics(env Env, dir string, cfg configs.Config, redo bool) error {
 		if err != nil {
 			return nil, err
 		}
-		sum, err := ComputeMetrics(dir, cfg.Metrics, WithGold(gold, labels))
+		carried, err := carriedThresholds(cfg.Metrics.ThresholdsFrom)
 		if err != nil {
 			return nil, err
+		}
+		sum, err := ComputeMetrics(dir, cfg.Metrics, WithGold(gold, labels), WithThresholds(carried))
+		if err != nil {
+			return nil, err
+		}
+		if carried == nil {
+			sum.Thresholds.CalibratedAt = time.Now().UTC()
 		}
 		m.Summary = sum
 		delete(m.Stages, StageReport) // the report shows the old metrics
@@ -88,7 +95,7 @@ func stage(env Env, dir, name string, redo bool, cfg configs.Config, do func(*Ma
 	if err != nil {
 		return err
 	}
-	if _, done := m.Stages[name]; done && !redo && stageSettingsEqual(name, m.Config, cfg) {
+	if _, done := m.Stages[name]; done && !redo && stageSettingsEqual(name, m.Config, cfg) && thresholdsCurrent(name, m, cfg) {
 		fmt.Fprintf(env.Log, "%s: already done for %s\n", name, dir)
 		return nil
 	}
@@ -119,10 +126,37 @@ func stageSettingsEqual(name string, a, b configs.Config) bool {
 	return true
 }
 
+// carriedThresholds reads the detector thresholds recorded by the run named
+// in thresholds_from; nil when none is named.
+func carriedThresholds(from string) (*metrics.ThresholdSet, error) {
+	if from == "" {
+		return nil, nil
+	}
+	m, err := ReadManifest(from)
+	if err != nil {
+		return nil, fmt.Errorf("thresholds_from: %w", err)
+	}
+	if m.Summary == nil || m.Summary.Thresholds == nil || len(m.Summary.Thresholds.Detectors) == 0 {
+		return nil, fmt.Errorf("thresholds_from %s: the run records no calibrated detector thresholds; run its metrics stage again (`attnaudit metrics --run %s`)", from, from)
+	}
+	return m.Summary.Thresholds, nil
+}
+
+// thresholdsCurrent reports whether a metrics stage that took its
+// thresholds from another run used that run's present ones (its metrics
+// may have been redone since).
+func thresholdsCurrent(name string, m *Manifest, cfg configs.Config) bool {
+	if name != StageMetrics || cfg.Metrics.ThresholdsFrom == "" {
+		return true
+	}
+	want, err := carriedThresholds(cfg.Metrics.ThresholdsFrom)
+	return err == nil && m.Summary != nil && m.Summary.Thresholds.SameValues(want)
+}
+
 // upToDate reports whether a finished run needs no stage run again for cfg.
 func upToDate(m *Manifest, cfg configs.Config) bool {
 	for _, name := range []string{StageMetrics, StageReport} {
-		if _, done := m.Stages[name]; !done || !stageSettingsEqual(name, m.Config, cfg) {
+		if _, done := m.Stages[name]; !done || !stageSettingsEqual(name, m.Config, cfg) || !thresholdsCurrent(name, m, cfg) {
 			return false
 		}
 	}

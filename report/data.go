@@ -66,7 +66,16 @@ type DetectorScore struct {
 	Against    string // "labels" or "detached pairs"
 	AUROC      float64
 	FPRAt90TPR float64
+	// Threshold is the detector's threshold as the run used it ("≤ -2.267"),
+	// empty for none; Suspect marks the detectors that raise
+	// hallucination_suspect.
+	Threshold string
+	Suspect   bool
 }
+
+// Verdict says in words how well the detector separates: "near chance"
+// below AUROC 0.6, "weak" below 0.75, else "useful".
+func (d DetectorScore) Verdict() string { return metrics.Verdict(d.AUROC) }
 
 // CompareData is everything compare.html shows: runs of one model on one
 // dataset, oldest first.

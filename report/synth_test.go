@@ -113,9 +113,10 @@ func synthRun(n, layers, heads int) RunData {
 			Epoch: 40, Step: 12000, Dataset: "tatoeba-dev.tsv", DatasetHash: "0123456789abcdef",
 			Examples: n, Provider: "cpu", Tool: "attnaudit test, ORT 1.24",
 			CorpusChrF: 48.25, CorpusBLEU: 21.5,
-			Timings:   []Timing{{"infer", 12.5}, {"metrics", 1.25}},
-			Detectors: []DetectorScore{{"seq_logprob", "detached pairs", 0.91, 0.22}, {"wass_combo", "detached pairs", 0.87, 0.31}},
-			Problems:  []string{"tatoeba-dev.tsv:17: blank line"},
+			Timings: []Timing{{"infer", 12.5}, {"metrics", 1.25}},
+			Detectors: []DetectorScore{{Name: "seq_logprob", Against: "detached pairs", AUROC: 0.91, FPRAt90TPR: 0.22, Threshold: "≤ -2.267", Suspect: true},
+				{Name: "wass_to_unif", Against: "detached pairs", AUROC: 0.55, FPRAt90TPR: 0.86, Threshold: "≥ 0.016"}},
+			Problems: []string{"tatoeba-dev.tsv:17: blank line"},
 		},
 		Attention: map[int32]ExampleAttention{},
 	}

@@ -231,7 +231,8 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 	}
 	wantEx := "example_id INTEGER, id VARCHAR, source VARCHAR, reference VARCHAR, hypothesis VARCHAR, " +
 		"src_pieces VARCHAR[], tgt_pieces VARCHAR[], src_ids INTEGER[], tgt_ids INTEGER[], token_logprobs FLOAT[], " +
-		"seq_logprob FLOAT, ref_pieces VARCHAR[], ref_ids INTEGER[], ref_logprobs FLOAT[], detached_from INTEGER, det_pieces VARCHAR[], det_ids INTEGER[], det_logprobs FLOAT[], chrf FLOAT, bleu FLOAT"
+		"seq_logprob FLOAT, ref_pieces VARCHAR[], ref_ids INTEGER[], ref_logprobs FLOAT[], detached_from INTEGER, det_pieces VARCHAR[], det_ids INTEGER[], det_logprobs FLOAT[], chrf FLOAT, bleu FLOAT, " +
+		"encoder_value_norms FLOAT[], cross_value_norms FLOAT[]"
 	if got := columnTypes(res["examples_types"]); got != wantEx {
 		t.Errorf("examples columns:\n got %s\nwant %s", got, wantEx)
 	}
@@ -241,7 +242,7 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 	}
 	wantHeads := "example_id INTEGER, pass VARCHAR, kind VARCHAR, layer SMALLINT, head SMALLINT, q_len INTEGER, k_len INTEGER, " +
 		"entropy FLOAT, entropy_norm FLOAT, confidence FLOAT, confidence_noeos FLOAT, diagonality FLOAT, first_mass FLOAT, " +
-		"last_mass FLOAT, head_diversity FLOAT, repeat_mass FLOAT, row_sum_err FLOAT, zero_rows INTEGER, aer FLOAT"
+		"last_mass FLOAT, head_diversity FLOAT, repeat_mass FLOAT, row_sum_err FLOAT, zero_rows INTEGER, aer FLOAT, aer_norm FLOAT"
 	if got := columnTypes(res["heads_types"]); got != wantHeads {
 		t.Errorf("head_metrics columns:\n got %s\nwant %s", got, wantHeads)
 	}
@@ -249,8 +250,9 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 	if num(t, s["n"]) != 3 || num(t, s["suspects"]) != 1 || s["reasons"] != "seq_logprob in the bottom 5%; last_mass 0.62 > 0.5" {
 		t.Errorf("sentence_metrics: %v", s)
 	}
-	wantSents := "example_id INTEGER, pass VARCHAR, seq_logprob FLOAT, ign_src FLOAT, wass_to_unif FLOAT, wass_to_data FLOAT, " +
-		"wass_combo FLOAT, repeat_mass FLOAT, rep_ngram FLOAT, chrf FLOAT, bleu FLOAT, aer FLOAT, hallucination_suspect BOOLEAN, " +
+	wantSents := "example_id INTEGER, pass VARCHAR, seq_logprob FLOAT, ign_src FLOAT, ign_src_norm FLOAT, wass_to_unif FLOAT, " +
+		"wass_to_unif_norm FLOAT, wass_to_data FLOAT, wass_combo FLOAT, src_contribution FLOAT, repeat_mass FLOAT, rep_ngram FLOAT, " +
+		"chrf FLOAT, bleu FLOAT, aer FLOAT, aer_norm FLOAT, hallucination_suspect BOOLEAN, " +
 		"diffuse_attention BOOLEAN, sink_dominated BOOLEAN, no_head_diversity BOOLEAN, copying BOOLEAN, broken_mask BOOLEAN, " +
 		"untrained_like BOOLEAN, reasons VARCHAR"
 	if got := columnTypes(res["sents_types"]); got != wantSents {

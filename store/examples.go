@@ -33,6 +33,8 @@ var exampleSchema = &schema[Example]{
 		float32ListCol("det_logprobs", func(r *Example) *[]float32 { return &r.DetLogprobs }),
 		float32Col("chrf", func(r *Example) *float32 { return &r.Chrf }),
 		float32Col("bleu", func(r *Example) *float32 { return &r.Bleu }),
+		optionalCol(float32ListCol("encoder_value_norms", func(r *Example) *[]float32 { return &r.EncoderValueNorms })),
+		optionalCol(float32ListCol("cross_value_norms", func(r *Example) *[]float32 { return &r.CrossValueNorms })),
 	},
 	sortBy:  []string{"example_id"},
 	compare: func(a, b *Example) int { return cmp.Compare(a.ExampleID, b.ExampleID) },
@@ -51,7 +53,8 @@ var exampleSchema = &schema[Example]{
 				n += 4 + len(p)
 			}
 		}
-		return n + 4*(len(r.SrcIDs)+len(r.TgtIDs)+len(r.RefIDs)+len(r.DetIDs)+len(r.TokenLogprobs)+len(r.RefLogprobs)+len(r.DetLogprobs))
+		return n + 4*(len(r.SrcIDs)+len(r.TgtIDs)+len(r.RefIDs)+len(r.DetIDs)+len(r.TokenLogprobs)+len(r.RefLogprobs)+len(r.DetLogprobs)+
+			len(r.EncoderValueNorms)+len(r.CrossValueNorms))
 	},
 	exampleID: func(r *Example) int32 { return r.ExampleID },
 }

@@ -229,6 +229,9 @@ func recoverDamaged(path string, err *error) {
 func checkFileSchema[T any](s *schema[T], sc *arrow.Schema) error {
 	for _, c := range s.cols {
 		idx := sc.FieldIndices(c.name)
+		if len(idx) == 0 && c.optional {
+			continue
+		}
 		if len(idx) == 0 {
 			return fmt.Errorf("no column %q: not an attnaudit %s file", c.name, s.stem)
 		}
@@ -243,7 +246,12 @@ func scanBatch[T any](rec arrow.RecordBatch, s *schema[T], cfg readerConfig, row
 	sc := rec.Schema()
 	readers := make([]func(int, *T), len(s.cols))
 	for i, c := range s.cols {
-		readers[i] = c.reader(rec.Column(sc.FieldIndices(c.name)[0]))
+		idx := sc.FieldIndices(c.name)
+		if len(idx) == 0 { // an optional column the file lacks
+			readers[i] = func(int, *T) {}
+			continue
+		}
+		readers[i] = c.reader(rec.Column(idx[0]))
 	}
 	for i := range int(rec.NumRows()) {
 		var zero T

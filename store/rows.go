@@ -63,6 +63,13 @@ type Example struct {
 	DetLogprobs  []float32
 	Chrf         float32 // NaN without a reference
 	Bleu         float32 // NaN without a reference
+	// EncoderValueNorms and CrossValueNorms are the value-vector norms of
+	// the encoder's self-attention and the decoder's cross-attention
+	// (inference.TensorEncoderValueNorms), [layer][head][source position]
+	// flattened row-major, len(SrcIDs) per head; empty when the checkpoint
+	// does not export them. Files written before them lack the columns.
+	EncoderValueNorms []float32
+	CrossValueNorms   []float32
 }
 
 // Attention is one row of attention.parquet: one head of one layer of one

@@ -49,6 +49,15 @@ type column[T any] struct {
 	// accepts reports whether a file's column type can be read; nil means
 	// exactly typ.
 	accepts func(arrow.DataType) bool
+	// optional: files written before the column existed lack it, and read
+	// as its zero value.
+	optional bool
+}
+
+// optionalCol marks c as a column older files may lack.
+func optionalCol[T any](c column[T]) column[T] {
+	c.optional = true
+	return c
 }
 
 func (c column[T]) readable(t arrow.DataType) bool {

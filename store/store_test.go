@@ -522,6 +522,9 @@ func fixtureExamples() []Example {
 			TokenLogprobs: []float32{-0.1, -0.2, -0.05, -0.3, -0.01, -0.02}, SeqLogprob: -0.113,
 			RefPieces: []string{"I", "▁am", "▁a", "▁student", ".", "</s>"}, RefIDs: []int32{60, 61, 62, 63, 4, 3},
 			RefLogprobs: []float32{-0.1, -0.2, -0.05, -0.3, -0.01, -0.02}, Chrf: 100, Bleu: 100,
+			// 1 layer × 2 heads × 5 source positions.
+			EncoderValueNorms: []float32{1, 2, 3, 4, 5, 0.5, 0.25, 2, 8, 1},
+			CrossValueNorms:   []float32{3, 1, 4, 1, 5, 9, 2, 6, 5, 3},
 		},
 		{
 			ExampleID: 2, ID: "line-3", Source: "비가 온다", Hypothesis: "",
@@ -534,6 +537,34 @@ func fixtureExamples() []Example {
 
 // sameFloat treats NaN as equal to NaN.
 func sameFloat(a, b float32) bool { return a == b || (a != a && b != b) }
+
+// TestExamplesWithoutValueNorms: files written before the value-norm
+// columns existed still read, with no norms.
+func TestExamplesWithoutValueNorms(t *testing.T) {
+	old := *exampleSchema
+	old.cols = slices.DeleteFunc(slices.Clone(old.cols), func(c column[Example]) bool { return c.optional })
+	if len(old.cols) != len(exampleSchema.cols)-2 {
+		t.Fatalf("%d optional columns, want the 2 value-norm ones", len(exampleSchema.cols)-len(old.cols))
+	}
+	dir := t.TempDir()
+	w, err := newWriter(dir, &old, func(int) string { return ExamplesPartName(0) }, newWriterConfig(1024, nil), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(fixtureExamples()...); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadExamples(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].EncoderValueNorms != nil || got[0].CrossValueNorms != nil || got[0].Source != "나는 학생이다." {
+		t.Errorf("read %+v", got)
+	}
+}
 
 func TestExamplesRoundTrip(t *testing.T) {
 	dir := t.TempDir()

@@ -385,6 +385,18 @@ func TestAuditSkipsAndGates(t *testing.T) {
 	if _, err := os.Stat(sum.Compare); err != nil {
 		t.Errorf("compare.html: %v", err)
 	}
+	// The first checkpoint calibrates the detector thresholds; the later
+	// ones are flagged with them.
+	first := sum.Runs[0].Run
+	for i, r := range sum.Runs {
+		m, err := pipeline.ReadManifest(r.Run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if th := m.Summary.Thresholds; th == nil || th.CalibratedOn != first || (i > 0) != (r.ThresholdsFrom == first) {
+			t.Errorf("%s: thresholds from %q, calibrated on %+v; want all calibrated on %s", r.Run, r.ThresholdsFrom, th, first)
+		}
+	}
 
 	readJSON(t, attnaudit(t, args...), &sum)
 	for _, r := range sum.Runs {
@@ -405,17 +417,58 @@ func TestAuditSkipsAndGates(t *testing.T) {
 	}
 	attnaudit(t, "verify", damaged)
 
-	// Gated against the final checkpoint, the first epoch's chrF is a drop.
+	// Gated against the final checkpoint, whose thresholds every run now
+	// carries, the first epoch's chrF is a drop and its suspect share a
+	// rise (run-relative thresholds flagged the same share everywhere).
 	final := sum.Runs[len(sum.Runs)-1].Run
-	cmd := exec.Command(binary, append(args, "--baseline", final, "--fail-on", "chrf_drop", "--chrf-drop", "0")...)
+	cmd := exec.Command(binary, append(args, "--baseline", final, "--fail-on", "chrf_drop,suspect_rise", "--chrf-drop", "0")...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
 	if code := cmd.ProcessState.ExitCode(); code != exitRegression {
 		t.Fatalf("gated audit: exit code %d (%v), want %d\n%s", code, err, exitRegression, stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "corpus chrF") {
-		t.Errorf("gated audit does not name the regression:\n%s", stderr.String())
+	for _, want := range []string{"corpus chrF", "hallucination-suspect share"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("gated audit does not name the %s regression:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// TestFlagsDoNotDependOnOtherExamples runs a dataset, then the same lines
+// with others after them, flagged with the first run's thresholds: every
+// free and forced pass of the first lines keeps its flags and reasons.
+// (Detached pairs are left out: their references come from other lines.)
+func TestFlagsDoNotDependOnOtherExamples(t *testing.T) {
+	small, large := smallDataset(t, 8), smallDataset(t, 16)
+	base := attnaudit(t, runArgs("run", small, t.TempDir())...)
+	grown := attnaudit(t, runArgs("run", large, t.TempDir(), "--thresholds-from", base)...)
+	flags := func(dir string) map[string]string {
+		sms, err := store.ReadSentenceMetrics(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, s := range sms {
+			if s.ExampleID < 8 && s.Pass != store.PassDetached {
+				out[fmt.Sprintf("%d %s", s.ExampleID, s.Pass)] = fmt.Sprintf("%v %s", s.Flags, s.Reasons)
+			}
+		}
+		return out
+	}
+	want, got := flags(base), flags(grown)
+	if len(want) != 16 {
+		t.Fatalf("%d free and forced passes, want 16", len(want))
+	}
+	suspects := 0
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("example %s: flags %s alone, %s with 8 more examples", k, w, got[k])
+		}
+		suspects += strings.Count(w, "at or below its threshold")
+	}
+	if suspects == 0 {
+		t.Error("no hallucination suspect among the first lines: the test would miss a moved threshold")
 	}
 }
 

@@ -160,9 +160,45 @@ class ExportContract2(unittest.TestCase):
     def test_encoder(self):
         g = self.graph("encoder_model.onnx")
         self.assertEqual([i.name for i in g.input], ["input_ids", "attention_mask"])
-        self.assertEqual([o.name for o in g.output], ["last_hidden_state", "encoder_self_attn"])
+        self.assertEqual([o.name for o in g.output],
+                         ["last_hidden_state", "encoder_self_attn", "encoder_value_norms", "cross_value_norms"])
         self.assertEqual(dims(g.output[0]), ["batch_size", "encoder_sequence_length", 16])
         self.assertEqual(dims(g.output[1]), [2, "batch_size", 8, "encoder_sequence_length", "encoder_sequence_length"])
+        self.assertEqual(dims(g.output[2]), [2, "batch_size", 8, "encoder_sequence_length"])
+        self.assertEqual(dims(g.output[3]), [3, "batch_size", 8, "encoder_sequence_length"])
+
+    def test_value_norms_by_hand(self):
+        """The exported norms are ||(x_j W_V + b_V)_h W_O,h||, recomputed here
+        head by head and key by key from the parameters, with the layer's
+        own input x (the pre-norm LayerNorm of the residual stream for
+        encoder self-attention, the encoder output for cross-attention)."""
+        src = tensor(self.parity["inputs"]["input_ids"])
+        out = export_onnx.run_pytorch_cached(self.model, src, tensor(self.parity["inputs"]["decoder_input_ids"]))
+        m, H = self.model, self.model.cfg.heads
+        dh = m.cfg.d_model // H
+
+        def naive(attn, x):
+            w_v, b_v, w_o = attn.v.weight, attn.v.bias, attn.out.weight
+            got = torch.zeros(x.shape[0], H, x.shape[1])
+            for b in range(x.shape[0]):
+                for j in range(x.shape[1]):
+                    v = x[b, j] @ w_v.t() + b_v
+                    for h in range(H):
+                        f = sum(v[h * dh + k] * w_o[:, h * dh + k] for k in range(dh))
+                        got[b, h, j] = f.norm()
+            return got
+
+        with torch.no_grad():
+            mask = (src == 0).unsqueeze(1).unsqueeze(2)
+            x = m._embed(src)
+            for i, layer in enumerate(m.encoder):
+                want = naive(layer.self_attn, layer.norm1(x))
+                torch.testing.assert_close(out["encoder_value_norms"][i], want, atol=1e-5, rtol=1e-5, msg=f"encoder {i}")
+                x = layer(x, mask)
+            memory = m.enc_norm(x)
+            for i, layer in enumerate(m.decoder):
+                torch.testing.assert_close(out["cross_value_norms"][i], naive(layer.cross_attn, memory),
+                                           atol=1e-5, rtol=1e-5, msg=f"cross {i}")
 
     def test_decoder(self):
         g = self.graph("decoder_model.onnx")
