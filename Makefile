@@ -42,7 +42,7 @@ setup: ort
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	cd store/testdata/duckdb && npm ci --silent --no-audit --no-fund
-	$(MAKE) $(PYARROW_PY) $(HF_PY)
+	$(MAKE) $(PYARROW_PY) $(HF_STAMP)
 
 # Hugging Face tokenizers: the tokenizers crate behind a small C interface
 # (inference/hftokenizer/ffi), a static library linked into the binary.
@@ -55,16 +55,21 @@ $(TOKENIZERS_LIB): $(TOKENIZERS_SRC)
 
 # export_hf.py's environment: Debian's torch 1.13 and onnx, plus the pinned
 # packages of export/requirements-hf.txt.
-HF_ENV := third_party/hf
-HF_PY  := $(HF_ENV)/bin/python
-hf-env: $(HF_PY)
-$(HF_PY): export/requirements-hf.txt
+# The stamp, not bin/python, is the target: bin/python is a link to the
+# system's python, whose old date would make every make rebuild the venv
+# (under tests that export while others import transformers from it).
+HF_ENV   := third_party/hf
+HF_PY    := $(HF_ENV)/bin/python
+HF_STAMP := $(HF_ENV)/.installed
+hf-env: $(HF_STAMP)
+$(HF_STAMP): export/requirements-hf.txt
 	rm -rf $(HF_ENV) && /usr/bin/python3 -m venv --system-site-packages $(HF_ENV)
 	$(HF_PY) -m pip install -q --disable-pip-version-check --no-deps -r export/requirements-hf.txt
+	touch $@
 
 SRC_LANG ?= ko
 TGT_LANG ?= en
-export-hf: $(HF_PY)
+export-hf: $(HF_STAMP)
 	@test -n "$(MODEL)" -a -n "$(OUT)" || { echo "usage: make export-hf MODEL=DIR OUT=DIR [SRC_LANG=ko TGT_LANG=en]" >&2; exit 2; }
 	cd export && $(abspath $(HF_PY)) export_hf.py $(abspath $(MODEL)) $(abspath $(OUT)) --src-lang $(SRC_LANG) --tgt-lang $(TGT_LANG)
 
@@ -72,7 +77,7 @@ export-hf: $(HF_PY)
 # trained on the ko-en data, exported, for the Go tests (inference/hf_test.go).
 HF_TINY := .work/hf-tiny
 hf-tiny: $(HF_TINY)/.done
-$(HF_TINY)/.done: $(HF_PY) export/hf_tiny.py export/export_hf.py export/hf_tokenizer.py
+$(HF_TINY)/.done: $(HF_STAMP) export/hf_tiny.py export/export_hf.py export/hf_tokenizer.py
 	rm -rf $(HF_TINY) && mkdir -p $(HF_TINY)
 	cd export && $(abspath $(HF_PY)) hf_tiny.py --data $(abspath $(KO_EN_DATA)) --out $(abspath $(HF_TINY))/models
 	for f in marian m2m100 nllb mbart50; do \

@@ -3,16 +3,12 @@ package inference
 import (
 	"bytes"
 	"encoding/json"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
-
-	"attnaudit/inference/hftokenizer"
 )
 
 // The Hugging Face families' tests run on tiny random checkpoints that
@@ -99,15 +95,11 @@ func TestHFTokenizerMatchesTransformers(t *testing.T) {
 			ref := hfRun(t, python, filepath.Join(dir, "models", family), map[string]any{"lines": lines})
 			tok := ck.Tokenizer()
 			eos := ck.Meta().EosID
-			bad, ties := 0, 0
+			bad := 0
 			for i, l := range lines {
 				src, _ := tok.Source(l)
 				tgt := append(tok.Target(l), eos)
 				dec := tok.Decode(ref.Target[i])
-				if tie(tok.hf.src, tok.Pieces(src), tok.Pieces(ref.Source[i])) || tie(tok.hf.tgt, tok.Pieces(tgt), tok.Pieces(ref.Target[i])) {
-					ties++
-					continue
-				}
 				if !slices.Equal(src, ref.Source[i]) || !slices.Equal(tgt, ref.Target[i]) || dec != ref.Decoded[i] {
 					bad++
 					if bad <= 5 {
@@ -119,26 +111,9 @@ func TestHFTokenizerMatchesTransformers(t *testing.T) {
 			if bad > 0 {
 				t.Errorf("%d of %d lines differ", bad, len(lines))
 			}
-			if ties*1000 > len(lines) {
-				t.Errorf("%d of %d lines split differently with equal scores; allowed: 0.1%%", ties, len(lines))
-			}
-			t.Logf("%d lines: source, target and decoded text equal transformers' (%d split differently between two segmentations of equal score)", len(lines), ties)
+			t.Logf("%d lines: source, target and decoded text equal transformers'", len(lines))
 		})
 	}
-}
-
-// tie says whether two different segmentations of the same text have the
-// same unigram score (within float32 rounding): SentencePiece 0.1.97,
-// which MarianTokenizer runs, breaks such ties differently from its newer
-// search ("1000" as "1","00","0" or "1","0","00"), whichever way the
-// float32 sums round. Only unigram (Marian) tokenizers can tie.
-func tie(t *hftokenizer.Tokenizer, got, want []string) bool {
-	if slices.Equal(got, want) || strings.Join(got, "") != strings.Join(want, "") {
-		return false
-	}
-	a, ok := t.SentencePieceScore(got)
-	b, _ := t.SentencePieceScore(want)
-	return ok && math.Abs(a-b) <= 1e-5*math.Abs(b)
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

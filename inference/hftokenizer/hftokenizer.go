@@ -40,7 +40,6 @@ import "C"
 import (
 	"errors"
 	"runtime"
-	"unicode/utf8"
 	"unsafe"
 )
 
@@ -205,23 +204,4 @@ func (t *Tokenizer) ID(token string) (id uint32, ok bool) {
 		return 0, false
 	}
 	return uint32(r), true
-}
-
-// SentencePieceScore is the unigram model's score of a segmentation (the
-// sum of its pieces' scores, unknown pieces at min_score − 10 per
-// character), in float64; ok is false without a unigram model. Tests use it
-// to tell a tie (two segmentations of equal score, which float32 rounding
-// orders) from a different segmentation.
-func (t *Tokenizer) SentencePieceScore(pieces []string) (score float64, ok bool) {
-	if t.unigram == nil {
-		return 0, false
-	}
-	for _, p := range pieces {
-		if id, ok := t.unigram.trie[p]; ok {
-			score += float64(t.unigram.score[id])
-		} else {
-			score += float64(utf8.RuneCountInString(p)) * float64(t.unigram.minScore-10)
-		}
-	}
-	return score, true
 }

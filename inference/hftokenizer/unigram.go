@@ -198,14 +198,18 @@ func (u *unigram) encode(s string, ids []uint32, pieces []string) ([]uint32, []s
 			if !ok {
 				continue
 			}
+			// SentencePiece's score here is a double (the user-defined
+			// branch's "- 0.1" makes the conditional's type double), so
+			// the candidate is summed and compared in float64 against the
+			// float32 kept: near-ties go the way its rounding makes them.
 			length := end - start
-			score := u.score[id]
+			score := float64(u.score[id])
 			if u.userDefined[id] {
-				score = float32(length)*u.maxScore - 0.1
+				score = float64(float32(length)*u.maxScore) - 0.1
 			}
-			cand := score + till
-			if t := &ends[end]; t.startsAt == -1 || cand > t.score {
-				*t = best{id: id, score: cand, startsAt: start}
+			cand := score + float64(till)
+			if t := &ends[end]; t.startsAt == -1 || cand > float64(t.score) {
+				*t = best{id: id, score: float32(cand), startsAt: start}
 			}
 			if length == mblen {
 				single = true
