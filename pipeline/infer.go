@@ -113,17 +113,22 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 
 	batches := make(chan *batchJob)
 	finished := make(chan *chunkJob)
+	start := time.Now()
+	var busy atomic.Int64 // nanoseconds the workers spent in batches
+	var lastBatch time.Time
 	var wg sync.WaitGroup
 	for _, h := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for b := range batches {
+				t0 := time.Now()
 				if env.stopped() {
 					b.chunk.fail(ErrInterrupted)
 				} else if err := b.run(h); err != nil {
 					b.chunk.fail(err)
 				}
+				busy.Add(int64(time.Since(t0)))
 				if b.chunk.pending.Add(-1) == 0 {
 					finished <- b.chunk
 				}
@@ -179,6 +184,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			queue = queue[1:]
 		case cj := <-finished:
 			translating--
+			lastBatch = time.Now()
 			switch {
 			case errors.Is(cj.err, ErrInterrupted):
 				fmt.Fprintf(env.Log, "infer: stopping: chunk %d abandoned; finishing the chunks being written\n", cj.c)
@@ -204,6 +210,14 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	}
 	close(batches)
 	wg.Wait()
+	if firstErr == nil && !lastBatch.IsZero() {
+		// Where the time went, for tuning threads and workers: how busy the
+		// workers were while there was translating to do, and how long the
+		// writers took after the last batch.
+		span := lastBatch.Sub(start)
+		fmt.Fprintf(env.Log, "infer: translated in %.2fs (workers busy %.0f%% of it), last part written %.2fs later\n",
+			span.Seconds(), 100*float64(busy.Load())/float64(int64(len(workers))*max(int64(span), 1)), time.Since(lastBatch).Seconds())
+	}
 	return firstErr
 }
 
