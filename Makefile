@@ -20,9 +20,11 @@ PYTHON          ?= python3
 
 # Debian packages for the tests: the Python exporter (torch, sentencepiece,
 # onnx), spm_encode for tokenizer parity, a Hangul font and Chromium for the
-# report tests.
+# report tests, and a one-node Slurm cluster (munge, slurmctld, slurmd,
+# sbatch; 22.05.8 on Debian 12) that runs docs/scale/slurm-array.sh.
 APT_PACKAGES := python3-torch python3-sentencepiece python3-onnx python3-numpy \
-	sentencepiece fonts-nanum chromium python3-venv
+	sentencepiece fonts-nanum chromium python3-venv \
+	munge slurmctld slurmd slurm-client
 
 # pyarrow, pinned, in its own virtual environment: the tests read attention
 # parts with it as users do (store/pyarrow_test.go).
