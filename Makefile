@@ -144,6 +144,6 @@ convert-checkpoints:
 bench-storage: build
 	rm -rf .bench-storage && bin/attnaudit infer --output-dir .bench-storage --precision float32 --threads 1 >/dev/null
 	{ echo; echo "## $$(date -u '+%Y-%m-%d %H:%M') UTC — attention storage (make bench-storage)"; echo; \
-	  ATTNAUDIT_STORAGE_RUN=$$(ls -d $(CURDIR)/.bench-storage/*/) GOMAXPROCS=1 go test ./store -run '^TestStorageTable$$' -count=1 -v \
+	  ATTNAUDIT_STORAGE_RUN=$$(ls -d $(CURDIR)/.bench-storage/*/) GOMAXPROCS=1 go test ./store -run '^TestStorage(Table|Candidates)$$' -count=1 -timeout 30m -v \
 	  | grep -v '^\(=== \|--- \|PASS\|ok \)'; } | tee -a bench/RESULTS.md
 	rm -rf .bench-storage
