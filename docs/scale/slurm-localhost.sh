@@ -18,10 +18,13 @@ usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 cmd=$1
 dir=$(realpath -m "$2")
 
-# free_port prints a TCP port nothing listens on (two clusters, or another
-# Slurm, may share the machine).
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# free_ports prints two distinct TCP ports nothing listens on (two
+# clusters, or another Slurm, may share the machine).
+free_ports() {
+  python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))'
 }
 
 stop() {
@@ -55,8 +58,9 @@ start() {
   [[ $(id -u) -eq 0 ]] || { echo "slurm-localhost: needs root (slurmd starts jobs as their user)" >&2; exit 1; }
   mkdir -p "$dir/state" "$dir/spool"
   chmod 700 "$dir"
-  local host
+  local host ctld_port slurmd_port
   host=$(hostname -s)
+  read -r ctld_port slurmd_port < <(free_ports)
 
   mungekey --create --keyfile="$dir/munge.key" --force
   munged --key-file="$dir/munge.key" --socket="$dir/munge.socket" --pid-file="$dir/munged.pid" \
@@ -66,8 +70,8 @@ start() {
   cat >"$dir/slurm.conf" <<EOF
 ClusterName=attnaudit-localhost
 SlurmctldHost=$host(127.0.0.1)
-SlurmctldPort=$(free_port)
-SlurmdPort=$(free_port)
+SlurmctldPort=$ctld_port
+SlurmdPort=$slurmd_port
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
