@@ -23,9 +23,11 @@ PYTHON          ?= python3
 
 # Debian packages for the tests: the Python exporter (torch, sentencepiece,
 # onnx), spm_encode for tokenizer parity, a Hangul font and Chromium for the
-# report tests.
+# report tests, and a one-node Slurm cluster (munge, slurmctld, slurmd,
+# sbatch; 22.05.8 on Debian 12) that runs docs/scale/slurm-array.sh.
 APT_PACKAGES := python3-torch python3-sentencepiece python3-onnx python3-numpy \
-	sentencepiece fonts-nanum chromium python3-venv
+	sentencepiece fonts-nanum chromium python3-venv \
+	munge slurmctld slurmd slurm-client
 
 # pyarrow, pinned, in its own virtual environment: the tests read attention
 # parts with it as users do (store/pyarrow_test.go).
@@ -188,6 +190,6 @@ convert-checkpoints:
 bench-storage: build
 	rm -rf .bench-storage && bin/attnaudit infer --output-dir .bench-storage --precision float32 --threads 1 >/dev/null
 	{ echo; echo "## $$(date -u '+%Y-%m-%d %H:%M') UTC — attention storage (make bench-storage)"; echo; \
-	  ATTNAUDIT_STORAGE_RUN=$$(ls -d $(CURDIR)/.bench-storage/*/) GOMAXPROCS=1 go test ./store -run '^TestStorageTable$$' -count=1 -v \
+	  ATTNAUDIT_STORAGE_RUN=$$(ls -d $(CURDIR)/.bench-storage/*/) GOMAXPROCS=1 go test ./store -run '^TestStorage(Table|Candidates)$$' -count=1 -timeout 30m -v \
 	  | grep -v '^\(=== \|--- \|PASS\|ok \)'; } | tee -a bench/RESULTS.md
 	rm -rf .bench-storage

@@ -139,6 +139,15 @@ func runDigest(t *testing.T, dir string) map[string]string {
 		fmt.Fprintf(h, "%+v\n", s)
 	}
 	digest["sentence_metrics"] = fmt.Sprintf("%d rows %s", len(sms), hex.EncodeToString(h.Sum(nil)))
+	hms, err := store.ReadHeadMetrics(filepath.Join(dir, store.HeadMetricsStem+".parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Reset()
+	for _, m := range hms {
+		fmt.Fprintf(h, "%+v\n", m)
+	}
+	digest["head_metrics"] = fmt.Sprintf("%d rows %s", len(hms), hex.EncodeToString(h.Sum(nil)))
 	return digest
 }
 

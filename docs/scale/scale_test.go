@@ -6,6 +6,7 @@ package scale
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -53,17 +54,21 @@ func TestKubernetesManifests(t *testing.T) {
 				t.Errorf("%s: want a batch/v1 Job with a container, got %+v", name, doc)
 			}
 			cmd := strings.Join(append(doc.Spec.Template.Spec.Containers[0].Command, doc.Spec.Template.Spec.Containers[0].Args...), " ")
-			if doc.Spec.CompletionMode == "Indexed" && !strings.Contains(cmd, "--shard=/") {
-				t.Errorf("%s: an Indexed Job must pass --shard=/N so JOB_COMPLETION_INDEX picks the shard", name)
+			if doc.Spec.CompletionMode == "Indexed" && !strings.Contains(cmd, fmt.Sprintf("--shard=/%d", doc.Spec.Completions)) {
+				t.Errorf("%s: an Indexed Job of %d completions must pass --shard=/%d so JOB_COMPLETION_INDEX picks the shard",
+					name, doc.Spec.Completions, doc.Spec.Completions)
 			}
 		}
 	}
 }
 
-// The Slurm script and the cron line are valid shell.
+// The Slurm scripts and the cron line are valid shell (cmd/attnaudit's
+// TestSlurmArrayEqualsTheUnshardedRun runs the Slurm ones).
 func TestShellExamples(t *testing.T) {
-	if out, err := exec.Command("bash", "-n", "slurm-array.sh").CombinedOutput(); err != nil {
-		t.Errorf("slurm-array.sh: %v\n%s", err, out)
+	for _, name := range []string{"slurm-array.sh", "slurm-localhost.sh"} {
+		if out, err := exec.Command("bash", "-n", name).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v\n%s", name, err, out)
+		}
 	}
 	data, err := os.ReadFile("crontab.example")
 	if err != nil {
