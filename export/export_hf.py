@@ -200,6 +200,40 @@ def _layers(cache):
     return [tuple(layer) for layer in cache]
 
 
+def head_value_norms(attn, x):
+    """||f_h(x_j)|| for every head h and position j of x: the norm of what x_j
+    adds to head h's output per unit of attention, f_h(x) = (x W_V + b_V)_h
+    W_O,h (Kobayashi et al. 2020; the output bias is added once per query,
+    so it is left out), as export/model.py's head_value_norms. attn: a
+    transformers attention module (v_proj, out_proj); x: [batch, len,
+    d_model] -> [batch, heads, len]."""
+    v = attn.v_proj(x)
+    b, n, d = v.shape
+    heads = attn.num_heads
+    hd = d // heads
+    v = v.view(b, n, heads, hd).transpose(1, 2)
+    w = attn.out_proj.weight  # [d_model, d_model]; head h reads columns h*hd...
+    return torch.stack([torch.matmul(v[:, h], w[:, h * hd:(h + 1) * hd].t()).norm(dim=-1)
+                        for h in range(heads)], dim=1)
+
+
+def value_norms(model, hidden_states, last_hidden_state):
+    """The contract's optional value-vector norms (docs/contract2.md):
+    encoder_value_norms of every encoder layer's self-attention, over that
+    layer's attention input (the layer input, after self_attn_layer_norm in
+    the pre-norm families M2M100, NLLB and mBART-50; Marian normalises
+    after), and cross_value_norms of every decoder layer's cross-attention
+    over the encoder output. hidden_states are the encoder's per-layer
+    inputs (output_hidden_states). Each [layers, batch, heads, src_len]."""
+    pre_norm = model.config.model_type != "marian"
+    enc = []
+    for i, layer in enumerate(model.get_encoder().layers):
+        x = hidden_states[i]
+        enc.append(head_value_norms(layer.self_attn, layer.self_attn_layer_norm(x) if pre_norm else x))
+    cross = [head_value_norms(layer.encoder_attn, last_hidden_state) for layer in model.get_decoder().layers]
+    return torch.stack(enc), torch.stack(cross)
+
+
 class Encoder(nn.Module):
     def __init__(self, model):
         super().__init__()
@@ -207,8 +241,9 @@ class Encoder(nn.Module):
 
     def forward(self, input_ids, attention_mask):
         out = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask,
-                                       output_attentions=True, return_dict=True)
-        return out.last_hidden_state, torch.stack(out.attentions)
+                                       output_attentions=True, output_hidden_states=True, return_dict=True)
+        enc_norms, cross_norms = value_norms(self.model, out.hidden_states, out.last_hidden_state)
+        return out.last_hidden_state, torch.stack(out.attentions), enc_norms, cross_norms
 
 
 class Decoder(nn.Module):
@@ -271,10 +306,13 @@ def export_graphs(model, out_dir, start_id, pad_id, sample_ids):
     with torch.no_grad():
         torch.onnx.export(Encoder(model).eval(), (src, mask), os.path.join(out_dir, "encoder_model.onnx"),
                           input_names=["input_ids", "attention_mask"],
-                          output_names=["last_hidden_state", "encoder_self_attn"],
+                          output_names=["last_hidden_state", "encoder_self_attn",
+                                        "encoder_value_norms", "cross_value_norms"],
                           dynamic_axes={"input_ids": {0: B, 1: S}, "attention_mask": {0: B, 1: S},
                                         "last_hidden_state": {0: B, 1: S},
-                                        "encoder_self_attn": {1: B, 3: S, 4: S}}, **opts)
+                                        "encoder_self_attn": {1: B, 3: S, 4: S},
+                                        "encoder_value_norms": {1: B, 3: S},
+                                        "cross_value_norms": {1: B, 3: S}}, **opts)
         memory = Encoder(model)(src, mask)[0]
         outs = Decoder(model)(first, mask, memory)
         axes = {"input_ids": {0: B, 1: T}, "encoder_attention_mask": {0: B, 1: S},
@@ -308,7 +346,9 @@ def export_graphs(model, out_dir, start_id, pad_id, sample_ids):
     head_dim = cfg.d_model // heads
     static = {
         "encoder_model.onnx": {"last_hidden_state": {2: cfg.d_model},
-                               "encoder_self_attn": {0: cfg.encoder_layers, 2: cfg.encoder_attention_heads}},
+                               "encoder_self_attn": {0: cfg.encoder_layers, 2: cfg.encoder_attention_heads},
+                               "encoder_value_norms": {0: cfg.encoder_layers, 2: cfg.encoder_attention_heads},
+                               "cross_value_norms": {0: layers, 2: heads}},
         "decoder_model.onnx": {**{n: {1: heads, 3: head_dim} for n in present_all},
                                "logits": {2: cfg.vocab_size},
                                "decoder_self_attn": {0: layers, 2: heads}, "cross_attn": {0: layers, 2: heads}},
@@ -335,7 +375,9 @@ def pad_batch(rows, pad_id):
 def run_cached(model, src_ids, attention_mask, dec_ids):
     """PyTorch with its own cache, one position per step (docs/contract2.md, parity.json)."""
     with torch.no_grad():
-        enc = model.get_encoder()(input_ids=src_ids, attention_mask=attention_mask, output_attentions=True)
+        enc = model.get_encoder()(input_ids=src_ids, attention_mask=attention_mask, output_attentions=True,
+                                  output_hidden_states=True)
+        enc_norms, cross_norms = value_norms(model, enc.hidden_states, enc.last_hidden_state)
         cfg = model.config
         L, H = cfg.decoder_layers, cfg.decoder_attention_heads
         n, T, S = dec_ids.shape[0], dec_ids.shape[1], src_ids.shape[1]
@@ -351,6 +393,7 @@ def run_cached(model, src_ids, attention_mask, dec_ids):
             dself[:, :, :, t:t + 1, :t + 1] = torch.stack(out.decoder_attentions)
             cross[:, :, :, t:t + 1, :] = torch.stack(out.cross_attentions)
     return {"last_hidden_state": enc.last_hidden_state, "encoder_self_attn": torch.stack(enc.attentions),
+            "encoder_value_norms": enc_norms, "cross_value_norms": cross_norms,
             "logits": torch.cat(logits, dim=1), "decoder_self_attn": dself, "cross_attn": cross}
 
 
