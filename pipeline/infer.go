@@ -162,6 +162,10 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 		for firstErr == nil && next < len(chunks) && translating+len(ready) < ahead {
 			cj := r.newChunkJob(chunks[next])
 			next++
+			if len(cj.batches) == 0 { // nothing to translate: written as it is
+				ready = append(ready, cj)
+				continue
+			}
 			translating++
 			queue = append(queue, cj.batches...)
 		}
