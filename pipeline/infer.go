@@ -113,6 +113,17 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 
 	batches := make(chan *batchJob)
 	finished := make(chan *chunkJob)
+	// abort is closed at the first error that is not a stop: the batches
+	// still queued are then dropped, not translated for nothing.
+	abort := make(chan struct{})
+	aborted := func() bool {
+		select {
+		case <-abort:
+			return true
+		default:
+			return false
+		}
+	}
 	start := time.Now()
 	var busy atomic.Int64 // nanoseconds the workers spent in batches
 	var lastBatch time.Time
@@ -125,6 +136,8 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 				t0 := time.Now()
 				if env.stopped() {
 					b.chunk.fail(ErrInterrupted)
+				} else if aborted() {
+					b.chunk.fail(errAbandoned)
 				} else if err := b.run(h); err != nil {
 					b.chunk.fail(err)
 				}
@@ -148,6 +161,9 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	stopping := false
 	fail := func(err error) {
 		if firstErr == nil || errors.Is(firstErr, ErrInterrupted) && !errors.Is(err, ErrInterrupted) {
+			if !errors.Is(err, ErrInterrupted) && !aborted() {
+				close(abort)
+			}
 			firstErr = err
 		}
 	}
@@ -224,6 +240,10 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	}
 	return firstErr
 }
+
+// errAbandoned marks a chunk dropped because another failed; the other's
+// error is the one returned.
+var errAbandoned = errors.New("abandoned after another chunk failed")
 
 // chunksAhead is how many chunks are translated at once: enough for every
 // worker to have a batch, at least two so that one chunk's slowest batch
