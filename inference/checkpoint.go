@@ -91,17 +91,18 @@ func (e *MissingAttentionError) Error() string {
 // Checkpoint is a checkpoint folder held in memory (so an embed.FS works as
 // well as a folder on disk).
 type Checkpoint struct {
-	name    string // the folder, for messages
-	meta    Meta
-	rawMeta json.RawMessage
-	encoder []byte
-	decoder []byte // contract 2: decoder_model.onnx
-	past    []byte // contract 2: decoder_with_past_model.onnx; nil in contract 1
-	tok     *Tokenizer
-	hash    string
-	sizes   map[string]int
-	files   []string    // the contract's files, checkpoint.json first
-	io      *contractIO // nil until inspected with ONNX Runtime
+	name     string // the folder, for messages
+	meta     Meta
+	rawMeta  json.RawMessage
+	encoder  []byte
+	decoder  []byte // contract 2: decoder_model.onnx
+	past     []byte // contract 2: decoder_with_past_model.onnx; nil in contract 1
+	tok      *Tokenizer
+	suppress []int32 // suppressed(), once
+	hash     string
+	sizes    map[string]int
+	files    []string    // the contract's files, checkpoint.json first
+	io       *contractIO // nil until inspected with ONNX Runtime
 }
 
 // contractIO is what ONNX Runtime reports about the graphs.
@@ -187,7 +188,8 @@ func OpenCheckpoint(fsys fs.FS, dir string) (*Checkpoint, error) {
 			return nil, fmt.Errorf("%s: %s %d is outside %s's %d pieces", MetaFile, s.name, *s.id, tokName, tok.VocabSize())
 		}
 	}
-	for _, id := range ck.suppressed() {
+	ck.suppress = ck.suppressed()
+	for _, id := range ck.suppress {
 		if int(id) >= tok.VocabSize() {
 			return nil, fmt.Errorf("%s: suppress_token_ids: %d is outside %s's %d pieces", MetaFile, id, tokName, tok.VocabSize())
 		}
@@ -312,7 +314,9 @@ func (ck *Checkpoint) decoderStart() int32 {
 }
 
 // suppressed are the ids search never picks (checkpoint.json's
-// suppress_token_ids; by default padding and BOS).
+// suppress_token_ids; by default padding and BOS). Opening a checkpoint
+// keeps them in ck.suppress, which search reads for every row of every
+// step.
 func (ck *Checkpoint) suppressed() []int32 {
 	if ck.meta.SuppressIDs != nil {
 		return *ck.meta.SuppressIDs

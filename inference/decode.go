@@ -378,7 +378,7 @@ func (m *Model) prefixes(seqs [][]int32, t int) []int64 {
 // are never generated, and tokens of prev get the repetition penalty once
 // each.
 func (m *Model) adjust(row []float32, prev []int32, penalty float32) {
-	for _, id := range m.ck.suppressed() {
+	for _, id := range m.ck.suppress {
 		row[id] = float32(math.Inf(-1))
 	}
 	if penalty == 1 || len(prev) == 0 {

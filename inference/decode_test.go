@@ -354,7 +354,7 @@ func TestForce(t *testing.T) {
 }
 
 func TestAdjust(t *testing.T) {
-	m := &Model{ck: &Checkpoint{meta: Meta{PadID: 0, BosID: 2, EosID: 3}}}
+	m := &Model{ck: &Checkpoint{meta: Meta{PadID: 0, BosID: 2, EosID: 3}, suppress: []int32{0, 2}}}
 	row := []float32{5, 1, 1, 1, 2, -2, 3}
 	m.adjust(row, []int32{4, 5, 4, 1}, 2)
 	inf := float32(math.Inf(-1))
@@ -459,7 +459,7 @@ func toyLM(probs func(prefix []int32) map[int32]float64) nextLogits {
 }
 
 func toyModel() *Model {
-	return &Model{ck: &Checkpoint{meta: Meta{PadID: 0, BosID: 2, EosID: 3}}, io: &contractIO{vocab: 6}}
+	return &Model{ck: &Checkpoint{meta: Meta{PadID: 0, BosID: 2, EosID: 3}, suppress: []int32{0, 2}}, io: &contractIO{vocab: 6}}
 }
 
 // TestBeamFindsBetterHypothesis: greedy takes A (0.6) and then can only
