@@ -274,16 +274,18 @@ contract1_copy() {
 
 # go_infer NAME CKPT PROVIDER BS DATA: times attnaudit infer; sets GO_S (the
 # manifest's infer stage seconds), GO_WALL, GO_RSS and GO_USED, or returns non-zero.
+# PIN, when set, are words run before the command (taskset for bench_scale),
+# here and in torch_infer.
 go_infer() {
 	local name=$1 ckpt=$2 provider=$3 bs=$4 data=$5 m
 	GO_S="" GO_WALL="" GO_RSS=""
-	timed "$name" "$BIN" infer --checkpoint "$ckpt" --data "$data" --output-dir "$WORK/$name" --batch-size "$bs" \
+	timed "$name" ${PIN:-} "$BIN" infer --checkpoint "$ckpt" --data "$data" --output-dir "$WORK/$name" --batch-size "$bs" \
 		--provider "$provider" --threads "$THREADS" --detached-pairs=false || { fail_note "$name"; return 1; }
 	GO_WALL=$WALL GO_RSS=$RSS_MB
 	m=$(manifest_of "$name" "$WORK/$name")
 	if [ -n "$m" ]; then
 		GO_S=$(stage_seconds "$m" infer)
-		GO_USED=$(jget "$m" "d.get('provider') + ', ONNX Runtime ' + d['tool'].get('ort_version', '?') + ' ' + d['tool'].get('ort_library', '')")
+		GO_USED=$(jget "$m" "d.get('provider') + (', ' + str(d['parallelism']) if d.get('parallelism') else '') + ', ONNX Runtime ' + d['tool'].get('ort_version', '?') + ' ' + d['tool'].get('ort_library', '')")
 	fi
 	GO_S=${GO_S:-$GO_WALL}
 }
@@ -293,7 +295,7 @@ torch_infer() {
 	local name=$1 device=$2 bs=$3 data=$4
 	shift 4
 	T_S=""
-	timed "$name" "$PY" bench/torch_infer.py --checkpoint "$CKPT" --data "$data" --batch-sizes "$bs" \
+	timed "$name" ${PIN:-} "$PY" bench/torch_infer.py --checkpoint "$CKPT" --data "$data" --batch-sizes "$bs" \
 		--device "$device" --threads "$THREADS" "$@" || { fail_note "$name"; return 1; }
 	T_S=$(jget "$WORK/$name.out" "d['runs'][0]['seconds']")
 	cat "$WORK/$name.out" >>"$WORK/raw.txt"

@@ -262,22 +262,10 @@ bench_scale() {
 	for bs in 16 64; do
 		local go1="" t1=""
 		for k in $cores; do
-			local go_s="" t_s="" m r
-			if timed "scale-go-bs$bs-k$k" $(pin "$k") "$BIN" infer --checkpoint "$CKPT" --data "$data" --output-dir "$WORK/scale-go-bs$bs-k$k" \
-				--batch-size "$bs" --provider cpu --threads "$k" --detached-pairs=false; then
-				m=$(manifest_of "scale-go-bs$bs-k$k" "$WORK/scale-go-bs$bs-k$k")
-				go_s=$(stage_seconds "$m" infer)
-				GO_USED=$(jget "$m" "d.get('provider') + ', ' + str(d.get('parallelism')) + ', ONNX Runtime ' + d['tool'].get('ort_version', '?')")
-			else
-				fail_note "scale-go-bs$bs-k$k"
-			fi
+			local go_s="" t_s="" r
+			THREADS=$k PIN=$(pin "$k") go_infer "scale-go-bs$bs-k$k" "$CKPT" cpu "$bs" "$data" && go_s=$GO_S
 			rm -rf "$WORK/scale-go-bs$bs-k$k"
-			if timed "scale-torch-bs$bs-k$k" $(pin "$k") "$PY" bench/torch_infer.py --checkpoint "$CKPT" --data "$data" \
-				--batch-sizes "$bs" --device cpu --threads "$k" --cached; then
-				t_s=$(jget "$WORK/scale-torch-bs$bs-k$k.out" "d['runs'][0]['seconds']")
-			else
-				fail_note "scale-torch-bs$bs-k$k"
-			fi
+			THREADS=$k PIN=$(pin "$k") torch_infer "scale-torch-bs$bs-k$k" cpu "$bs" "$data" --cached && t_s=$T_S
 			[ "$k" = 1 ] && go1=$go_s t1=$t_s
 			r=$(ratio "${t_s:-0}" "${go_s:-0}")
 			emit "| $bs | $k | ${go_s:-—} | $(per_s "$n" "${go_s:-0}") | $(ratio "${go1:-0}" "${go_s:-0}") | ${t_s:-—} | $(per_s "$n" "${t_s:-0}") | $(ratio "${t1:-0}" "${t_s:-0}") | $r | $(meets "$r" 1) |"
