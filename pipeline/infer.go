@@ -109,6 +109,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	workers := model.Workers()
 	ahead := chunksAhead(len(workers), r.batchesPerChunk())
 	writers := chunkWriters()
+	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(env.Log, "infer: %s; up to %d chunks translated and %d written at once\n", model.Parallelism(), ahead, writers)
 
 	batches := make(chan *batchJob)
@@ -189,7 +190,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			cj := ready[0]
 			ready = ready[1:]
 			writing++
-			go func() { written <- writeDone{len(cj.exs), r.writeChunk(cj.c, cj.out)} }()
+			go func() { written <- writeDone{len(cj.exs), r.writeChunk(cj.c, cj.out, slots)} }()
 		}
 		if translating == 0 && writing == 0 && len(ready) == 0 && (next == len(chunks) || firstErr != nil) {
 			break
@@ -387,30 +388,132 @@ func exampleIDs(exs []dataset.Example, idx []int) string {
 
 // writeChunk writes chunk c's rows in example order, attention and
 // examples parts, then the chunk's record of them, which marks it done.
-func (r *run) writeChunk(c int, out chunkOutput) error {
+//
+// The attention rows, most of the bytes and of the CPU (rounding, zstd),
+// are written as sub-parts, each a range of the chunk's examples, on their
+// own goroutines: one file is encoded on one core, and the last chunks of
+// a run would otherwise leave every other core idle while they are
+// written. The ranges depend on the rows alone (subPartRanges), never on
+// the number of cores, so a run's files are the same on any machine.
+//
+// slots bounds the sub-parts being written at once, across chunks.
+func (r *run) writeChunk(c int, out chunkOutput, slots chan struct{}) error {
 	exs, cfg := r.chunk(c), r.cfg
 	results, detached := out.results, out.detached
-	// Abort drops a part that Close did not commit, so a failed chunk
-	// leaves no file under a final name.
-	aw, err := store.NewAttentionWriter(r.dir, store.AttentionOptions{Part: c, Precision: cfg.Precision})
-	if err != nil {
-		return err
-	}
 	sel, err := store.ParseSelection(cfg.Store)
 	if err != nil {
 		return err
 	}
-	defer aw.Abort()
-	ew, err := store.NewExampleWriter(r.dir, c)
+	// Sub-parts of an earlier, unfinished try of this chunk would
+	// otherwise lie beside the new ones.
+	stale, err := store.AttentionSubParts(r.dir, c)
 	if err != nil {
 		return err
 	}
-	defer ew.Abort()
-	for i, res := range results {
-		id := int32(exs[i].Index)
-		if err := writeAttention(aw, sel, id, res, detached[i]); err != nil {
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
+	}
+	rows := make([][]store.Attention, len(results))
+	weights := make([]int64, len(results))
+	for i, res := range results {
+		rows[i] = attentionRows(sel, int32(exs[i].Index), res, detached[i])
+		for _, row := range rows[i] {
+			weights[i] += int64(len(row.Weights.Data))
+		}
+	}
+	ranges := subPartRanges(weights, subPartWeights, maxSubParts)
+	infos := make([][]store.PartInfo, len(ranges))
+	errs := make([]error, len(ranges))
+	var wg sync.WaitGroup
+	for j, rg := range ranges {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			infos[j], errs[j] = writeAttentionPart(r.dir, store.AttentionOptions{Part: c, Sub: j, Precision: cfg.Precision}, rows[rg[0]:rg[1]])
+		}()
+	}
+	exInfos, exErr := r.writeExamplesPart(c, results, detached)
+	wg.Wait()
+	if err := errors.Join(append(errs, exErr)...); err != nil {
+		return err
+	}
+	var parts []store.PartInfo
+	for _, in := range infos {
+		parts = append(parts, in...)
+	}
+	return r.writeChunkRecord(c, append(parts, exInfos...))
+}
+
+// Sub-parts: a chunk's attention is cut into ranges of about
+// subPartWeights weights (16 MB as float32, about 8 MB on disk), at most
+// maxSubParts of them, so that on 16 cores the last chunks of a run are
+// written on 8 cores each, and a part stays large enough for readers to
+// scan quickly. A var for tests.
+var (
+	subPartWeights int64 = 4 << 20
+	maxSubParts          = 8
+)
+
+// subPartRanges cuts examples with the given numbers of weights into
+// contiguous ranges [from, to) of about equal weight: as many as the total
+// holds of target (at least one, at most most, at most one an example).
+// Ranges are never empty, except the only one of a chunk without examples.
+func subPartRanges(weights []int64, target int64, most int) [][2]int {
+	var total int64
+	for _, w := range weights {
+		total += w
+	}
+	n := int(min(int64(most), max(1, (total+target/2)/target), int64(max(1, len(weights)))))
+	var ranges [][2]int
+	from := 0
+	var acc int64
+	for i, w := range weights {
+		acc += w
+		// Cut after example i once the ranges so far hold their share.
+		if k := len(ranges) + 1; k < n && acc*int64(n) >= total*int64(k) && i+1 < len(weights) {
+			ranges = append(ranges, [2]int{from, i + 1})
+			from = i + 1
+		}
+	}
+	return append(ranges, [2]int{from, len(weights)})
+}
+
+// writeAttentionPart writes rows, an example's rows after another's, into
+// the attention part opts names, and returns what it committed.
+func writeAttentionPart(dir string, opts store.AttentionOptions, rows [][]store.Attention) ([]store.PartInfo, error) {
+	// Abort drops a part that Close did not commit, so a failed chunk
+	// leaves no file under a final name.
+	aw, err := store.NewAttentionWriter(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer aw.Abort()
+	for _, ex := range rows {
+		// One call per example: the writer rounds its rows on several
+		// goroutines.
+		if err := aw.Write(ex...); err != nil {
+			return nil, err
+		}
+	}
+	if err := aw.Close(); err != nil {
+		return nil, err
+	}
+	return aw.PartInfos(), nil
+}
+
+// writeExamplesPart writes chunk c's examples part.
+func (r *run) writeExamplesPart(c int, results []inference.Result, detached []*inference.Pass) ([]store.PartInfo, error) {
+	exs := r.chunk(c)
+	ew, err := store.NewExampleWriter(r.dir, c)
+	if err != nil {
+		return nil, err
+	}
+	defer ew.Abort()
+	for i, res := range results {
 		row := exampleRow(exs[i], res)
 		row.DetachedFrom = -1
 		if d := detached[i]; d != nil {
@@ -418,16 +521,13 @@ func (r *run) writeChunk(c int, out chunkOutput) error {
 			row.DetPieces, row.DetIDs, row.DetLogprobs = d.Pieces, d.IDs, d.Logprobs
 		}
 		if err := ew.Write(row); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if err := aw.Close(); err != nil {
-		return err
-	}
 	if err := ew.Close(); err != nil {
-		return err
+		return nil, err
 	}
-	return r.writeChunkRecord(c, append(aw.PartInfos(), ew.PartInfos()...))
+	return ew.PartInfos(), nil
 }
 
 // DecodeOptions returns the search settings of cfg. A beam of one is run
@@ -444,9 +544,9 @@ func DecodeOptions(cfg configs.Config) inference.DecodeOptions {
 // example i is forced with in the detached pass.
 func detachedPartner(i, n int) int { return (i + n/2) % n }
 
-// writeAttention writes an example's rows that sel keeps in the schema's
+// attentionRows returns an example's rows that sel keeps in the schema's
 // sort order: pass, then kind, then layer and head.
-func writeAttention(w *store.AttentionWriter, sel store.Selection, id int32, res inference.Result, detached *inference.Pass) error {
+func attentionRows(sel store.Selection, id int32, res inference.Result, detached *inference.Pass) []store.Attention {
 	var rows []store.Attention
 	type passRows struct {
 		name string
@@ -483,8 +583,7 @@ func writeAttention(w *store.AttentionWriter, sel store.Selection, id int32, res
 			}
 		}
 	}
-	// One call: the writer rounds the example's rows on several goroutines.
-	return w.Write(rows...)
+	return rows
 }
 
 func exampleRow(ex dataset.Example, res inference.Result) store.Example {

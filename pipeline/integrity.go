@@ -70,8 +70,13 @@ func (r *run) checkChunks(log io.Writer, shard Shard, all bool) (int, error) {
 			continue
 		}
 		fmt.Fprintf(log, "infer: chunk %d: %v; writing it again\n", c, err)
-		for _, name := range []string{chunkRecordName(c), store.ExamplesPartName(c), store.AttentionPartName(c)} {
-			if err := os.Remove(filepath.Join(r.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		paths := []string{filepath.Join(r.dir, chunkRecordName(c)), filepath.Join(r.dir, store.ExamplesPartName(c))}
+		subs, err := store.AttentionSubParts(r.dir, c)
+		if err != nil {
+			return redo, err
+		}
+		for _, p := range append(paths, subs...) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return redo, err
 			}
 		}

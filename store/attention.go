@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -91,6 +93,11 @@ type AttentionOptions struct {
 	// (0: no limit). It is checked after each row group, so a part can
 	// exceed it by one row group.
 	PartBytes int64
+	// Sub, when above 0, makes the writer's one part sub-part Sub of part
+	// Part (attention-00007.2.parquet): a chunk's rows written as several
+	// files at once, each a range of its examples (pipeline.writeChunk).
+	// PartRows and PartBytes must then be zero.
+	Sub int
 }
 
 // Attention weight precisions (AttentionOptions.Precision, the precision
@@ -130,8 +137,11 @@ type AttentionWriter = Writer[Attention]
 // NewAttentionWriter starts writing attention rows into dir, in parts named
 // by opts. Rows must come in (example_id, pass, kind, layer, head) order.
 func NewAttentionWriter(dir string, opts AttentionOptions, wopts ...WriterOption) (*AttentionWriter, error) {
-	if opts.Part < 0 || opts.PartRows < 0 || opts.PartBytes < 0 {
-		return nil, fmt.Errorf("attention writer: negative Part, PartRows or PartBytes in %+v", opts)
+	if opts.Part < 0 || opts.PartRows < 0 || opts.PartBytes < 0 || opts.Sub < 0 {
+		return nil, fmt.Errorf("attention writer: negative Part, PartRows, PartBytes or Sub in %+v", opts)
+	}
+	if opts.Sub > 0 && (opts.PartRows > 0 || opts.PartBytes > 0) {
+		return nil, fmt.Errorf("attention writer: sub-part %d of part %d cannot be split by PartRows or PartBytes", opts.Sub, opts.Part)
 	}
 	if err := checkPrefix(opts.Prefix); err != nil {
 		return nil, err
@@ -148,12 +158,37 @@ func NewAttentionWriter(dir string, opts AttentionOptions, wopts ...WriterOption
 		return nil, fmt.Errorf("attention writer: precision %q is not one of %s", opts.Precision, strings.Join(Precisions, ", "))
 	}
 	cfg := newWriterConfig(4096, wopts)
-	name := func(k int) string { return partName(AttentionStem, opts.Prefix, opts.Part+k) }
+	name := func(k int) string { return partName(AttentionStem, opts.Prefix, opts.Part+k, opts.Sub) }
 	return newWriter(dir, s, name, cfg, opts.PartRows, opts.PartBytes)
 }
 
-// AttentionPartName is the file name of attention part n without prefix.
-func AttentionPartName(n int) string { return partName(AttentionStem, "", n) }
+// AttentionPartName is the file name of attention part n without prefix:
+// attention-00007.parquet, which is also sub-part 0 of part n.
+func AttentionPartName(n int) string { return partName(AttentionStem, "", n, 0) }
+
+// AttentionSubPartName is the file name of sub-part sub of attention part
+// n without prefix: attention-00007.2.parquet (AttentionPartName for 0).
+func AttentionSubPartName(n, sub int) string { return partName(AttentionStem, "", n, sub) }
+
+// AttentionSubParts lists the files of attention part n without prefix
+// under dir, sub-part 0 included, in sub-part order.
+func AttentionSubParts(dir string, n int) ([]string, error) {
+	paths, err := Parts(dir, AttentionStem)
+	if err != nil {
+		if _, serr := os.Stat(dir); serr == nil {
+			return nil, nil // a folder without attention parts
+		}
+		return nil, err
+	}
+	var out []string
+	for _, p := range paths {
+		base := filepath.Base(p)
+		if base == AttentionPartName(n) || strings.HasPrefix(base, strings.TrimSuffix(AttentionPartName(n), ".parquet")+".") {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
 
 // ScanAttention calls fn with every attention row under path (a run folder,
 // or one file), part by part in name order and in file order within a part.

@@ -73,7 +73,7 @@ func NewExampleWriter(dir string, n int, opts ...WriterOption) (*ExampleWriter, 
 }
 
 // ExamplesPartName is the file name of examples part n.
-func ExamplesPartName(n int) string { return partName(ExamplesStem, "", n) }
+func ExamplesPartName(n int) string { return partName(ExamplesStem, "", n, 0) }
 
 // ReadExamples reads every example under path (a run folder, or one file):
 // examples.parquet and the examples parts, in name order.

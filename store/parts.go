@@ -20,12 +20,17 @@ func checkPrefix(p string) error {
 	return nil
 }
 
-// partName is stem-00007.parquet, or stem-PREFIX-00007.parquet.
-func partName(stem, prefix string, n int) string {
+// partName is stem-00007.parquet, or stem-PREFIX-00007.parquet; sub-part
+// j ≥ 1 of part 7 is stem-00007.j.parquet (stem-PREFIX-00007.j.parquet).
+func partName(stem, prefix string, n, sub int) string {
+	name := fmt.Sprintf("%s-%05d", stem, n)
 	if prefix != "" {
-		return fmt.Sprintf("%s-%s-%05d.parquet", stem, prefix, n)
+		name = fmt.Sprintf("%s-%s-%05d", stem, prefix, n)
 	}
-	return fmt.Sprintf("%s-%05d.parquet", stem, n)
+	if sub > 0 {
+		name += fmt.Sprintf(".%d", sub)
+	}
+	return name + ".parquet"
 }
 
 // ShardPrefix is the part prefix for shard i of n: "s003" for 3 of 120. Its
@@ -36,8 +41,8 @@ func ShardPrefix(i, n int) string {
 }
 
 // Parts lists the files of one kind (stem "attention", "examples", …) under
-// path in read order: stem.parquet first, then unprefixed parts by number,
-// then prefixed parts by prefix and number. Temporary files of unfinished
+// path in read order: stem.parquet first, then unprefixed parts by number
+// and sub-part, then prefixed parts by prefix, number and sub-part. Temporary files of unfinished
 // writers (".attention-00000.parquet.tmp-…") are never listed. If path is a
 // file, it is the only part. It is an error to find none.
 func Parts(path, stem string) ([]string, error) {
@@ -52,11 +57,11 @@ func Parts(path, stem string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	re := regexp.MustCompile(`^` + regexp.QuoteMeta(stem) + `(?:-(?:([A-Za-z0-9_]+)-)?(\d+))?\.parquet$`)
+	re := regexp.MustCompile(`^` + regexp.QuoteMeta(stem) + `(?:-(?:([A-Za-z0-9_]+)-)?(\d+)(?:\.(\d+))?)?\.parquet$`)
 	type part struct {
 		name, prefix string
 		whole        bool
-		n            int
+		n, sub       int
 	}
 	var parts []part
 	for _, e := range entries {
@@ -68,6 +73,11 @@ func Parts(path, stem string) ([]string, error) {
 		if !p.whole {
 			if p.n, err = strconv.Atoi(m[2]); err != nil {
 				return nil, fmt.Errorf("%s: part number: %w", filepath.Join(path, e.Name()), err)
+			}
+			if m[3] != "" {
+				if p.sub, err = strconv.Atoi(m[3]); err != nil {
+					return nil, fmt.Errorf("%s: sub-part number: %w", filepath.Join(path, e.Name()), err)
+				}
 			}
 		}
 		parts = append(parts, p)
@@ -82,7 +92,7 @@ func Parts(path, stem string) ([]string, error) {
 			}
 			return 1
 		}
-		return compareKeys(strings.Compare(a.prefix, b.prefix), cmp.Compare(a.n, b.n))
+		return compareKeys(strings.Compare(a.prefix, b.prefix), cmp.Compare(a.n, b.n), cmp.Compare(a.sub, b.sub))
 	})
 	out := make([]string, len(parts))
 	for i, p := range parts {

@@ -373,6 +373,8 @@ func TestParts(t *testing.T) {
 		"attention-s002-00001.parquet", "attention.parquet", "attention-s002-00000.parquet",
 		".attention-00003.parquet.tmp-123", "attention-00004.parquet.crc", "attentions-00001.parquet",
 		"examples-00000.parquet", "head_metrics.parquet", "attention-100000.parquet",
+		"attention-00002.10.parquet", "attention-00002.2.parquet", "attention-00002.1.parquet", "attention-s002-00000.1.parquet",
+		"attention-00002.x.parquet", "attention-00002..parquet",
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
 			t.Fatal(err)
@@ -382,8 +384,9 @@ func TestParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"attention.parquet", "attention-00002.parquet", "attention-00010.parquet", "attention-100000.parquet",
-		"attention-s002-00000.parquet", "attention-s002-00001.parquet", "attention-s010-00000.parquet"}
+	want := []string{"attention.parquet", "attention-00002.parquet", "attention-00002.1.parquet", "attention-00002.2.parquet",
+		"attention-00002.10.parquet", "attention-00010.parquet", "attention-100000.parquet",
+		"attention-s002-00000.parquet", "attention-s002-00000.1.parquet", "attention-s002-00001.parquet", "attention-s010-00000.parquet"}
 	if !slices.Equal(baseNames(got), want) {
 		t.Errorf("Parts = %v, want %v", baseNames(got), want)
 	}

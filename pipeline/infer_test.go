@@ -1,0 +1,155 @@
+package pipeline
+
+import (
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"attnaudit/configs"
+	"attnaudit/dataset"
+	"attnaudit/inference"
+	"attnaudit/metrics"
+	"attnaudit/store"
+)
+
+func TestSubPartRanges(t *testing.T) {
+	cases := []struct {
+		name    string
+		weights []int64
+		target  int64
+		most    int
+		want    [][2]int
+	}{
+		{"no examples", nil, 10, 8, [][2]int{{0, 0}}},
+		{"under one target", []int64{3, 3}, 10, 8, [][2]int{{0, 2}}},
+		{"even", []int64{5, 5, 5, 5}, 10, 8, [][2]int{{0, 2}, {2, 4}}},
+		// 40 weights, target 10: four ranges of 10 where the examples allow.
+		{"uneven", []int64{1, 9, 10, 2, 2, 6, 10}, 10, 8, [][2]int{{0, 2}, {2, 3}, {3, 6}, {6, 7}}},
+		{"capped", []int64{10, 10, 10, 10}, 10, 2, [][2]int{{0, 2}, {2, 4}}},
+		{"one example each at most", []int64{100, 1}, 10, 8, [][2]int{{0, 1}, {1, 2}}},
+		// One heavy example takes the shares of several ranges: fewer,
+		// never empty, ranges.
+		{"heavy first", []int64{100, 1, 1, 1}, 10, 8, [][2]int{{0, 1}, {1, 2}, {2, 3}, {3, 4}}},
+		{"all zero", []int64{0, 0, 0}, 10, 8, [][2]int{{0, 3}}},
+	}
+	for _, c := range cases {
+		got := subPartRanges(c.weights, c.target, c.most)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: subPartRanges(%v, %d, %d) = %v, want %v", c.name, c.weights, c.target, c.most, got, c.want)
+		}
+	}
+	// Ranges cover every example once, in order, none empty.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		w := make([]int64, 1+rng.IntN(40))
+		for i := range w {
+			w[i] = rng.Int64N(50)
+		}
+		got := subPartRanges(w, 1+rng.Int64N(200), 1+rng.IntN(8))
+		next := 0
+		for _, rg := range got {
+			if rg[0] != next || rg[1] <= rg[0] {
+				t.Fatalf("subPartRanges(%v) = %v: not contiguous non-empty ranges", w, got)
+			}
+			next = rg[1]
+		}
+		if next != len(w) {
+			t.Fatalf("subPartRanges(%v) = %v: does not reach %d", w, got, len(w))
+		}
+	}
+}
+
+// TestChunkWrittenAsSubParts writes a chunk whose attention is cut into
+// sub-parts: the chunk's record lists them, the run's attention reads back
+// row for row in example order, and a damaged sub-part makes checkChunks
+// forget the chunk and remove all of its files.
+func TestChunkWrittenAsSubParts(t *testing.T) {
+	defer func(w int64) { subPartWeights = w }(subPartWeights)
+	subPartWeights = 2000
+
+	cfg := configs.Default()
+	cfg.ChunkSize, cfg.DetachedPairs = 10, false
+	data := &dataset.Dataset{}
+	for i := range 25 {
+		data.Examples = append(data.Examples, dataset.Example{Index: i, ID: "ex", Source: "s", Reference: "r", HasReference: true})
+	}
+	r := &run{dir: t.TempDir(), cfg: cfg, data: data}
+	rng := rand.New(rand.NewPCG(3, 4))
+	matrix := func(rows, cols int) metrics.Matrix {
+		m := metrics.NewMatrix(rows, cols)
+		for i := range m.Data {
+			m.Data[i] = rng.Float32()
+		}
+		return m
+	}
+	heads := func(layers, rows, cols int) [][]metrics.Matrix {
+		out := make([][]metrics.Matrix, layers)
+		for l := range out {
+			out[l] = []metrics.Matrix{matrix(rows, cols), matrix(rows, cols)}
+		}
+		return out
+	}
+	slots := make(chan struct{}, 3)
+	var wantRows int
+	for c := range r.chunks() {
+		exs := r.chunk(c)
+		out := chunkOutput{results: make([]inference.Result, len(exs)), detached: make([]*inference.Pass, len(exs))}
+		for i := range exs {
+			src, tgt := 2+rng.IntN(8), 2+rng.IntN(8)
+			forced := inference.Pass{IDs: make([]int32, tgt), Pieces: make([]string, tgt), Logprobs: make([]float32, tgt),
+				Cross: heads(2, tgt, src), DecoderSelf: heads(2, tgt, tgt)}
+			out.results[i] = inference.Result{SrcIDs: make([]int32, src), SrcPieces: make([]string, src), EncoderSelf: heads(2, src, src),
+				Free: forced, Forced: &forced}
+			wantRows += 5 * 2 * 2
+		}
+		if err := r.writeChunk(c, out, slots); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, err := r.readChunkRecord(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subs []string
+	for _, p := range rec.Parts {
+		subs = append(subs, p.Name)
+	}
+	want := []string{store.AttentionPartName(0)}
+	for j := 1; j < len(subs)-1; j++ {
+		want = append(want, store.AttentionSubPartName(0, j))
+	}
+	if want = append(want, store.ExamplesPartName(0)); len(subs) < 4 || !slices.Equal(subs, want) {
+		t.Fatalf("chunk 0's record lists %v, want %v, with at least two attention sub-parts", subs, want)
+	}
+	var keys []int32
+	n := 0
+	if err := store.ScanAttention(r.dir, func(a store.Attention) error {
+		n++
+		if len(keys) == 0 || keys[len(keys)-1] != a.ExampleID {
+			keys = append(keys, a.ExampleID)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != wantRows || len(keys) != len(data.Examples) || !slices.IsSorted(keys) {
+		t.Fatalf("read %d rows of examples %v, want %d rows of examples 0…%d in order", n, keys, wantRows, len(data.Examples)-1)
+	}
+
+	// Damage sub-part 1 of chunk 0: the chunk is forgotten, every sub-part
+	// of it removed, the other chunks kept.
+	if err := os.WriteFile(filepath.Join(r.dir, "attention-00000.1.parquet"), []byte("damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	redo, err := r.checkChunks(io.Discard, Shard{Index: 0, Count: 1}, true)
+	if err != nil || redo != 1 {
+		t.Fatalf("checkChunks: %d chunks to redo, %v; want 1", redo, err)
+	}
+	left, err := store.AttentionSubParts(r.dir, 0)
+	if err != nil || len(left) != 0 || r.chunkDone(0) || !r.chunkDone(1) {
+		t.Fatalf("after checkChunks: chunk 0's sub-parts %v (%v), done %v, chunk 1 done %v", left, err, r.chunkDone(0), r.chunkDone(1))
+	}
+}
