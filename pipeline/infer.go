@@ -125,27 +125,54 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			return false
 		}
 	}
+	sel, err := store.ParseSelection(r.cfg.Store)
+	if err != nil {
+		return err
+	}
+	// done counts a batch of its chunk finished, translated and rounded
+	// or not; the last sends the chunk on.
+	done := func(b *batchJob) {
+		if b.chunk.pending.Add(-1) == 0 {
+			finished <- b.chunk
+		}
+	}
 	start := time.Now()
 	var busy atomic.Int64 // nanoseconds the workers spent in batches
 	var lastBatch time.Time
-	var wg sync.WaitGroup
+	var wg, rounding sync.WaitGroup
 	for _, h := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for b := range batches {
 				t0 := time.Now()
-				if env.stopped() {
-					b.chunk.fail(ErrInterrupted)
-				} else if aborted() {
-					b.chunk.fail(errAbandoned)
-				} else if err := b.run(h); err != nil {
-					b.chunk.fail(err)
+				var err error
+				switch {
+				case env.stopped():
+					err = ErrInterrupted
+				case aborted():
+					err = errAbandoned
+				default:
+					err = b.run(h)
 				}
 				busy.Add(int64(time.Since(t0)))
-				if b.chunk.pending.Add(-1) == 0 {
-					finished <- b.chunk
+				if err != nil {
+					b.chunk.fail(err)
+					done(b)
+					continue
 				}
+				// The batch's attention is rounded as stored on its own
+				// goroutine while the worker takes the next batch: on
+				// cores the decoding leaves idle, not after the chunk's
+				// slowest batch.
+				rounding.Add(1)
+				go func() {
+					defer rounding.Done()
+					if err := b.chunk.out.prepare(b.chunk.exs, b.idx, b.detached, sel, r.cfg.Precision); err != nil {
+						b.chunk.fail(err)
+					}
+					done(b)
+				}()
 			}
 		}()
 	}
@@ -231,6 +258,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	}
 	close(batches)
 	wg.Wait()
+	rounding.Wait()
 	if firstErr == nil && !lastBatch.IsZero() {
 		// Where the time went, for tuning threads and workers: how busy the
 		// workers were while there was translating to do, and how long the
@@ -246,12 +274,13 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 // error is the one returned.
 var errAbandoned = errors.New("abandoned after another chunk failed")
 
-// chunksAhead is how many chunks are translated at once: enough for every
-// worker to have a batch, at least two so that one chunk's slowest batch
-// (the longest sentences) does not hold the workers up, and at most eight
+// chunksAhead is how many chunks are translated at once: enough that
+// while one chunk waits for its last batches the others still hold two
+// batches for every worker (with fewer, workers sat idle: 38% busy on 16
+// cores at batch 16 with two chunks), at least two, and at most eight
 // (memory holds every chunk in flight; chunk_size bounds each).
 func chunksAhead(workers, batchesPerChunk int) int {
-	return min(8, max(2, (workers+batchesPerChunk-1)/batchesPerChunk+1))
+	return min(8, max(2, (2*workers+batchesPerChunk-1)/batchesPerChunk+1))
 }
 
 // batchesPerChunk is how many batches a full chunk is cut into.
@@ -270,9 +299,62 @@ func chunkWriters() int {
 }
 
 // chunkOutput is what translating one chunk produced, in example order.
+// Its attention goes into rows and detRows as each batch is done
+// (prepare); the results and detached passes then keep the rest.
 type chunkOutput struct {
 	results  []inference.Result
 	detached []*inference.Pass
+	// rows holds each example's forced and free passes' attention rows
+	// as stored, detRows its detached pass's; weights and detWeights
+	// count their weights.
+	rows, detRows       []store.Prepared[store.Attention]
+	weights, detWeights []int64
+}
+
+func newChunkOutput(n int) chunkOutput {
+	return chunkOutput{
+		results: make([]inference.Result, n), detached: make([]*inference.Pass, n),
+		rows: make([]store.Prepared[store.Attention], n), detRows: make([]store.Prepared[store.Attention], n),
+		weights: make([]int64, n), detWeights: make([]int64, n),
+	}
+}
+
+// prepare rounds the attention rows sel keeps of the examples idx (their
+// detached passes when detached is set) as precision stores them, and
+// drops the float32 matrices they came from. Batches fill disjoint
+// examples, or the other half of one, so they need no lock between them.
+func (o *chunkOutput) prepare(exs []dataset.Example, idx []int, detached bool, sel store.Selection, precision string) error {
+	for _, i := range idx {
+		id := int32(exs[i].Index)
+		var rows []store.Attention
+		if detached {
+			rows = passRows(rows, sel, id, store.PassDetached, o.detached[i], nil)
+		} else {
+			res := &o.results[i]
+			rows = passRows(rows, sel, id, store.PassForced, res.Forced, nil)
+			rows = passRows(rows, sel, id, store.PassFree, &res.Free, res.EncoderSelf)
+		}
+		p, err := store.PrepareAttention(precision, rows)
+		if err != nil {
+			return err
+		}
+		var n int64
+		for _, row := range rows {
+			n += int64(len(row.Weights.Data))
+		}
+		if detached {
+			o.detRows[i], o.detWeights[i] = p, n
+			o.detached[i].Cross, o.detached[i].DecoderSelf = nil, nil
+			continue
+		}
+		res := &o.results[i]
+		o.rows[i], o.weights[i] = p, n
+		res.EncoderSelf, res.Free.Cross, res.Free.DecoderSelf = nil, nil, nil
+		if res.Forced != nil {
+			res.Forced.Cross, res.Forced.DecoderSelf = nil, nil
+		}
+	}
+	return nil
 }
 
 // chunkJob is a chunk being translated: its batches run on any worker and
@@ -313,9 +395,7 @@ type batchJob struct {
 // hallucinations without labels.
 func (r *run) newChunkJob(c int) *chunkJob {
 	exs := r.chunk(c)
-	cj := &chunkJob{c: c, exs: exs, out: chunkOutput{
-		results: make([]inference.Result, len(exs)), detached: make([]*inference.Pass, len(exs)),
-	}}
+	cj := &chunkJob{c: c, exs: exs, out: newChunkOutput(len(exs))}
 	order := make([]int, len(exs))
 	for i := range order {
 		order[i] = i
@@ -389,8 +469,8 @@ func exampleIDs(exs []dataset.Example, idx []int) string {
 // writeChunk writes chunk c's rows in example order, attention and
 // examples parts, then the chunk's record of them, which marks it done.
 //
-// The attention rows, most of the bytes and of the CPU (rounding, zstd),
-// are written as sub-parts, each a range of the chunk's examples, on their
+// The attention rows, rounded as their batches finished (prepare), are
+// most of the bytes and of the rest of the CPU (zstd); they are written as sub-parts, each a range of the chunk's examples, on their
 // own goroutines: one file is encoded on one core, and the last chunks of
 // a run would otherwise leave every other core idle while they are
 // written. The ranges depend on the rows alone (subPartRanges), never on
@@ -398,12 +478,6 @@ func exampleIDs(exs []dataset.Example, idx []int) string {
 //
 // slots bounds the sub-parts being written at once, across chunks.
 func (r *run) writeChunk(c int, out chunkOutput, slots chan struct{}) error {
-	exs, cfg := r.chunk(c), r.cfg
-	results, detached := out.results, out.detached
-	sel, err := store.ParseSelection(cfg.Store)
-	if err != nil {
-		return err
-	}
 	// Sub-parts of an earlier, unfinished try of this chunk would
 	// otherwise lie beside the new ones.
 	stale, err := store.AttentionSubParts(r.dir, c)
@@ -415,13 +489,9 @@ func (r *run) writeChunk(c int, out chunkOutput, slots chan struct{}) error {
 			return err
 		}
 	}
-	rows := make([][]store.Attention, len(results))
-	weights := make([]int64, len(results))
-	for i, res := range results {
-		rows[i] = attentionRows(sel, int32(exs[i].Index), res, detached[i])
-		for _, row := range rows[i] {
-			weights[i] += int64(len(row.Weights.Data))
-		}
+	weights := make([]int64, len(out.results))
+	for i := range weights {
+		weights[i] = out.weights[i] + out.detWeights[i]
 	}
 	ranges := subPartRanges(weights, subPartWeights, maxSubParts)
 	infos := make([][]store.PartInfo, len(ranges))
@@ -433,10 +503,11 @@ func (r *run) writeChunk(c int, out chunkOutput, slots chan struct{}) error {
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			infos[j], errs[j] = writeAttentionPart(r.dir, store.AttentionOptions{Part: c, Sub: j, Precision: cfg.Precision}, rows[rg[0]:rg[1]])
+			infos[j], errs[j] = writeAttentionPart(r.dir, store.AttentionOptions{Part: c, Sub: j, Precision: r.cfg.Precision},
+				out.detRows[rg[0]:rg[1]], out.rows[rg[0]:rg[1]])
 		}()
 	}
-	exInfos, exErr := r.writeExamplesPart(c, results, detached)
+	exInfos, exErr := r.writeExamplesPart(c, out.results, out.detached)
 	wg.Wait()
 	if err := errors.Join(append(errs, exErr)...); err != nil {
 		return err
@@ -482,9 +553,10 @@ func subPartRanges(weights []int64, target int64, most int) [][2]int {
 	return append(ranges, [2]int{from, len(weights)})
 }
 
-// writeAttentionPart writes rows, an example's rows after another's, into
-// the attention part opts names, and returns what it committed.
-func writeAttentionPart(dir string, opts store.AttentionOptions, rows [][]store.Attention) ([]store.PartInfo, error) {
+// writeAttentionPart writes examples' rows, each example's detached pass
+// then its other passes, into the attention part opts names, and returns
+// what it committed.
+func writeAttentionPart(dir string, opts store.AttentionOptions, detRows, rows []store.Prepared[store.Attention]) ([]store.PartInfo, error) {
 	// Abort drops a part that Close did not commit, so a failed chunk
 	// leaves no file under a final name.
 	aw, err := store.NewAttentionWriter(dir, opts)
@@ -492,10 +564,8 @@ func writeAttentionPart(dir string, opts store.AttentionOptions, rows [][]store.
 		return nil, err
 	}
 	defer aw.Abort()
-	for _, ex := range rows {
-		// One call per example: the writer rounds its rows on several
-		// goroutines.
-		if err := aw.Write(ex...); err != nil {
+	for i := range rows {
+		if err := aw.WritePrepared(detRows[i], rows[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -544,42 +614,31 @@ func DecodeOptions(cfg configs.Config) inference.DecodeOptions {
 // example i is forced with in the detached pass.
 func detachedPartner(i, n int) int { return (i + n/2) % n }
 
-// attentionRows returns an example's rows that sel keeps in the schema's
-// sort order: pass, then kind, then layer and head.
-func attentionRows(sel store.Selection, id int32, res inference.Result, detached *inference.Pass) []store.Attention {
-	var rows []store.Attention
-	type passRows struct {
-		name string
-		pass *inference.Pass
+// passRows appends to rows the rows sel keeps of one pass of an example,
+// in the schema's sort order (kind, then layer and head), with the
+// encoder's attention when it is given: it reads only the source, so it is
+// the same in every pass and stored once, with the free pass. Passes must
+// come in the schema's order: detached, forced, free. A nil pass adds
+// nothing.
+func passRows(rows []store.Attention, sel store.Selection, id int32, name string, pass *inference.Pass, encoder [][]metrics.Matrix) []store.Attention {
+	if pass == nil {
+		return rows
 	}
-	passes := []passRows{{store.PassDetached, detached}, {store.PassForced, res.Forced}, {store.PassFree, &res.Free}}
-	for _, p := range passes {
-		if p.pass == nil {
-			continue
-		}
-		kinds := []struct {
-			kind string
-			m    [][]metrics.Matrix
-		}{
-			{store.KindCross, p.pass.Cross},
-			{store.KindDecoderSelf, p.pass.DecoderSelf},
-		}
-		// The encoder reads only the source, so its attention is the same in
-		// every pass: it is stored once, with the free pass.
-		if p.name == store.PassFree {
-			kinds = append(kinds, struct {
-				kind string
-				m    [][]metrics.Matrix
-			}{store.KindEncoderSelf, res.EncoderSelf})
-		}
-		for _, k := range kinds {
-			for layer, heads := range k.m {
-				if !sel.Keeps(p.name, k.kind, layer, len(k.m)) {
-					continue
-				}
-				for head, m := range heads {
-					rows = append(rows, store.Attention{ExampleID: id, Pass: p.name, Kind: k.kind, Layer: int16(layer), Head: int16(head), Weights: m})
-				}
+	kinds := []struct {
+		kind string
+		m    [][]metrics.Matrix
+	}{
+		{store.KindCross, pass.Cross},
+		{store.KindDecoderSelf, pass.DecoderSelf},
+		{store.KindEncoderSelf, encoder},
+	}
+	for _, k := range kinds {
+		for layer, heads := range k.m {
+			if !sel.Keeps(name, k.kind, layer, len(k.m)) {
+				continue
+			}
+			for head, m := range heads {
+				rows = append(rows, store.Attention{ExampleID: id, Pass: name, Kind: k.kind, Layer: int16(layer), Head: int16(head), Weights: m})
 			}
 		}
 	}

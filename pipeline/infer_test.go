@@ -96,14 +96,38 @@ func TestChunkWrittenAsSubParts(t *testing.T) {
 	var wantRows int
 	for c := range r.chunks() {
 		exs := r.chunk(c)
-		out := chunkOutput{results: make([]inference.Result, len(exs)), detached: make([]*inference.Pass, len(exs))}
-		for i := range exs {
-			src, tgt := 2+rng.IntN(8), 2+rng.IntN(8)
-			forced := inference.Pass{IDs: make([]int32, tgt), Pieces: make([]string, tgt), Logprobs: make([]float32, tgt),
+		out := newChunkOutput(len(exs))
+		pass := func(tgt, src int) inference.Pass {
+			return inference.Pass{IDs: make([]int32, tgt), Pieces: make([]string, tgt), Logprobs: make([]float32, tgt),
 				Cross: heads(2, tgt, src), DecoderSelf: heads(2, tgt, tgt)}
+		}
+		var odd []int
+		for i := range exs {
+			src := 2 + rng.IntN(8)
+			forced := pass(2+rng.IntN(8), src)
 			out.results[i] = inference.Result{SrcIDs: make([]int32, src), SrcPieces: make([]string, src), EncoderSelf: heads(2, src, src),
-				Free: forced, Forced: &forced}
+				Free: pass(2+rng.IntN(8), src), Forced: &forced}
 			wantRows += 5 * 2 * 2
+			if i%2 == 1 { // a detached pass for every other example
+				d := pass(2+rng.IntN(8), src)
+				out.detached[i] = &d
+				odd = append(odd, i)
+				wantRows += 2 * 2 * 2
+			}
+		}
+		// As the batches would: the translations in two halves, then the
+		// detached passes.
+		half := len(exs) / 2
+		for _, b := range []struct {
+			idx      []int
+			detached bool
+		}{{seq(0, half), false}, {seq(half, len(exs)), false}, {odd, true}} {
+			if err := out.prepare(exs, b.idx, b.detached, store.Selection{}, cfg.Precision); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if out.results[0].EncoderSelf != nil || out.results[0].Free.Cross != nil || out.results[0].Forced.DecoderSelf != nil {
+			t.Fatal("prepare kept the float32 matrices of the rows it rounded")
 		}
 		if err := r.writeChunk(c, out, slots); err != nil {
 			t.Fatal(err)
@@ -126,7 +150,12 @@ func TestChunkWrittenAsSubParts(t *testing.T) {
 	}
 	var keys []int32
 	n := 0
+	var prev store.Attention
 	if err := store.ScanAttention(r.dir, func(a store.Attention) error {
+		if n > 0 && a.ExampleID == prev.ExampleID && a.Pass == store.PassDetached && prev.Pass != store.PassDetached {
+			t.Fatalf("example %d: detached pass after %s", a.ExampleID, prev.Pass)
+		}
+		prev = a
 		n++
 		if len(keys) == 0 || keys[len(keys)-1] != a.ExampleID {
 			keys = append(keys, a.ExampleID)
@@ -152,4 +181,12 @@ func TestChunkWrittenAsSubParts(t *testing.T) {
 	if err != nil || len(left) != 0 || r.chunkDone(0) || !r.chunkDone(1) {
 		t.Fatalf("after checkChunks: chunk 0's sub-parts %v (%v), done %v, chunk 1 done %v", left, err, r.chunkDone(0), r.chunkDone(1))
 	}
+}
+
+func seq(from, to int) []int {
+	var s []int
+	for i := from; i < to; i++ {
+		s = append(s, i)
+	}
+	return s
 }

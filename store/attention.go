@@ -146,20 +146,39 @@ func NewAttentionWriter(dir string, opts AttentionOptions, wopts ...WriterOption
 	if err := checkPrefix(opts.Prefix); err != nil {
 		return nil, err
 	}
-	var s *schema[Attention]
-	switch opts.Precision {
-	case PrecisionFixed, "":
-		s = attentionFixedSchema
-	case PrecisionFloat32:
-		s = attentionSchema
-	case PrecisionFloat16:
-		s = attentionFloat16Schema
-	default:
-		return nil, fmt.Errorf("attention writer: precision %q is not one of %s", opts.Precision, strings.Join(Precisions, ", "))
+	s, err := attentionSchemaFor(opts.Precision)
+	if err != nil {
+		return nil, fmt.Errorf("attention writer: %w", err)
 	}
 	cfg := newWriterConfig(4096, wopts)
 	name := func(k int) string { return partName(AttentionStem, opts.Prefix, opts.Part+k, opts.Sub) }
 	return newWriter(dir, s, name, cfg, opts.PartRows, opts.PartBytes)
+}
+
+// attentionSchemaFor is the schema a precision writes.
+func attentionSchemaFor(precision string) (*schema[Attention], error) {
+	switch precision {
+	case PrecisionFixed, "":
+		return attentionFixedSchema, nil
+	case PrecisionFloat32:
+		return attentionSchema, nil
+	case PrecisionFloat16:
+		return attentionFloat16Schema, nil
+	}
+	return nil, fmt.Errorf("precision %q is not one of %s", precision, strings.Join(Precisions, ", "))
+}
+
+// PrepareAttention returns rows as an attention writer of precision
+// stores them (weights rounded to its grid: most of a writer's work), for
+// AttentionWriter.WritePrepared; rows are left as they are. Rows of a
+// batch can so be rounded as soon as it is translated, on cores the
+// decoding leaves idle, instead of when their chunk is written.
+func PrepareAttention(precision string, rows []Attention) (Prepared[Attention], error) {
+	s, err := attentionSchemaFor(precision)
+	if err != nil {
+		return Prepared[Attention]{}, err
+	}
+	return prepare(s, rows), nil
 }
 
 // AttentionPartName is the file name of attention part n without prefix:

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -713,5 +714,70 @@ func TestMetricsRoundTrip(t *testing.T) {
 	err = w.Write(sents[1], sents[0])
 	if err == nil || !strings.Contains(err.Error(), "sentence_metrics row (example 0, pass forced) after (example 0, pass free): rows must be sorted by (example_id, pass)") {
 		t.Errorf("out-of-order sentence rows: %v", err)
+	}
+}
+
+// TestWritePreparedEqualsWrite writes the same rows with Write and, rounded
+// beforehand in pieces by PrepareAttention, with WritePrepared: the files
+// are the same byte for byte at every precision, the rows passed are left
+// as they were, and rows prepared for another precision are refused.
+func TestWritePreparedEqualsWrite(t *testing.T) {
+	rows := fixtureAttention(12, 2, 3, 7)
+	orig := make([][]float32, len(rows))
+	for i, r := range rows {
+		orig[i] = slices.Clone(r.Weights.Data)
+	}
+	for _, precision := range Precisions {
+		a, b := t.TempDir(), t.TempDir()
+		writeAttention(t, a, rows, AttentionOptions{Precision: precision})
+		w, err := NewAttentionWriter(b, AttentionOptions{Precision: precision})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := []Prepared[Attention]{{}} // the zero Prepared writes nothing
+		for from := 0; from < len(rows); from += 5 {
+			p, err := PrepareAttention(precision, rows[from:min(from+5, len(rows))])
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps = append(ps, p)
+		}
+		if err := w.WritePrepared(ps...); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fa, err := os.ReadFile(filepath.Join(a, AttentionPartName(0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fb, err := os.ReadFile(filepath.Join(b, AttentionPartName(0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(fa, fb) {
+			t.Errorf("%s: WritePrepared wrote %d bytes that differ from Write's %d", precision, len(fb), len(fa))
+		}
+	}
+	for i, r := range rows {
+		if !slices.Equal(r.Weights.Data, orig[i]) {
+			t.Fatalf("row %d was changed by writing it", i)
+		}
+	}
+	p, err := PrepareAttention(PrecisionFloat16, rows[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewAttentionWriter(t.TempDir(), AttentionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if err := w.WritePrepared(p); err == nil || !strings.Contains(err.Error(), "prepared for another precision") {
+		t.Errorf("float16 rows into a fixed writer: %v", err)
+	}
+	if _, err := PrepareAttention("float8", rows[:1]); err == nil || !strings.Contains(err.Error(), `precision "float8" is not one of`) {
+		t.Errorf("PrepareAttention(float8): %v", err)
 	}
 }

@@ -143,7 +143,7 @@ func (w *Writer[T]) Write(rows ...T) error {
 	if len(w.prepare) > 0 {
 		w.scratch = append(w.scratch[:0], rows...)
 		rows = w.scratch
-		w.prepareRows(rows)
+		prepareRows(w.prepare, rows)
 		defer clear(w.scratch) // drop the references to the rounded copies
 	}
 	for i := range rows {
@@ -154,16 +154,62 @@ func (w *Writer[T]) Write(rows ...T) error {
 	return nil
 }
 
+// Prepared is rows already turned into what a writer of one schema
+// stores (attention weights rounded to the grid), made by Prepare
+// functions such as PrepareAttention, so that the costly part of writing
+// can run where there are idle cores, before the writer exists. Only a
+// writer of the same schema takes them (WritePrepared).
+type Prepared[T any] struct {
+	s    *schema[T]
+	rows []T
+}
+
+// prepare turns copies of rows into what s stores, on several goroutines.
+func prepare[T any](s *schema[T], rows []T) Prepared[T] {
+	var fns []func(*T)
+	for _, c := range s.cols {
+		if c.prepare != nil {
+			fns = append(fns, c.prepare)
+		}
+	}
+	rows = append([]T(nil), rows...)
+	prepareRows(fns, rows)
+	return Prepared[T]{s: s, rows: rows}
+}
+
+// WritePrepared appends prepared rows, in the order given, as Write would
+// append the rows they were made from. Rows prepared for another schema
+// (another precision) are an error; the zero Prepared holds no rows.
+func (w *Writer[T]) WritePrepared(ps ...Prepared[T]) error {
+	if w.err != nil {
+		return w.err
+	}
+	for _, p := range ps {
+		if len(p.rows) == 0 { // the zero Prepared too: nothing to write
+			continue
+		}
+		if p.s != w.s {
+			return w.fail(fmt.Errorf("%s writer: rows prepared for another precision or file kind", w.s.stem))
+		}
+		for i := range p.rows {
+			if err := w.write(&p.rows[i]); err != nil {
+				return w.fail(err)
+			}
+		}
+	}
+	return nil
+}
+
 // prepareRows runs the columns' prepare on every row, on up to GOMAXPROCS
 // goroutines, a few rows each.
-func (w *Writer[T]) prepareRows(rows []T) {
-	if len(w.prepare) == 0 {
+func prepareRows[T any](prepare []func(*T), rows []T) {
+	if len(prepare) == 0 {
 		return
 	}
 	const perGoroutine = 8
 	procs := min(runtime.GOMAXPROCS(0), (len(rows)+perGoroutine-1)/perGoroutine)
 	each := func(i int) {
-		for _, p := range w.prepare {
+		for _, p := range prepare {
 			p(&rows[i])
 		}
 	}
