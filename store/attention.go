@@ -170,9 +170,10 @@ func attentionSchemaFor(precision string) (*schema[Attention], error) {
 
 // PrepareAttention returns rows as an attention writer of precision
 // stores them (weights rounded to its grid: most of a writer's work), for
-// AttentionWriter.WritePrepared; rows are left as they are. Rows of a
-// batch can so be rounded as soon as it is translated, on cores the
-// decoding leaves idle, instead of when their chunk is written.
+// AttentionWriter.WritePrepared; rows are left as they are. It runs on
+// the calling goroutine. Rows of a batch can so be rounded as soon as it
+// is translated, on cores the decoding leaves idle, instead of when their
+// chunk is written.
 func PrepareAttention(precision string, rows []Attention) (Prepared[Attention], error) {
 	s, err := attentionSchemaFor(precision)
 	if err != nil {

@@ -164,16 +164,17 @@ type Prepared[T any] struct {
 	rows []T
 }
 
-// prepare turns copies of rows into what s stores, on several goroutines.
+// prepare turns copies of rows into what s stores, on the calling
+// goroutine: its callers spread their rows over goroutines of their own.
 func prepare[T any](s *schema[T], rows []T) Prepared[T] {
-	var fns []func(*T)
+	rows = append([]T(nil), rows...)
 	for _, c := range s.cols {
 		if c.prepare != nil {
-			fns = append(fns, c.prepare)
+			for i := range rows {
+				c.prepare(&rows[i])
+			}
 		}
 	}
-	rows = append([]T(nil), rows...)
-	prepareRows(fns, rows)
 	return Prepared[T]{s: s, rows: rows}
 }
 
