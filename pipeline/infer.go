@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -204,6 +206,8 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			stopping = true
 			if next < len(chunks) {
 				fmt.Fprintf(env.Log, "infer: stopping before chunk %d; finishing the chunks being written\n", chunks[next])
+			} else {
+				fmt.Fprintf(env.Log, "infer: stopping; every chunk has been started, finishing the chunks being written\n")
 			}
 			fail(ErrInterrupted)
 		}
@@ -215,7 +219,11 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 				continue
 			}
 			translating++
+			// The slowest batches of every chunk in flight first (longest
+			// processing time first): a chunk's longest batch queued
+			// behind another chunk's short ones would end the run late.
 			queue = append(queue, cj.batches...)
+			slices.SortStableFunc(queue, func(a, b *batchJob) int { return cmp.Compare(b.cost(), a.cost()) })
 		}
 		for len(ready) > 0 && writing < writers {
 			cj := ready[0]
@@ -434,6 +442,21 @@ type batchJob struct {
 	idx      []int
 	detached bool
 	opts     inference.DecodeOptions
+}
+
+// cost is a batch's decoding time in arbitrary units, for ordering the
+// queue: a search takes as many steps as its longest output, which grows
+// with the longest source, for every row; a detached pass is one forced
+// pass, a small part of a search.
+func (b *batchJob) cost() int {
+	longest := 0
+	for _, i := range b.idx {
+		longest = max(longest, len(b.chunk.exs[i].Source))
+	}
+	if b.detached {
+		return longest
+	}
+	return longest * len(b.idx)
 }
 
 // newChunkJob cuts chunk c into batches: its examples sorted by source

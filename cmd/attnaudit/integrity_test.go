@@ -64,7 +64,7 @@ func TestVerifyNamesDamagedPartsAndRunRedoesThem(t *testing.T) {
 // recorded parts, and the same command resumes it to the uninterrupted
 // result.
 func TestSIGTERMStopsBetweenChunksAndRerunResumes(t *testing.T) {
-	data := smallDataset(t, 24)
+	data := smallDataset(t, 72) // 18 chunks: at most 8 are in flight when chunk 1 is done
 	want := runDigest(t, attnaudit(t, runArgs("run", data, t.TempDir())...))
 
 	out := t.TempDir()
