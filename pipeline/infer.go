@@ -111,9 +111,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	workers := model.Workers()
 	ahead := chunksAhead(len(workers), r.batchesPerChunk())
 	writers := chunkWriters()
-	plan := model.Parallelism()
-	cores := newCPUTokens(plan.Threads)
-	perBatch := min(plan.IntraOp, plan.Threads)
+	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(env.Log, "infer: %s; up to %d chunks translated and %d written at once\n", model.Parallelism(), ahead, writers)
 
 	batches := make(chan *batchJob)
@@ -140,45 +138,77 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			finished <- b.chunk
 		}
 	}
+	// A translated batch's attention is rounded as stored example by
+	// example, by the workers, when no batch is waiting: on the cores the
+	// decoding leaves idle (at batch 64 on 16 cores, 13 batches for 16
+	// workers), not after the chunk's slowest batch, and never instead of
+	// decoding, the critical path. (Rounding on goroutines of its own
+	// competed with the slowest batch for the cores: 1.8 s instead of
+	// 1.1 s.)
+	rounds := newRoundQueue()
+	runBatch := func(h *inference.Model, b *batchJob, busy *atomic.Int64) {
+		t0 := time.Now()
+		var err error
+		switch {
+		case env.stopped():
+			err = ErrInterrupted
+		case aborted():
+			err = errAbandoned
+		default:
+			err = b.run(h)
+		}
+		busy.Add(int64(time.Since(t0)))
+		if err != nil {
+			b.chunk.fail(err)
+		}
+		if err != nil || len(b.idx) == 0 {
+			done(b)
+			return
+		}
+		b.unrounded.Store(int32(len(b.idx)))
+		rounds.push(b)
+	}
+	round := func(t roundTask) {
+		b := t.batch
+		if err := b.chunk.out.prepare(b.chunk.exs, []int{t.example}, b.detached, sel, r.cfg.Precision); err != nil {
+			b.chunk.fail(err)
+		}
+		if b.unrounded.Add(-1) == 0 {
+			done(b)
+		}
+	}
 	start := time.Now()
 	var busy atomic.Int64 // nanoseconds the workers spent in batches
 	var lastBatch time.Time
-	var wg, rounding sync.WaitGroup
+	var wg sync.WaitGroup
 	for _, h := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for b := range batches {
-				t0 := time.Now()
-				var err error
-				switch {
-				case env.stopped():
-					err = ErrInterrupted
-				case aborted():
-					err = errAbandoned
+			for {
+				// A batch first, then an example to round, then wait for
+				// either.
+				select {
+				case b, ok := <-batches:
+					if !ok {
+						return
+					}
+					runBatch(h, b, &busy)
+					continue
 				default:
-					cores.acquire(perBatch, true)
-					err = b.run(h)
-					cores.release(perBatch)
 				}
-				busy.Add(int64(time.Since(t0)))
-				if err != nil {
-					b.chunk.fail(err)
-					done(b)
+				if t, ok := rounds.pop(); ok {
+					round(t)
 					continue
 				}
-				// The batch's attention is rounded as stored on its own
-				// goroutine while the worker takes the next batch, on the
-				// cores the workers leave (cores): not after the chunk's
-				// slowest batch, and never slowing the decoding.
-				rounding.Add(1)
-				go func() {
-					defer rounding.Done()
-					if err := b.chunk.out.prepare(b.chunk.exs, b.idx, b.detached, sel, r.cfg.Precision, cores); err != nil {
-						b.chunk.fail(err)
+				select {
+				case b, ok := <-batches:
+					if !ok {
+						return
 					}
-					done(b)
-				}()
+					runBatch(h, b, &busy)
+				case <-rounds.ready:
+				}
 			}
 		}()
 	}
@@ -229,7 +259,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			cj := ready[0]
 			ready = ready[1:]
 			writing++
-			go func() { written <- writeDone{len(cj.exs), r.writeChunk(cj.c, cj.out, cores)} }()
+			go func() { written <- writeDone{len(cj.exs), r.writeChunk(cj.c, cj.out, slots)} }()
 		}
 		if translating == 0 && writing == 0 && len(ready) == 0 && (next == len(chunks) || firstErr != nil) {
 			break
@@ -270,7 +300,6 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	}
 	close(batches)
 	wg.Wait()
-	rounding.Wait()
 	if firstErr == nil && !lastBatch.IsZero() {
 		// Where the time went, for tuning threads and workers: how busy the
 		// workers were while there was translating to do, and how long the
@@ -282,44 +311,52 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	return firstErr
 }
 
-// cpuTokens hands out a run's CPU threads: a worker holds as many as its
-// batch uses while it decodes, and the rounding and writing of finished
-// batches take those the workers leave. Decoding is a run's critical path
-// (its slowest batch ends the last chunk), so waiting workers go first;
-// rounding in more goroutines than there are cores slowed decoding down
-// (on 16 cores at batch 64 the slowest batch took 1.8 s instead of 1.1 s).
-type cpuTokens struct {
-	mu      sync.Mutex
-	cond    sync.Cond
-	free    int
-	workers int // workers waiting
+// roundQueue holds the examples of translated batches waiting to be
+// rounded. ready has a token whenever the queue may hold one, for workers
+// waiting on a batch or an example at once.
+type roundQueue struct {
+	mu    sync.Mutex
+	tasks []roundTask
+	ready chan struct{}
 }
 
-func newCPUTokens(n int) *cpuTokens {
-	t := &cpuTokens{free: max(1, n)}
-	t.cond.L = &t.mu
-	return t
+// roundTask is one example of a translated batch to round.
+type roundTask struct {
+	batch   *batchJob
+	example int // index into the batch's chunk
 }
 
-// acquire waits for n tokens; a worker's wait goes before the others'.
-func (t *cpuTokens) acquire(n int, worker bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if worker {
-		t.workers++
-		defer func() { t.workers-- }()
+func newRoundQueue() *roundQueue { return &roundQueue{ready: make(chan struct{}, 1)} }
+
+// push queues every example of b.
+func (q *roundQueue) push(b *batchJob) {
+	q.mu.Lock()
+	for _, i := range b.idx {
+		q.tasks = append(q.tasks, roundTask{b, i})
 	}
-	for t.free < n || (!worker && t.workers > 0) {
-		t.cond.Wait()
-	}
-	t.free -= n
+	q.mu.Unlock()
+	q.signal()
 }
 
-func (t *cpuTokens) release(n int) {
-	t.mu.Lock()
-	t.free += n
-	t.mu.Unlock()
-	t.cond.Broadcast()
+func (q *roundQueue) pop() (roundTask, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.tasks) == 0 {
+		return roundTask{}, false
+	}
+	t := q.tasks[0]
+	q.tasks = q.tasks[1:]
+	if len(q.tasks) > 0 {
+		q.signal() // wake another worker too
+	}
+	return t, true
+}
+
+func (q *roundQueue) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
 }
 
 // errAbandoned marks a chunk dropped because another failed; the other's
@@ -375,9 +412,7 @@ func newChunkOutput(n int) chunkOutput {
 // detached passes when detached is set) as precision stores them, and
 // drops the float32 matrices they came from. Batches fill disjoint
 // examples, or the other half of one, so they need no lock between them.
-//
-// Each example is rounded holding one of cores.
-func (o *chunkOutput) prepare(exs []dataset.Example, idx []int, detached bool, sel store.Selection, precision string, cores *cpuTokens) error {
+func (o *chunkOutput) prepare(exs []dataset.Example, idx []int, detached bool, sel store.Selection, precision string) error {
 	for _, i := range idx {
 		id := int32(exs[i].Index)
 		var rows []store.Attention
@@ -388,9 +423,7 @@ func (o *chunkOutput) prepare(exs []dataset.Example, idx []int, detached bool, s
 			rows = passRows(rows, sel, id, store.PassForced, res.Forced, nil)
 			rows = passRows(rows, sel, id, store.PassFree, &res.Free, res.EncoderSelf)
 		}
-		cores.acquire(1, false)
 		p, err := store.PrepareAttention(precision, rows)
-		cores.release(1)
 		if err != nil {
 			return err
 		}
@@ -437,11 +470,12 @@ func (cj *chunkJob) fail(err error) {
 // when detached is set, forcing their sources with their detached
 // partners' references.
 type batchJob struct {
-	chunk    *chunkJob
-	n        int // the batch's number in its chunk, for errors
-	idx      []int
-	detached bool
-	opts     inference.DecodeOptions
+	chunk     *chunkJob
+	n         int // the batch's number in its chunk, for errors
+	idx       []int
+	detached  bool
+	opts      inference.DecodeOptions
+	unrounded atomic.Int32 // examples translated, not yet rounded
 }
 
 // cost is a batch's decoding time in arbitrary units, for ordering the
@@ -547,8 +581,8 @@ func exampleIDs(exs []dataset.Example, idx []int) string {
 // written. The ranges depend on the rows alone (subPartRanges), never on
 // the number of cores, so a run's files are the same on any machine.
 //
-// Each sub-part is written holding one of cores.
-func (r *run) writeChunk(c int, out chunkOutput, cores *cpuTokens) error {
+// slots bounds the sub-parts being written at once, across chunks.
+func (r *run) writeChunk(c int, out chunkOutput, slots chan struct{}) error {
 	// Sub-parts of an earlier, unfinished try of this chunk would
 	// otherwise lie beside the new ones.
 	stale, err := store.AttentionSubParts(r.dir, c)
@@ -572,8 +606,8 @@ func (r *run) writeChunk(c int, out chunkOutput, cores *cpuTokens) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cores.acquire(1, false)
-			defer cores.release(1)
+			slots <- struct{}{}
+			defer func() { <-slots }()
 			infos[j], errs[j] = writeAttentionPart(r.dir, store.AttentionOptions{Part: c, Sub: j, Precision: r.cfg.Precision},
 				out.detRows[rg[0]:rg[1]], out.rows[rg[0]:rg[1]])
 		}()

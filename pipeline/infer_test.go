@@ -92,7 +92,7 @@ func TestChunkWrittenAsSubParts(t *testing.T) {
 		}
 		return out
 	}
-	cores := newCPUTokens(3)
+	slots := make(chan struct{}, 3)
 	var wantRows int
 	for c := range r.chunks() {
 		exs := r.chunk(c)
@@ -122,14 +122,14 @@ func TestChunkWrittenAsSubParts(t *testing.T) {
 			idx      []int
 			detached bool
 		}{{seq(0, half), false}, {seq(half, len(exs)), false}, {odd, true}} {
-			if err := out.prepare(exs, b.idx, b.detached, store.Selection{}, cfg.Precision, cores); err != nil {
+			if err := out.prepare(exs, b.idx, b.detached, store.Selection{}, cfg.Precision); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if out.results[0].EncoderSelf != nil || out.results[0].Free.Cross != nil || out.results[0].Forced.DecoderSelf != nil {
 			t.Fatal("prepare kept the float32 matrices of the rows it rounded")
 		}
-		if err := r.writeChunk(c, out, cores); err != nil {
+		if err := r.writeChunk(c, out, slots); err != nil {
 			t.Fatal(err)
 		}
 	}
