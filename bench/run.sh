@@ -21,7 +21,8 @@
 # Environment knobs of bench/lib.sh: BENCH_PYTHON, BENCH_THREADS, BENCH_CHECKPOINT,
 # BENCH_WORK, BENCH_KEEP, BENCH_RESULTS; BENCH_INFER_N (sentences for infer, 128),
 # BENCH_RSS_NS (run sizes for rss, "1000 10000"), BENCH_FORCE_RSS=1 (no memory guard),
-# BENCH_SCALE_N (sentences for scale, 792), BENCH_SCALE_CORES (default "1 2 4 8 16" up to nproc).
+# BENCH_SCALE_N (sentences for scale, 792), BENCH_SCALE_CORES (default "1 2 4 8 16" up to nproc),
+# BENCH_SCALE_STAGES=0 (scale: infer only, not the metrics and report stages).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -273,7 +274,7 @@ bench_scale() {
 	done
 	emit ""
 	emit "attnaudit's split at $k cores (manifest.json): ${GO_USED:-?}. Targets (issue: a 16-core machine): attnaudit ≥ 1x torch at batch 16 and 64 with 16 threads; attnaudit at 16 cores ≥ 8x its 1-core figure."
-	bench_scale_stages "$cores"
+	[ "${BENCH_SCALE_STAGES:-1}" = 0 ] || bench_scale_stages "$cores"
 }
 
 # bench_scale_stages CORES: one run of the metrics data (demo set repeated,

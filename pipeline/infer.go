@@ -111,7 +111,8 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	workers := model.Workers()
 	ahead := chunksAhead(len(workers), r.batchesPerChunk())
 	writers := chunkWriters()
-	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
+	plan := model.Parallelism()
+	slots := &writeSlots{threads: plan.Threads, perWorker: plan.IntraOp}
 	fmt.Fprintf(env.Log, "infer: %s; up to %d chunks translated and %d written at once\n", model.Parallelism(), ahead, writers)
 
 	batches := make(chan *batchJob)
@@ -155,7 +156,9 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 		case aborted():
 			err = errAbandoned
 		default:
+			slots.working.Add(1)
 			err = b.run(h)
+			slots.working.Add(-1)
 		}
 		busy.Add(int64(time.Since(t0)))
 		if err != nil {
@@ -198,7 +201,9 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 				default:
 				}
 				if t, ok := rounds.pop(); ok {
+					slots.working.Add(1)
 					round(t)
+					slots.working.Add(-1)
 					continue
 				}
 				select {
@@ -309,6 +314,36 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			span.Seconds(), 100*float64(busy.Load())/float64(int64(len(workers))*max(int64(span), 1)), time.Since(lastBatch).Seconds())
 	}
 	return firstErr
+}
+
+// writeSlots bounds the sub-parts written at once to the threads the
+// workers leave (at least one): a writer is a Go thread beside the
+// workers' ONNX Runtime threads, and more threads than cores slow the
+// slowest batch, which ends the run.
+type writeSlots struct {
+	threads, perWorker int
+	working            atomic.Int32 // workers decoding or rounding
+	mu                 sync.Mutex
+	writing            int
+}
+
+func (w *writeSlots) acquire() {
+	for {
+		w.mu.Lock()
+		if w.writing < max(1, w.threads-int(w.working.Load())*w.perWorker) {
+			w.writing++
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (w *writeSlots) release() {
+	w.mu.Lock()
+	w.writing--
+	w.mu.Unlock()
 }
 
 // roundQueue holds the examples of translated batches waiting to be
@@ -582,7 +617,7 @@ func exampleIDs(exs []dataset.Example, idx []int) string {
 // the number of cores, so a run's files are the same on any machine.
 //
 // slots bounds the sub-parts being written at once, across chunks.
-func (r *run) writeChunk(c int, out chunkOutput, slots chan struct{}) error {
+func (r *run) writeChunk(c int, out chunkOutput, slots *writeSlots) error {
 	// Sub-parts of an earlier, unfinished try of this chunk would
 	// otherwise lie beside the new ones.
 	stale, err := store.AttentionSubParts(r.dir, c)
@@ -606,8 +641,8 @@ func (r *run) writeChunk(c int, out chunkOutput, slots chan struct{}) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			slots <- struct{}{}
-			defer func() { <-slots }()
+			slots.acquire()
+			defer slots.release()
 			infos[j], errs[j] = writeAttentionPart(r.dir, store.AttentionOptions{Part: c, Sub: j, Precision: r.cfg.Precision},
 				out.detRows[rg[0]:rg[1]], out.rows[rg[0]:rg[1]])
 		}()

@@ -92,7 +92,7 @@ func TestChunkWrittenAsSubParts(t *testing.T) {
 		}
 		return out
 	}
-	slots := make(chan struct{}, 3)
+	slots := &writeSlots{threads: 3, perWorker: 1}
 	var wantRows int
 	for c := range r.chunks() {
 		exs := r.chunk(c)
