@@ -95,12 +95,15 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 //
 // Every chunk is cut into batches (sorted by source length, then the
 // detached pairs), and the model's workers take batches from one queue,
-// whichever chunk they belong to: on 16 cores a chunk of four batches
-// would leave twelve workers idle, so several chunks are translated at
-// once (chunksAhead). A chunk whose batches are all done goes to the
-// writers, which encode and commit its Parquet parts on their own
-// goroutines while later chunks are translated: at GPU speed encoding
-// (zstd) is slower than inference. Each chunk is its own pair of parts,
+// whichever chunk they belong to, the slowest first: on 16 cores a chunk
+// of four batches would leave twelve workers idle, so several chunks are
+// translated at once (chunksAhead). A translated batch's examples are
+// rounded as stored (store.PrepareAttention) by workers that find no batch
+// waiting. A chunk whose batches are all translated and rounded goes to
+// the writers, which encode and commit its Parquet parts (the attention
+// as sub-parts, written at once) on their own goroutines, with the
+// threads the workers leave, while later chunks are translated: at GPU
+// speed encoding (zstd) is slower than inference. Each chunk's parts are
 // committed alone, so the order in which chunks finish changes nothing,
 // and every batch is the same whatever the number of workers: the output
 // is the same as one worker's, byte for byte.
