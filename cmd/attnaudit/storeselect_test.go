@@ -151,7 +151,7 @@ func TestStoreKeepsTheSelectedRows(t *testing.T) {
 			if !strings.Contains(string(page), "Not computed") || !strings.Contains(string(page), html.EscapeString(m.Summary.NotComputed[0].Why)) {
 				t.Error("report.html does not say what was not computed")
 			}
-			attnaudit(t, "compare", "--runs", full, dir, "--output", filepath.Join(t.TempDir(), "compare.html"))
+			attnaudit(t, "compare", "--runs", full, "--runs", dir, "--output", filepath.Join(t.TempDir(), "compare.html"))
 		})
 	}
 }
