@@ -24,14 +24,25 @@ type PassInput struct {
 	Logprobs     []float32
 	Gold         *Alignment // gold word alignment of the reference, or nil; used on the forced pass only
 	// Attention per kind, [layer][head]. A kind the checkpoint does not
-	// export is nil.
+	// export is nil. A layer the run did not store (the store setting) has
+	// no heads; its kind is then marked in Partial.
 	EncoderSelf, DecoderSelf, Cross [][]Matrix
+	// Partial marks the kinds the run stored only some layers of, or
+	// none, for this pass: scores that need every layer of such a kind
+	// (repeat_mass, src_contribution, the untrained_like flag's mean
+	// entropy) are NaN, and the layer-bound ones are NaN where their layer
+	// is missing.
+	Partial Partial
 	// EncoderNorms and CrossNorms are the value-vector norms of the
 	// encoder's self-attention and of the cross-attention,
 	// [layer][head][source position]; nil when the checkpoint does not
 	// export them, and the norm-based scores are NaN.
 	EncoderNorms, CrossNorms [][][]float32
 }
+
+// Partial says which attention kinds of a pass hold fewer than all of the
+// model's layers because the run stored a selection.
+type Partial struct{ EncoderSelf, DecoderSelf, Cross bool }
 
 // SentenceScores are the sentence metrics of one pass. WassToData and
 // WassCombo need the reference pool: ScorePass leaves them NaN and the
@@ -136,6 +147,7 @@ func (s *Scorer) ScorePass(in PassInput, cfg Config) PassScores {
 	for _, kind := range [][][]HeadScores{out.EncoderSelf, out.DecoderSelf, out.Cross} {
 		for _, layer := range kind {
 			for _, h := range layer {
+				// Over the stored heads only, when the run stored a selection.
 				if !math.IsNaN(h[HeadRowSumErr]) {
 					ss.MaxRowSumErr = max(ss.MaxRowSumErr, h[HeadRowSumErr])
 				}
@@ -151,16 +163,22 @@ func (s *Scorer) ScorePass(in PassInput, cfg Config) PassScores {
 		}
 	}
 	ss.NonCausalEntropyNorm = Mean(noncausal)
+	if in.Partial.EncoderSelf || in.Partial.Cross {
+		ss.NonCausalEntropyNorm = nan
+	}
 
 	// Copy behaviour: the decoder layer that looks back at copies most.
 	for _, layer := range out.DecoderSelf {
+		if in.Partial.DecoderSelf {
+			break
+		}
 		m := Mean(pluck(layer, HeadRepeatMass))
 		if !math.IsNaN(m) && (math.IsNaN(ss.RepeatMass) || m > ss.RepeatMass) {
 			ss.RepeatMass = m
 		}
 	}
 
-	if l, ok := resolveLayer(cfg.Layer, len(in.Cross)); ok {
+	if l, ok := resolveLayer(cfg.Layer, len(in.Cross)); ok && len(in.Cross[l]) > 0 {
 		heads := in.Cross[l]
 		avg := s.mean.of(heads)
 		ss.IgnSrc = IgnSrc(avg, cfg.IgnSrcLambda)
@@ -174,8 +192,10 @@ func (s *Scorer) ScorePass(in PassInput, cfg Config) PassScores {
 			ss.WassToUnifNorm = WassToUnif(SourceDistribution(normed[l], cfg.DropEOS))
 		}
 	}
-	ss.SrcContribution = SourceContribution(in.Cross, in.CrossNorms)
-	if l, ok := resolveLayer(cfg.AERLayer, len(in.Cross)); ok && gold != nil {
+	if !in.Partial.Cross {
+		ss.SrcContribution = SourceContribution(in.Cross, in.CrossNorms)
+	}
+	if l, ok := resolveLayer(cfg.AERLayer, len(in.Cross)); ok && gold != nil && len(in.Cross[l]) > 0 {
 		ss.AER = s.sentenceAER(in.Cross[l], cfg.AERHeads, gold)
 		if normed != nil {
 			ss.AERNorm = s.sentenceAER(normed[l], cfg.AERHeads, gold)
@@ -217,6 +237,9 @@ func (s *Scorer) scoreKind(slot int, layers [][]Matrix, cfg Config, inputs []int
 	all := make([]HeadScores, n) // one allocation for the kind's layers
 	out := make([][]HeadScores, len(layers))
 	for l, heads := range layers {
+		if len(heads) == 0 { // a layer the run did not store
+			continue
+		}
 		out[l], all = all[:len(heads):len(heads)], all[len(heads):]
 		s.plogp = s.plogp[:0]
 		for h, m := range heads {

@@ -45,6 +45,9 @@ func normWeightedLayers(layers [][]Matrix, norms [][][]float32) [][]Matrix {
 	}
 	out := make([][]Matrix, len(layers))
 	for l, heads := range layers {
+		if len(heads) == 0 { // a layer the run did not store
+			continue
+		}
 		if len(norms[l]) != len(heads) {
 			return nil
 		}

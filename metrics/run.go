@@ -64,6 +64,9 @@ func (r *Run) AddHeads(pass string, sc PassScores) {
 		layers [][]HeadScores
 	}{{KindEncoderSelf, sc.EncoderSelf}, {KindDecoderSelf, sc.DecoderSelf}, {KindCross, sc.Cross}} {
 		for l, hs := range k.layers {
+			if len(hs) == 0 { // a layer the run did not store
+				continue
+			}
 			r.heads.Add(pass, k.kind, l, hs)
 		}
 	}

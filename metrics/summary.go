@@ -80,6 +80,9 @@ type RunSummary struct {
 	// layer this run used (FlagTable's rules, rendered).
 	FlagRules map[string]string `json:"flag_rules,omitempty"`
 	Heads     []LayerSummary    `json:"heads"`
+	// NotComputed says what a run that stored a selection of its
+	// attention (the store setting) lacks, per pass, and why.
+	NotComputed []Omission `json:"not_computed,omitempty"`
 }
 
 // LayerMeans returns the mean of metric per layer for one pass and kind

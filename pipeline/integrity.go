@@ -105,8 +105,15 @@ func (r *run) inferParts() ([]store.PartInfo, error) {
 // dataset's examples; no attention or examples part lies there that the
 // manifest does not record; the metrics stage's files, once it ran, read.
 // It returns every problem found, or none.
+//
+// A folder without a manifest (an infer stage that failed or was stopped)
+// is reported as incomplete, with the chunks it has committed checked
+// against their records: those a rerun keeps.
 func Verify(dir string) []error {
 	m, err := ReadManifest(dir)
+	if errors.Is(err, errIncomplete) {
+		return verifyIncomplete(dir, err)
+	}
 	if err != nil {
 		return []error{err}
 	}
@@ -155,4 +162,38 @@ func Verify(dir string) []error {
 	}
 	slices.SortStableFunc(probs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return probs
+}
+
+// verifyIncomplete checks the chunks an unfinished run has committed: each
+// record's parts against their size, SHA-256 and row count. The first
+// problem is always incomplete, which says how many chunks are committed
+// and intact.
+func verifyIncomplete(dir string, incomplete error) []error {
+	recs, _ := filepath.Glob(filepath.Join(dir, ".chunk-*.json"))
+	slices.Sort(recs)
+	var probs []error
+	intact := 0
+	for _, path := range recs {
+		data, err := os.ReadFile(path)
+		var rec chunkRecord
+		if err == nil {
+			err = json.Unmarshal(data, &rec)
+		}
+		if err != nil {
+			probs = append(probs, fmt.Errorf("%s: %v", path, err))
+			continue
+		}
+		ok := true
+		for _, p := range rec.Parts {
+			if err := store.CheckPart(dir, p); err != nil {
+				probs = append(probs, err)
+				ok = false
+			}
+		}
+		if ok {
+			intact++
+		}
+	}
+	head := fmt.Errorf("%w (committed chunks intact: %d of %d)", incomplete, intact, len(recs))
+	return append([]error{head}, probs...)
 }

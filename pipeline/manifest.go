@@ -39,8 +39,20 @@ type Manifest struct {
 	// which `attnaudit verify` and resuming check the files against.
 	// Runs made before they were recorded have none.
 	Parts []store.PartInfo `json:"parts,omitempty"`
+	// Attention is the model's attention as infer found it in the graphs:
+	// what a run storing some layers only (the store setting) lacks is
+	// worked out from it. Runs made before it was recorded have none.
+	Attention *AttentionShape `json:"attention,omitempty"`
 	// Summary is the metrics stage's run summary, nil before it ran.
 	Summary *metrics.RunSummary `json:"summary,omitempty"`
+}
+
+// AttentionShape is a model's attention layers per side and heads; a
+// count is 0 where the graphs export no such attention.
+type AttentionShape struct {
+	EncoderLayers int `json:"encoder_layers"`
+	DecoderLayers int `json:"decoder_layers"`
+	Heads         int `json:"heads"`
 }
 
 // ToolInfo names the software that made a run.
@@ -65,7 +77,10 @@ type CheckpointMeta struct {
 	Name  string
 	Epoch int
 	Step  int64
-	raw   json.RawMessage
+	// EncLayers and DecLayers are checkpoint.json's enc_layers and
+	// dec_layers, 0 where it has none.
+	EncLayers, DecLayers int
+	raw                  json.RawMessage
 }
 
 // MarshalJSON writes checkpoint.json as it was read.
@@ -82,13 +97,16 @@ func (c *CheckpointMeta) UnmarshalJSON(data []byte) error {
 		Name  string `json:"name"`
 		Epoch int    `json:"epoch"`
 		Step  int64  `json:"step"`
+		Enc   int    `json:"enc_layers"`
+		Dec   int    `json:"dec_layers"`
 	}
 	if string(data) != "null" {
 		if err := json.Unmarshal(data, &known); err != nil {
 			return fmt.Errorf("checkpoint metadata: %w", err)
 		}
 	}
-	*c = CheckpointMeta{Name: known.Name, Epoch: known.Epoch, Step: known.Step, raw: append(json.RawMessage(nil), data...)}
+	*c = CheckpointMeta{Name: known.Name, Epoch: known.Epoch, Step: known.Step, EncLayers: known.Enc, DecLayers: known.Dec,
+		raw: append(json.RawMessage(nil), data...)}
 	return nil
 }
 

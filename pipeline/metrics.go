@@ -18,6 +18,14 @@ type metricsInputs struct {
 	gold       map[int32]metrics.Alignment
 	labels     map[int32]bool
 	thresholds *metrics.ThresholdSet
+	coverage   *metrics.Coverage
+}
+
+// WithCoverage tells ComputeMetrics which attention a run that stored a
+// selection holds (nil: everything): it scores what is there, leaves the
+// rest NaN or absent, and lists it in the summary's NotComputed.
+func WithCoverage(c *metrics.Coverage) MetricsOption {
+	return func(in *metricsInputs) { in.coverage = c }
 }
 
 // WithThresholds makes ComputeMetrics flag with another run's recorded
@@ -126,6 +134,13 @@ func ComputeMetrics(runDir string, cfg metrics.Config, opts ...MetricsOption) (*
 		return nil, err
 	}
 	rows, sum := run.Finish()
+	var passes []string
+	for _, p := range []string{store.PassDetached, store.PassForced, store.PassFree} {
+		if sum.Rows[p] > 0 {
+			passes = append(passes, p)
+		}
+	}
+	sum.NotComputed = in.coverage.Omissions(cfg, passes)
 
 	sw, err := store.NewSentenceMetricsWriter(runDir)
 	if err != nil {
@@ -250,10 +265,25 @@ func passInput(ex store.Example, pass string, group []store.Attention, in metric
 			return pin, err
 		}
 	}
-	for _, layers := range [][][]metrics.Matrix{pin.EncoderSelf, pin.DecoderSelf, pin.Cross} {
-		for l, hs := range layers {
-			if len(hs) == 0 {
-				return pin, fmt.Errorf("example %d, pass %s: layer %d has no heads", ex.ExampleID, pass, l)
+	pin.Partial = in.coverage.Partial(pass)
+	for _, k := range []struct {
+		kind   string
+		layers *[][]metrics.Matrix
+	}{{store.KindEncoderSelf, &pin.EncoderSelf}, {store.KindDecoderSelf, &pin.DecoderSelf}, {store.KindCross, &pin.Cross}} {
+		if c := in.coverage; c != nil && len(*k.layers) > 0 {
+			// A run that stored some layers: the model's, the missing
+			// ones without heads, so layer numbers (-1 the last) resolve
+			// as in a full run.
+			if len(*k.layers) > c.Layers[k.kind] {
+				return pin, fmt.Errorf("example %d, pass %s: %s layer %d stored, the model has %d layers", ex.ExampleID, pass, k.kind, len(*k.layers)-1, c.Layers[k.kind])
+			}
+			for len(*k.layers) < c.Layers[k.kind] {
+				*k.layers = append(*k.layers, nil)
+			}
+		}
+		for l, hs := range *k.layers {
+			if len(hs) == 0 && (in.coverage == nil || in.coverage.Keeps(pass, k.kind, l)) {
+				return pin, fmt.Errorf("example %d, pass %s: %s layer %d has no heads", ex.ExampleID, pass, k.kind, l)
 			}
 		}
 	}
@@ -274,7 +304,10 @@ func unflattenNorms(flat []float32, attn [][]metrics.Matrix, srcLen int) ([][][]
 	if len(flat) == 0 || len(attn) == 0 {
 		return nil, nil
 	}
-	heads := len(attn[0])
+	heads := 0
+	for _, hs := range attn { // a layer the run did not store has none
+		heads = max(heads, len(hs))
+	}
 	if len(flat) != len(attn)*heads*srcLen {
 		return nil, fmt.Errorf("%d values, want %d layers × %d heads × %d source tokens", len(flat), len(attn), heads, srcLen)
 	}
@@ -355,9 +388,9 @@ func writeHeadRows(w *store.HeadMetricsWriter, group []store.Attention, sc metri
 func f32(x float64) float32 { return float32(x) }
 
 // addSentences adds one result per example and pass to run, in file order:
-// every pass that had attention, plus the free pass, and the forced pass
-// when the example has a reference, scored without attention if the run
-// stored none for them. It also adds every example for the corpus scores.
+// every pass that had attention, plus the free pass, the forced pass when
+// the example has a reference and the detached pass when it was decoded,
+// scored without attention if the run stored none for them. It also adds every example for the corpus scores.
 func addSentences(run *metrics.Run, examples []store.Example, scored map[passKey]metrics.PassScores, cfg metrics.Config, in metricsInputs) error {
 	seen := 0
 	for _, ex := range examples {
@@ -366,7 +399,8 @@ func addSentences(run *metrics.Run, examples []store.Example, scored map[passKey
 			sc, ok := scored[passKey{ex.ExampleID, pass}]
 			if ok {
 				seen++
-			} else if pass == store.PassFree || (pass == store.PassForced && len(ex.RefIDs) > 0) {
+			} else if pass == store.PassFree || (pass == store.PassForced && len(ex.RefIDs) > 0) ||
+				(pass == store.PassDetached && len(ex.DetIDs) > 0) {
 				pin, err := passInput(ex, pass, nil, in)
 				if err != nil {
 					return err

@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"attnaudit/configs"
+	"attnaudit/metrics"
 	"attnaudit/report"
 	"attnaudit/store"
 )
@@ -44,6 +45,29 @@ func LoadRunData(runDir string, opts report.Options) (report.RunData, error) {
 	sel := report.Select(data, opts)
 	if data.Attention, err = loadAttention(runDir, sel.IDs()); err != nil {
 		return report.RunData{}, err
+	}
+	m, err := ReadManifest(runDir)
+	if err != nil {
+		return report.RunData{}, err
+	}
+	cov, err := storedCoverage(m)
+	if err != nil {
+		return report.RunData{}, err
+	}
+	if cov != nil {
+		// Layers not stored stay without heads, so that layer numbers
+		// (-1 the last) resolve against the model's layers.
+		for id, ea := range data.Attention {
+			for _, k := range []struct {
+				kind   string
+				layers *[][]metrics.Matrix
+			}{{store.KindEncoderSelf, &ea.EncoderSelf}, {store.KindDecoderSelf, &ea.DecoderSelf}, {store.KindCross, &ea.Cross}} {
+				for len(*k.layers) > 0 && len(*k.layers) < cov.Layers[k.kind] {
+					*k.layers = append(*k.layers, nil)
+				}
+			}
+			data.Attention[id] = ea
+		}
 	}
 	return data, nil
 }
@@ -106,6 +130,7 @@ func runSummary(runDir string, m *Manifest) (report.Summary, error) {
 	}
 	if rs := m.Summary; rs != nil {
 		s.FlagRules = rs.FlagRules
+		s.NotComputed = rs.NotComputed
 		if rs.CorpusChrF != nil {
 			s.CorpusChrF = *rs.CorpusChrF
 		}

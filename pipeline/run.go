@@ -295,6 +295,9 @@ func (r *run) manifest(recs []shardRecord) *Manifest {
 		Chunks:  r.chunks(),
 		Stages:  map[string]Stage{StageInfer: {Seconds: secs, Finished: time.Now().UTC()}},
 	}
+	if enc, dec := r.ckpt.Layers(); enc > 0 || dec > 0 {
+		m.Attention = &AttentionShape{EncoderLayers: enc, DecoderLayers: dec, Heads: r.ckpt.Heads()}
+	}
 	for _, p := range r.data.Problems {
 		m.Dataset.Problems = append(m.Dataset.Problems, p.String())
 		if p.Line > 0 {

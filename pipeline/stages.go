@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	"attnaudit/configs"
@@ -18,16 +19,39 @@ func Run(env Env, in Inputs) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if sel, _ := store.ParseSelection(in.Config.Store); len(sel.Layers) > 0 {
-		// Head metrics compare a kind's layers; a run without all of them
-		// is for reading in SQL or Python only.
-		fmt.Fprintf(env.Log, "run: store %q keeps some layers only: the metrics and report stages, which need every layer of a kind, are skipped\n", in.Config.Store)
-		return dir, nil
-	}
 	if err := Metrics(env, dir, in.Config, false); err != nil {
 		return dir, err
 	}
 	return dir, Report(env, dir, in.Config, false)
+}
+
+// passesWords names passes in a sentence: "the free pass", "the forced
+// and free passes".
+func passesWords(passes []string) string {
+	if len(passes) == 1 {
+		return "the " + passes[0] + " pass"
+	}
+	return "the " + strings.Join(passes[:len(passes)-1], ", ") + " and " + passes[len(passes)-1] + " passes"
+}
+
+// storedCoverage is the attention a run stored when its store setting is
+// a selection, nil when it stored everything.
+func storedCoverage(m *Manifest) (*metrics.Coverage, error) {
+	sel, err := store.ParseSelection(m.Config.Store)
+	if err != nil || sel.All() {
+		return nil, err
+	}
+	enc, dec := m.Checkpoint.Meta.EncLayers, m.Checkpoint.Meta.DecLayers
+	if a := m.Attention; a != nil {
+		enc, dec = a.EncoderLayers, a.DecoderLayers
+	}
+	if enc == 0 && dec == 0 {
+		return nil, fmt.Errorf("the run stored %q, and neither its manifest nor checkpoint.json records the model's layers (a run made before they were recorded): run infer again in a new output folder", m.Config.Store)
+	}
+	layers := map[string]int{metrics.KindEncoderSelf: enc, metrics.KindDecoderSelf: dec, metrics.KindCross: dec}
+	return &metrics.Coverage{Store: m.Config.Store, Layers: layers, Keeps: func(pass, kind string, layer int) bool {
+		return sel.Keeps(pass, kind, layer, layers[kind])
+	}}, nil
 }
 
 // RunDir returns the run folder that Inputs name, without running anything.
@@ -53,9 +77,16 @@ func Metrics(env Env, dir string, cfg configs.Config, redo bool) error {
 		if err != nil {
 			return nil, err
 		}
-		sum, err := ComputeMetrics(dir, cfg.Metrics, WithGold(gold, labels), WithThresholds(carried))
+		cov, err := storedCoverage(m)
 		if err != nil {
 			return nil, err
+		}
+		sum, err := ComputeMetrics(dir, cfg.Metrics, WithGold(gold, labels), WithThresholds(carried), WithCoverage(cov))
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range sum.NotComputed {
+			fmt.Fprintf(env.Log, "metrics: not computed for %s: %s: %s\n", passesWords(o.Passes), o.What, o.Why)
 		}
 		if carried == nil {
 			sum.Thresholds.CalibratedAt = time.Now().UTC()

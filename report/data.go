@@ -51,6 +51,9 @@ type Summary struct {
 	// by flag name; a run from before they were recorded has none, and
 	// the report shows each flag's generic description.
 	FlagRules map[string]string
+	// NotComputed is what the metrics stage could not compute because
+	// the run stored part of its attention (the store setting), and why.
+	NotComputed []metrics.Omission
 }
 
 // Timing is one stage's wall time.

@@ -86,6 +86,9 @@ type explorerKind struct {
 	Cols   int    `json:"cols"`
 	Causal bool   `json:"causal"` // rows hold only columns 0..t
 	Offset int    `json:"offset"` // of the kind's first byte in the weights
+	// Names are the model's numbers of the layers held, when the run
+	// stored some layers only (the store setting); absent, layer i is i.
+	Names []int `json:"names,omitempty"`
 }
 
 // explorerView is one explorer on the page: the example it shows, whose
@@ -140,10 +143,23 @@ func encodeExplorer(ex *store.Example, att ExampleAttention) (string, string, er
 		{store.KindDecoderSelf, "tgt", "in", "target", "decoder input", att.DecoderSelf, len(tgt), len(in)},
 		{store.KindEncoderSelf, "src", "src", "source query", "source key", att.EncoderSelf, len(src), len(src)},
 	} {
+		var names []int
+		if held := storedLayers(k.layers); len(held) < len(k.layers) {
+			// The run stored some layers only: the explorer holds those.
+			if len(held) == 0 {
+				continue
+			}
+			compact := make([][]metrics.Matrix, len(held))
+			for i, l := range held {
+				compact[i] = k.layers[l]
+			}
+			k.layers, names = compact, held
+			skipped = append(skipped, fmt.Sprintf("%s: layer%s %s stored", kindTitles[k.kind], plural(len(held)), joinInts(held)))
+		}
 		if len(k.layers) == 0 {
 			continue
 		}
-		ek := explorerKind{Kind: k.kind, Title: kindTitles[k.kind], Q: k.q, K: k.k, QName: k.qname, KName: k.kname,
+		ek := explorerKind{Names: names, Kind: k.kind, Title: kindTitles[k.kind], Q: k.q, K: k.k, QName: k.qname, KName: k.kname,
 			Layers: len(k.layers), Heads: len(k.layers[0]), Rows: k.nq, Cols: k.nk, Offset: len(weights)}
 		if err := checkShapes(k.layers, k.nq, k.nk); err != nil {
 			skipped = append(skipped, fmt.Sprintf("%s attention left out: %v", kindTitles[k.kind], err))
@@ -195,6 +211,33 @@ func encodeExplorer(ex *store.Example, att ExampleAttention) (string, string, er
 }
 
 // checkShapes wants every head of every layer to be rows × cols.
+// storedLayers are the layers that have heads; a run that stored some
+// layers only (the store setting) leaves the others empty.
+func storedLayers(layers [][]metrics.Matrix) []int {
+	var out []int
+	for l, hs := range layers {
+		if len(hs) > 0 {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ", ")
+}
+
 func checkShapes(layers [][]metrics.Matrix, rows, cols int) error {
 	heads := len(layers[0])
 	for l, hs := range layers {

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"math"
 	"runtime"
+	"strings"
 	"sync"
 
 	"gonum.org/v1/plot/vg"
@@ -22,6 +23,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"f32":     func(v float32) string { return formatFloat(float64(v), 3) },
 	"flags":   joinOrNone,
 	"runName": runLabel,
+	"join":    strings.Join,
 	"pct": func(n, of int) string {
 		if of == 0 {
 			return "—"

@@ -272,6 +272,10 @@ func (ev *exampleViews) view(id int32, full bool) (exampleView, error) {
 		v.Note = "No cross-attention stored for this example's free pass."
 		return v, nil
 	}
+	if l, err := resolveLayer(ev.layer, len(att.Cross), crossName); err == nil && len(att.Cross[l]) == 0 {
+		v.Note = fmt.Sprintf("Cross-attention layer %d of this example's free pass was not stored (the run's store setting).", l)
+		return v, nil
+	}
 	vex := VisualizeExample{Source: ex.Source, Hypothesis: ex.Hypothesis, SrcPieces: ex.SrcPieces, TgtPieces: ex.TgtPieces,
 		Cross: att.Cross, DecoderSelf: att.DecoderSelf, EncoderSelf: att.EncoderSelf}
 	if !full {

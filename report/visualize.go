@@ -109,8 +109,8 @@ func (th *theme) exampleFigures(ex VisualizeExample, layer int, withEncoder bool
 		return out, fmt.Errorf("cross-attention layer %d: %w", l, err)
 	}
 	out.multihead = &g
-	if len(ex.DecoderSelf) > 0 {
-		dl, err := resolveLayer(layer, len(ex.DecoderSelf), decName)
+	// A layer without heads was not stored (the store setting): no figure.
+	if dl, err := resolveLayer(layer, len(ex.DecoderSelf), decName); len(ex.DecoderSelf) > 0 && (err != nil || len(ex.DecoderSelf[dl]) > 0) {
 		if err != nil {
 			return out, err
 		}
@@ -126,8 +126,7 @@ func (th *theme) exampleFigures(ex VisualizeExample, layer int, withEncoder bool
 		}
 		out.decSelf = &f
 	}
-	if withEncoder && len(ex.EncoderSelf) > 0 {
-		el, err := resolveLayer(layer, len(ex.EncoderSelf), encName)
+	if el, err := resolveLayer(layer, len(ex.EncoderSelf), encName); withEncoder && len(ex.EncoderSelf) > 0 && (err != nil || len(ex.EncoderSelf[el]) > 0) {
 		if err != nil {
 			return out, err
 		}

@@ -1,12 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"math"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"attnaudit/store"
@@ -73,46 +68,4 @@ func TestFixedPrecisionKeepsMetricsWithin1e4(t *testing.T) {
 		}
 	}
 	t.Logf("largest metric difference: %.2g", worst)
-}
-
-// TestStoreKeepsTheSelectedRows runs with --store free,cross,layer=-1: the
-// run announces its expected size, stores only the free pass's last-layer
-// cross attention and skips the stages that need every layer; with
-// --store free,cross the metrics and report finish.
-func TestStoreKeepsTheSelectedRows(t *testing.T) {
-	data := smallDataset(t, 8)
-	cmd := exec.Command(binary, runArgs("run", data, t.TempDir(), "--store", "free,cross,layer=-1")...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("run --store: %v\n%s", err, stderr.String())
-	}
-	if !strings.Contains(stderr.String(), "infer: expect about ") || !strings.Contains(stderr.String(), "store free,cross,layer=-1") {
-		t.Errorf("no expected size announced:\n%s", stderr.String())
-	}
-	dir := strings.TrimSpace(stdout.String())
-	n, layers := 0, map[int16]bool{}
-	err := store.ScanAttention(dir, func(a store.Attention) error {
-		n++
-		layers[a.Layer] = true
-		if a.Pass != store.PassFree || a.Kind != store.KindCross {
-			t.Errorf("stored %s %s layer %d", a.Pass, a.Kind, a.Layer)
-		}
-		return nil
-	})
-	if len(layers) != 1 || layers[0] {
-		t.Errorf("stored layers %v, want the last only", layers)
-	}
-	if err != nil || n == 0 {
-		t.Fatalf("scan: %d rows, %v", n, err)
-	}
-	if !strings.Contains(stderr.String(), "are skipped") {
-		t.Errorf("no word of the skipped stages:\n%s", stderr.String())
-	}
-	attnaudit(t, "verify", dir)
-
-	dir = attnaudit(t, runArgs("run", data, t.TempDir(), "--store", "free,cross")...)
-	if _, err := os.Stat(filepath.Join(dir, "report.html")); err != nil {
-		t.Errorf("no report: %v", err)
-	}
 }

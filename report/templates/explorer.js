@@ -170,7 +170,7 @@
           values.forEach(v => g.append(this.button(name, v, text(v))));
         }
       };
-      fill('layer', [...Array(K.layers).keys()], v => String(v));
+      fill('layer', [...Array(K.layers).keys()], v => String(K.names ? K.names[v] : v));
       fill('head', [-1, ...Array(K.heads).keys()], v => v < 0 ? 'mean' : String(v));
       const now = {kind: String(this.kind), layer: String(this.layer), head: String(this.head), view: this.view};
       for (const b of this.bar.querySelectorAll('button')) {
@@ -228,7 +228,7 @@
       this.unhover();
       if (this.view === 'lines') this.drawLines(); else this.drawHeat();
       const heads = this.head < 0 ? `mean of ${K.heads} heads` : `head ${this.head}`;
-      this.caption.textContent = `${K.title}, layer ${this.layer}, ${heads}; colour scale 0 – ${this.hi.toFixed(3)}. ` +
+      this.caption.textContent = `${K.title}, layer ${K.names ? K.names[this.layer] : this.layer}, ${heads}; colour scale 0 – ${this.hi.toFixed(3)}. ` +
         `Rows: ${K.qname} tokens; columns: ${K.kname} tokens. Keys: ←/→ head, ↑/↓ layer, M mean, K (or C, D, E) kind, V heatmap/lines.`;
     }
 
