@@ -21,7 +21,7 @@ var attentionSchema = &schema[Attention]{
 		int16Col("head", func(r *Attention) *int16 { return &r.Head }),
 		int32Col("q_len", func(r *Attention) *int { return &r.Weights.Rows }),
 		int32Col("k_len", func(r *Attention) *int { return &r.Weights.Cols }),
-		anyFloatList("weights", func(r *Attention) *[]float32 { return &r.Weights.Data }),
+		withAlt(anyFloatList("weights", func(r *Attention) *[]float32 { return &r.Weights.Data }), compactWeights),
 	},
 	sortBy: []string{"example_id", "pass", "kind", "layer", "head"},
 	compare: func(a, b *Attention) int {
@@ -47,7 +47,8 @@ var attentionSchema = &schema[Attention]{
 	exampleID: func(r *Attention) int32 { return r.ExampleID },
 }
 
-// The default precision, fixed: weights are stored as multiples of
+// The fixed precision (and the compact default, which stores the same
+// values as 1 + w): weights are stored as multiples of
 // FixedStep (2^-14), each within FixedMaxError of the float32 the model
 // produced, in the same weights list<float> column as float32 runs. Each
 // row is rounded so that its sum and its entropy stay as in float32
@@ -63,6 +64,26 @@ const (
 var attentionFixedSchema = attentionSchema.withColumn("weights",
 	gridListCol("weights", FixedStep, FixedMaxError,
 		func(r *Attention) *[]float32 { return &r.Weights.Data }, func(r *Attention) int { return r.Weights.Cols }))
+
+// CompactColumn is the compact precision's weights column: 1 + each
+// weight, the weights rounded as the fixed precision rounds them. A reader
+// gets the probabilities by subtracting 1 (exact): in DuckDB
+// list_transform(weights_plus_one, x -> x - 1), in pyarrow
+// examples/readers/attnaudit_read.py.
+const CompactColumn = "weights_plus_one"
+
+// compactWeights is the compact precision's weights column.
+var compactWeights = plusOneListCol(CompactColumn, FixedStep, FixedMaxError,
+	func(r *Attention) *[]float32 { return &r.Weights.Data }, func(r *Attention) int { return r.Weights.Cols })
+
+// attentionCompactSchema is attentionSchema with weights stored as 1 + w
+// in CompactColumn.
+var attentionCompactSchema = attentionSchema.withColumn("weights", compactWeights)
+
+func withAlt[T any](c column[T], alt column[T]) column[T] {
+	c.alt = &alt
+	return c
+}
 
 // attentionFloat16Schema is attentionSchema with weights as list<halffloat>.
 var attentionFloat16Schema = func() *schema[Attention] {
@@ -82,8 +103,8 @@ type AttentionOptions struct {
 	// attention-s003-00000.parquet, so the shards of a `--shard I/N` run
 	// write disjoint parts into one folder. Letters, digits and '_' only.
 	Prefix string
-	// Precision is how weights are stored: PrecisionFixed (the default, ""),
-	// PrecisionFloat32 or PrecisionFloat16.
+	// Precision is how weights are stored: PrecisionCompact (the default,
+	// ""), PrecisionFixed, PrecisionFloat32 or PrecisionFloat16.
 	Precision string
 	// PartRows starts a new part after this many rows (0: no limit).
 	PartRows int64
@@ -96,10 +117,12 @@ type AttentionOptions struct {
 // Attention weight precisions (AttentionOptions.Precision, the precision
 // setting), with their largest error per weight against float32:
 //
-//	fixed    multiples of 2^-14 as float, row sums and entropy kept: ≤ 1e-4; 2.0x smaller than float32 on the demo run
+//	compact  the fixed precision's weights stored as 1 + w (column weights_plus_one): ≤ 1e-4; 2.5x smaller than float32 on the demo run
+//	fixed    multiples of 2^-14 as float, row sums and entropy kept: ≤ 1e-4; 2.0x smaller
 //	float32  list<float>: exact
 //	float16  list<halffloat>: ≤ 4.9e-4 (about three significant digits); 2.0x smaller
 const (
+	PrecisionCompact = "compact"
 	PrecisionFixed   = "fixed"
 	PrecisionFloat32 = "float32"
 	PrecisionFloat16 = "float16"
@@ -111,7 +134,9 @@ const (
 // size before it starts. It is 0 for an unknown precision.
 func BytesPerWeight(precision string) float64 {
 	switch precision {
-	case PrecisionFixed, "":
+	case PrecisionCompact, "":
+		return 1.06
+	case PrecisionFixed:
 		return 1.31
 	case PrecisionFloat32:
 		return 2.63
@@ -122,7 +147,7 @@ func BytesPerWeight(precision string) float64 {
 }
 
 // Precisions lists the precisions, the default first.
-var Precisions = []string{PrecisionFixed, PrecisionFloat32, PrecisionFloat16}
+var Precisions = []string{PrecisionCompact, PrecisionFixed, PrecisionFloat32, PrecisionFloat16}
 
 // AttentionWriter streams attention rows into parts.
 type AttentionWriter = Writer[Attention]
@@ -138,7 +163,9 @@ func NewAttentionWriter(dir string, opts AttentionOptions, wopts ...WriterOption
 	}
 	var s *schema[Attention]
 	switch opts.Precision {
-	case PrecisionFixed, "":
+	case PrecisionCompact, "":
+		s = attentionCompactSchema
+	case PrecisionFixed:
 		s = attentionFixedSchema
 	case PrecisionFloat32:
 		s = attentionSchema
