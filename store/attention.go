@@ -49,13 +49,15 @@ var attentionSchema = &schema[Attention]{
 
 // The fixed precision (and the compact default, which stores the same
 // values as 1 + w): weights are stored as multiples of
-// FixedStep (2^-14), each within FixedMaxError of the float32 the model
+// FixedStep (2^-14), and those below it as multiples of FixedStep /
+// FixedFine (2^-18), each within FixedMaxError of the float32 the model
 // produced, in the same weights list<float> column as float32 runs. Each
 // row is rounded so that its sum and its entropy stay as in float32
 // (quantizeRows), which keeps the metrics within 1e-4. The grid was chosen
 // by measurement (bench/RESULTS.md, "Attention storage").
 const (
 	FixedStep     = 1.0 / (1 << 14)
+	FixedFine     = 16
 	FixedMaxError = 1e-4
 )
 

@@ -386,7 +386,7 @@ func gridListCol[T any](name string, step, maxErr float64, p func(*T) *[]float32
 	c.prepare = func(r *T) {
 		vals := *p(r)
 		out := make([]float32, len(vals))
-		quantizeRows(vals, out, cols(r), step, maxErr)
+		quantizeRows(vals, out, cols(r), step, maxErr, FixedFine)
 		*p(r) = out
 	}
 	return c
@@ -407,7 +407,7 @@ func plusOneListCol[T any](name string, step, maxErr float64, p func(*T) *[]floa
 	c.prepare = func(r *T) {
 		vals := *p(r)
 		out := make([]float32, len(vals))
-		quantizeRows(vals, out, cols(r), step, maxErr)
+		quantizeRows(vals, out, cols(r), step, maxErr, FixedFine)
 		for j := range out {
 			out[j]++
 		}

@@ -189,7 +189,7 @@ func TestStorageCandidates(t *testing.T) {
 						q = resize(q, len(r.Data))
 						copy(q, r.Data)
 						if g.step > 0 {
-							quantizeRows(r.Data, q, r.Cols, g.step, FixedMaxError)
+							quantizeRows(r.Data, q, r.Cols, g.step, FixedMaxError, FixedFine)
 						}
 						for _, lb := range bs {
 							lb.Append(true)
