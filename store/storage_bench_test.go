@@ -148,6 +148,7 @@ func TestStorageCandidates(t *testing.T) {
 	}
 	sc := arrow.NewSchema([]arrow.Field{{Name: "c0", Type: arrow.ListOfNonNullable(arrow.PrimitiveTypes.Float32)}}, nil)
 	var ref int64
+	fmt.Println()
 	fmt.Println("| grid (max error 1e-4) | layout | zstd | weights column | vs float32 | max abs error/weight | max entropy error/head | max head diversity error/layer | write MB/s |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, g := range []grid{
