@@ -47,14 +47,14 @@ var attentionSchema = &schema[Attention]{
 	exampleID: func(r *Attention) int32 { return r.ExampleID },
 }
 
-// The fixed precision (and the compact default, which stores the same
-// values as 1 + w): weights are stored as multiples of
-// FixedStep (2^-14), and those below it as multiples of FixedStep /
-// FixedFine (2^-18), each within FixedMaxError of the float32 the model
-// produced, in the same weights list<float> column as float32 runs. Each
-// row is rounded so that its sum and its entropy stay as in float32
-// (quantizeRows), which keeps the metrics within 1e-4. The grid was chosen
-// by measurement (bench/RESULTS.md, "Attention storage").
+// The fixed precision: weights are stored as multiples of FixedStep
+// (2^-14), and those below it as multiples of FixedStep / FixedFine
+// (2^-18), each within FixedMaxError of the float32 the model produced, in
+// the same weights list<float> column as float32 runs. Each row is rounded
+// so that its sum and its entropy stay as in float32 (quantizeRows; a
+// matrix whose entropy would move by more than 9e-5 goes to a finer grid,
+// quantizeWithin), which keeps the metrics within 1e-4. The grids were
+// chosen by measurement (bench/RESULTS.md, "attention storage").
 const (
 	FixedStep     = 1.0 / (1 << 14)
 	FixedFine     = 16
@@ -64,18 +64,28 @@ const (
 // attentionFixedSchema is attentionSchema with weights on the FixedStep
 // grid.
 var attentionFixedSchema = attentionSchema.withColumn("weights",
-	gridListCol("weights", FixedStep, FixedMaxError,
+	gridListCol("weights", FixedStep, FixedMaxError, FixedFine,
 		func(r *Attention) *[]float32 { return &r.Weights.Data }, func(r *Attention) int { return r.Weights.Cols }))
 
 // CompactColumn is the compact precision's weights column: 1 + each
-// weight, the weights rounded as the fixed precision rounds them. A reader
-// gets the probabilities by subtracting 1 (exact): in DuckDB
-// list_transform(weights_plus_one, x -> x - 1), in pyarrow
-// examples/readers/attnaudit_read.py.
+// weight. A reader gets the probabilities by subtracting 1 (exact): in
+// DuckDB list_transform(weights_plus_one, x -> x - 1), in pyarrow
+// readers/attnaudit_attention.py.
 const CompactColumn = "weights_plus_one"
 
+// The compact precision rounds weights like the fixed one, on a grid twice
+// as coarse: multiples of CompactStep (2^-13), those below it multiples of
+// CompactStep / CompactFine (2^-17), each within FixedMaxError; a matrix
+// whose entropy would move by more than 9e-5 is rounded on a finer grid
+// (quantizeWithin). Stored as 1 + w, every value has the exponent of 1 and
+// its mantissa's top bits are the grid index, which zstd packs closely.
+const (
+	CompactStep = 1.0 / (1 << 14)
+	CompactFine = 16
+)
+
 // compactWeights is the compact precision's weights column.
-var compactWeights = plusOneListCol(CompactColumn, FixedStep, FixedMaxError,
+var compactWeights = plusOneListCol(CompactColumn, CompactStep, FixedMaxError, CompactFine,
 	func(r *Attention) *[]float32 { return &r.Weights.Data }, func(r *Attention) int { return r.Weights.Cols })
 
 // attentionCompactSchema is attentionSchema with weights stored as 1 + w
@@ -119,8 +129,8 @@ type AttentionOptions struct {
 // Attention weight precisions (AttentionOptions.Precision, the precision
 // setting), with their largest error per weight against float32:
 //
-//	compact  the fixed precision's weights stored as 1 + w (column weights_plus_one): ≤ 1e-4; 2.4x smaller than float32 on the demo run
-//	fixed    multiples of 2^-14 as float, row sums and entropy kept: ≤ 1e-4; 2.0x smaller
+//	compact  multiples of 2^-13 stored as 1 + w (column weights_plus_one), row sums and entropy kept: ≤ 1e-4; 2.6x smaller than float32 on the demo run
+//	fixed    multiples of 2^-14 as float (a weights list of probabilities), row sums and entropy kept: ≤ 1e-4; 2.0x smaller
 //	float32  list<float>: exact
 //	float16  list<halffloat>: ≤ 4.9e-4 (about three significant digits); 2.0x smaller
 const (

@@ -28,13 +28,46 @@ import (
 //
 // Values outside [0, 1] and NaN are copied as they are; a row holding one
 // is only rounded to nearest.
-func quantizeRows(in, out []float32, cols int, step, maxErr, fine float64) {
+func quantizeRows(in, out []float32, cols int, step, maxErr, fine float64) float64 {
 	q := quantizers.Get().(*rowQuantizer)
 	defer quantizers.Put(q)
 	q.h = entropyTerms(step)
+	// Each row's entropy is balanced against what the rows before it left
+	// (entropy is the mean over rows, so their errors cancel).
+	var left float64
 	for start := 0; start+cols <= len(in) && cols > 0; start += cols {
-		q.row(in[start:start+cols], out[start:start+cols], step, maxErr, fine)
+		left = q.row(in[start:start+cols], out[start:start+cols], step, maxErr, fine, left)
 	}
+	if cols == 0 || len(in) < cols {
+		return 0
+	}
+	return left / float64(len(in)/cols)
+}
+
+// quantizeWithin rounds a matrix with quantizeRows on the grid step and,
+// while its entropy (SPEC §5: the mean over rows of −Σ p ln p) moves by
+// more than entropyBound(cols), on grids twice, four … times finer, down
+// to minStep; a matrix still off is copied as it is. Short rows leave the
+// balancing few choices: on the demo run a few 4×4 to 6×6 matrices at
+// 2^-13.
+func quantizeWithin(in, out []float32, cols int, step, maxErr, fine float64) {
+	goal := entropyBound(cols)
+	for ; step >= minStep; step /= 2 {
+		if e := quantizeRows(in, out, cols, step, maxErr, fine); math.Abs(e) <= goal {
+			return
+		}
+	}
+	copy(out, in)
+}
+
+// minStep is quantizeWithin's finest grid.
+const minStep = 1.0 / (1 << 16)
+
+// entropyBound is how far quantizeWithin lets a matrix's entropy move:
+// 9e-5, and 9e-5·ln(cols) below 3 columns, so that entropy_norm (entropy /
+// ln cols) stays within it too.
+func entropyBound(cols int) float64 {
+	return 9e-5 * min(1, math.Log(float64(max(cols, 2))))
 }
 
 // quantizers keeps rowQuantizers and their buffers between matrices.
@@ -85,11 +118,14 @@ func entropyTerms(step float64) []float64 {
 	return t
 }
 
-func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine float64) {
+// row rounds one row, balancing its entropy error (the sum of its
+// −p ln p terms' changes) together with entErr, what earlier rows left,
+// and returns the two's sum.
+func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64) float64 {
 	k := len(in)
 	q.x, q.n = resize(q.x, k), resize(q.n, k)
 	q.lo, q.hi = resize(q.lo, k), resize(q.hi, k)
-	var sumX, sumN, fineSum, entErr float64
+	var sumX, sumN, fineSum float64
 	plain := false
 	for j, v := range in {
 		if !(v >= 0 && v <= 1) {
@@ -114,7 +150,7 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine float64) {
 				out[j] = float32(q.n[j] * step)
 			}
 		}
-		return
+		return entErr
 	}
 	// The fine values' total in steps is rarely whole; fine values move by
 	// one fine unit at a time (those left nearest their weight first) until
@@ -206,6 +242,7 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine float64) {
 	for j := range in {
 		out[j] = float32(q.n[j] * step)
 	}
+	return entErr
 }
 
 // entropyGoal is where the pair moves stop: a tenth of the 1e-4 of

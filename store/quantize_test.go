@@ -103,3 +103,48 @@ func TestQuantizeRowsKeepsHeadDiversity(t *testing.T) {
 	}
 	t.Logf("head diversity moved by at most %.2g", worst)
 }
+
+// TestQuantizeWithinBoundsEntropy rounds small peaked matrices (short rows
+// leave the balancing few choices) on a coarse grid, where quantizeRows
+// alone moves some matrices' entropy by more than 9e-5, and checks that
+// quantizeWithin keeps every one within entropyBound (9e-5; 9e-5·ln 2 for
+// two columns, so entropy_norm stays within it too) and every weight
+// within FixedMaxError.
+func TestQuantizeWithinBoundsEntropy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 19))
+	const step = 2 * FixedStep
+	over := 0
+	for trial := range 3000 {
+		n := 2 + rng.IntN(6)
+		m := metrics.Matrix{Rows: n, Cols: n, Data: make([]float32, n*n)}
+		for r := range n {
+			row := m.Data[r*n : (r+1)*n]
+			var sum float64
+			for c := 0; c <= r; c++ {
+				v := math.Exp(4 * rng.NormFloat64())
+				row[c] = float32(v)
+				sum += v
+			}
+			for c := 0; c <= r; c++ {
+				row[c] = float32(float64(row[c]) / sum)
+			}
+		}
+		q := metrics.Matrix{Rows: n, Cols: n, Data: make([]float32, n*n)}
+		if e := quantizeRows(m.Data, q.Data, n, step, FixedMaxError, FixedFine); math.Abs(e) > entropyBound(n) {
+			over++
+		}
+		quantizeWithin(m.Data, q.Data, n, step, FixedMaxError, FixedFine)
+		if d := math.Abs(metrics.Entropy(q) - metrics.Entropy(m)); d > entropyBound(n)+1e-12 {
+			t.Fatalf("trial %d (%d×%d): entropy moved %g > %g", trial, n, n, d, entropyBound(n))
+		}
+		for i, v := range m.Data {
+			if d := math.Abs(float64(q.Data[i] - v)); d > FixedMaxError {
+				t.Fatalf("trial %d: weight %d moved %g", trial, i, d)
+			}
+		}
+	}
+	if over == 0 {
+		t.Fatal("no matrix needed a finer grid: the test checks nothing")
+	}
+	t.Logf("%d of 3000 matrices went to a finer grid", over)
+}

@@ -381,33 +381,34 @@ func passKindKey(id1 int32, p1, k1 string, l1, h1 int16, id2 int32, p2, k2 strin
 // to a 14-bit integer's, while every reader still gets probabilities from
 // the same column. Rows are rounded by quantizeRows, which keeps row sums
 // and entropy. A matrix's rows are cols values each.
-func gridListCol[T any](name string, step, maxErr float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
+func gridListCol[T any](name string, step, maxErr, fine float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
 	c := float32ListCol(name, p)
 	c.prepare = func(r *T) {
 		vals := *p(r)
 		out := make([]float32, len(vals))
-		quantizeRows(vals, out, cols(r), step, maxErr, FixedFine)
+		quantizeWithin(vals, out, cols(r), step, maxErr, fine)
 		*p(r) = out
 	}
 	return c
 }
 
 // plusOneListCol stores []float32 attention weights rounded as gridListCol
-// does (multiples of step, a power of two, by quantizeRows), as 1 + w in a
+// does (multiples of step, a power of two, by quantizeWithin), as 1 + w in a
 // list<float> column with BYTE_STREAM_SPLIT: every stored value then has
 // the exponent of 1, so the two high byte streams are constant and the
 // grid index alone fills the mantissa's top bits, which zstd packs about
 // a fifth tighter than the weights themselves (bench/RESULTS.md,
-// "attention storage"). 1 + n·step and its difference from 1 are exact in
-// float32 for step ≥ 2^-23, so readers get the rounded weight back exactly
-// by subtracting 1. Values quantizeRows leaves as they are (outside [0, 1],
+// "attention storage"). 1 + n·s and its difference from 1 are exact in
+// float32 for every grid s ≥ 2^-23 quantizeWithin uses (down to 2^-20), so
+// readers get the rounded weight back exactly by subtracting 1 (a matrix
+// quantizeWithin leaves unrounded comes back within 2^-24). Values quantizeRows leaves as they are (outside [0, 1],
 // NaN; never a softmax's) come back within 2^-24·|1 + w|.
-func plusOneListCol[T any](name string, step, maxErr float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
+func plusOneListCol[T any](name string, step, maxErr, fine float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
 	c := float32ListCol(name, p)
 	c.prepare = func(r *T) {
 		vals := *p(r)
 		out := make([]float32, len(vals))
-		quantizeRows(vals, out, cols(r), step, maxErr, FixedFine)
+		quantizeWithin(vals, out, cols(r), step, maxErr, fine)
 		for j := range out {
 			out[j]++
 		}

@@ -117,8 +117,10 @@ func maxDiversityError(rows []Attention, stored []metrics.Matrix) float64 {
 // entropy balanced where the grid leaves a choice, weights below one step
 // kept to step/fine) and each way to lay the weights out in Parquet, the
 // size of the weights column alone against float32 byte-split at zstd 3,
-// the largest error per weight, per head entropy and per layer head
-// diversity, and the write speed. "w" is the probability as float32
+// the largest error per weight, per head entropy and diagonality and per
+// layer head diversity, and the write speed. Grids are rounded by
+// quantizeWithin, as the precisions are (a matrix whose entropy would move
+// by more than 9e-5 goes to a finer grid). "w" is the probability as float32
 // (fixed); "1+w" is 1 + the probability as float32 (compact), a constant
 // exponent, so byte-split streams hold the grid index.
 func TestStorageCandidates(t *testing.T) {
@@ -149,16 +151,18 @@ func TestStorageCandidates(t *testing.T) {
 	sc := arrow.NewSchema([]arrow.Field{{Name: "c0", Type: arrow.ListOfNonNullable(arrow.PrimitiveTypes.Float32)}}, nil)
 	var ref int64
 	fmt.Println()
-	fmt.Println("| grid (max error 1e-4) | layout | zstd | weights column | vs float32 | max abs error/weight | max entropy error/head | max head diversity error/layer | write MB/s |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| grid (max error 1e-4) | layout | zstd | weights column | vs float32 | max abs error/weight | max entropy error/head | max diagonality error/head | max head diversity error/layer | write MB/s |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, g := range []grid{
 		{"float32", 0, 0},
 		{"2^-14, tiny weights to 2^-14 too", FixedStep, 1},
 		{"2^-14, tiny weights to 2^-18 (compact, fixed)", FixedStep, FixedFine},
-		{"2^-14, tiny weights to 2^-20", FixedStep, 64},
 		{"2^-13, tiny weights to 2^-17", 2 * FixedStep, FixedFine},
 	} {
 		for _, l := range []layout{{"w, byte-split", 0, []int{3}}, {"1+w, byte-split", 1, []int{3, 9}}} {
+			if g.fine == 1 && l.offset == 0 {
+				continue // as fixed before the fine tail: in the table of 2026-12-02 14:00
+			}
 			if g.step == 0 && l.offset != 0 {
 				continue
 			}
@@ -180,7 +184,7 @@ func TestStorageCandidates(t *testing.T) {
 						r := rows[i].Weights
 						q := append([]float32(nil), r.Data...)
 						if g.step > 0 {
-							quantizeRows(r.Data, q, r.Cols, g.step, FixedMaxError, g.fine)
+							quantizeWithin(r.Data, q, r.Cols, g.step, FixedMaxError, g.fine)
 						}
 						stored[i] = metrics.Matrix{Rows: r.Rows, Cols: r.Cols, Data: q}
 						lb.Append(true)
@@ -203,15 +207,16 @@ func TestStorageCandidates(t *testing.T) {
 				if ref == 0 {
 					ref = size
 				}
-				var maxErr, maxEnt float64
+				var maxErr, maxEnt, maxDiag float64
 				for i, r := range rows {
 					for j, v := range stored[i].Data {
 						maxErr = math.Max(maxErr, math.Abs(float64(v-r.Weights.Data[j])))
 					}
 					maxEnt = math.Max(maxEnt, math.Abs(metrics.Entropy(stored[i])-metrics.Entropy(r.Weights)))
+					maxDiag = math.Max(maxDiag, math.Abs(metrics.Diagonality(stored[i])-metrics.Diagonality(r.Weights)))
 				}
-				fmt.Printf("| %s | %s | %d | %.1f MB | %.2fx | %.1e | %.1e | %.1e | %.0f |\n", g.name, l.name, level, float64(size)/1e6,
-					float64(ref)/float64(size), maxErr, maxEnt, maxDiversityError(rows, stored), float64(raw)/1e6/secs)
+				fmt.Printf("| %s | %s | %d | %.1f MB | %.2fx | %.1e | %.1e | %.1e | %.1e | %.0f |\n", g.name, l.name, level, float64(size)/1e6,
+					float64(ref)/float64(size), maxErr, maxEnt, maxDiag, maxDiversityError(rows, stored), float64(raw)/1e6/secs)
 			}
 		}
 	}
