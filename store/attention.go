@@ -52,8 +52,8 @@ var attentionSchema = &schema[Attention]{
 // (2^-18), each within FixedMaxError of the float32 the model produced, in
 // the same weights list<float> column as float32 runs. Each row is rounded
 // so that its sum and its entropy stay as in float32 (quantizeRows; a
-// matrix whose entropy would move by more than 9e-5 goes to a finer grid,
-// quantizeWithin), which keeps the metrics within 1e-4. The grids were
+// matrix whose entropy or diagonality would move by more than 9e-5 goes to
+// a finer grid, quantizeWithin), which keeps the metrics within 1e-4. The grids were
 // chosen by measurement (bench/RESULTS.md, "attention storage").
 const (
 	FixedStep     = 1.0 / (1 << 14)
@@ -73,14 +73,16 @@ var attentionFixedSchema = attentionSchema.withColumn("weights",
 // readers/attnaudit_attention.py.
 const CompactColumn = "weights_plus_one"
 
-// The compact precision rounds weights as the fixed one does (CompactStep
-// and CompactFine are FixedStep and FixedFine: 2^-14, 2^-18 below it);
-// stored as 1 + w, every value has the exponent of 1 and its mantissa's
-// top bits are the grid index, which zstd packs a fifth tighter. 2^-13
-// (2.6x) was measured and moves diagonality by 1.1e-4 (bench/RESULTS.md).
+// The compact precision rounds weights as the fixed one does on a grid
+// twice as coarse: multiples of CompactStep (2^-13), those below it
+// multiples of CompactStep / CompactFine (2^-17), each within
+// FixedMaxError; a matrix whose entropy or diagonality would move by more
+// than 9e-5 goes to a finer grid (quantizeWithin). Stored as 1 + w, every
+// value has the exponent of 1 and its mantissa's top bits are the grid
+// index, which zstd packs a fifth tighter than w (bench/RESULTS.md).
 const (
-	CompactStep = FixedStep
-	CompactFine = FixedFine
+	CompactStep = 1.0 / (1 << 13)
+	CompactFine = 16
 )
 
 // compactWeights is the compact precision's weights column.
@@ -128,7 +130,7 @@ type AttentionOptions struct {
 // Attention weight precisions (AttentionOptions.Precision, the precision
 // setting), with their largest error per weight against float32:
 //
-//	compact  the fixed precision's rounding stored as 1 + w (column weights_plus_one): ≤ 1e-4; 2.4x smaller than float32 on the demo run
+//	compact  multiples of 2^-13 (2^-17 below it) stored as 1 + w (column weights_plus_one), row sums, entropy and diagonality kept: ≤ 1e-4; 2.6x smaller than float32 on the demo run
 //	fixed    multiples of 2^-14 as float (a weights list of probabilities), row sums and entropy kept: ≤ 1e-4; 2.0x smaller
 //	float32  list<float>: exact
 //	float16  list<halffloat>: ≤ 4.9e-4 (about three significant digits); 2.0x smaller

@@ -165,19 +165,18 @@ func TestAttentionRoundTrip(t *testing.T) {
 	}
 }
 
-// TestCompactIsFixedPlusOne checks the compact precision's layout: the
+// TestCompactStoresOnePlusW checks the compact precision's layout: the
 // default writes the column weights_plus_one (and no weights column),
-// holding exactly 1 + the fixed precision's weights, and the reader gives
-// back exactly the fixed precision's weights. A file with neither column
-// is refused with both names.
-func TestCompactIsFixedPlusOne(t *testing.T) {
+// holding 1 + w exactly, w multiples of 2^-13 (2^-17 below 2^-13; finer
+// in matrices quantizeWithin refines) within FixedMaxError, and the reader
+// gives back exactly w.
+func TestCompactStoresOnePlusW(t *testing.T) {
 	rows := fixtureAttention(5, 2, 3, 9)
 	// tiny and zero weights, and a weight of 1
 	rows[0].Weights.Data[0], rows[0].Weights.Data[1] = 3e-6, 0
 	rows[1].Weights = metrics.Matrix{Rows: 1, Cols: 3, Data: []float32{1, 0, 0}}
-	compact, fixed := t.TempDir(), t.TempDir()
+	compact := t.TempDir()
 	writeAttention(t, compact, rows, AttentionOptions{})
-	writeAttention(t, fixed, rows, AttentionOptions{Precision: PrecisionFixed})
 
 	f, err := os.Open(filepath.Join(compact, AttentionPartName(0)))
 	if err != nil {
@@ -203,18 +202,24 @@ func TestCompactIsFixedPlusOne(t *testing.T) {
 	}
 	stored := tbl.Column(sc.FieldIndices(CompactColumn)[0]).Data().Chunk(0).(*array.List).ListValues().(*array.Float32).Float32Values()
 
-	got, want := readAttention(t, compact), readAttention(t, fixed)
-	k := 0
-	for i := range want {
-		for j, w := range want[i].Weights.Data {
-			if g := got[i].Weights.Data[j]; g != w {
-				t.Fatalf("row %d weight %d: compact reads %g, fixed %g", i, j, g, w)
-			}
+	got := readAttention(t, compact)
+	k, coarse := 0, 0
+	for i := range rows {
+		for j, w := range got[i].Weights.Data {
 			if stored[k] != 1+w || stored[k]-1 != w {
 				t.Fatalf("row %d weight %d: compact stores %g for %g", i, j, stored[k], w)
 			}
+			if n := float64(w) / (minStep / CompactFine); n != math.Trunc(n) {
+				t.Fatalf("row %d weight %d: %g is on no grid quantizeWithin uses", i, j, w)
+			}
+			if n := float64(w) / CompactStep; w >= CompactStep && n == math.Trunc(n) {
+				coarse++
+			}
 			k++
 		}
+	}
+	if coarse*2 < k {
+		t.Errorf("%d of %d weights on the 2^-13 grid", coarse, k)
 	}
 	if got[1].Weights.Data[0] != 1 || got[0].Weights.Data[1] != 0 {
 		t.Errorf("1 and 0 read back as %g and %g", got[1].Weights.Data[0], got[0].Weights.Data[1])
