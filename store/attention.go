@@ -148,7 +148,7 @@ const (
 func BytesPerWeight(precision string) float64 {
 	switch precision {
 	case PrecisionCompact, "":
-		return 1.08
+		return 1.00
 	case PrecisionFixed:
 		return 1.32
 	case PrecisionFloat32:

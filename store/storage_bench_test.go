@@ -156,8 +156,8 @@ func TestStorageCandidates(t *testing.T) {
 	for _, g := range []grid{
 		{"float32", 0, 0},
 		{"2^-14, tiny weights to 2^-14 too", FixedStep, 1},
-		{"2^-14, tiny weights to 2^-18 (compact, fixed)", FixedStep, FixedFine},
-		{"2^-13, tiny weights to 2^-17", 2 * FixedStep, FixedFine},
+		{"2^-14, tiny weights to 2^-18 (fixed)", FixedStep, FixedFine},
+		{"2^-13, tiny weights to 2^-17 (compact)", CompactStep, CompactFine},
 	} {
 		for _, l := range []layout{{"w, byte-split", 0, []int{3}}, {"1+w, byte-split", 1, []int{3, 9}}} {
 			if g.fine == 1 && l.offset == 0 {
