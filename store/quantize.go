@@ -20,10 +20,13 @@ import (
 //   - weights below one step are kept to step/fine: one head's tiny
 //     weight where another head's is large weighs heavily in head
 //     diversity (JS divergence), which rounding them to 0 or one step
-//     moved by up to 1.2e-4 (1.0e-4 on the demo run; 3.4e-5 with fine 16),
-//     while they are few (2% of the demo run's weights) and their fine
-//     grid costs 2% of the file;
-//   - each row's entropy −Σ p ln p moves as little as those choices allow:
+//     moved by up to 1.2e-4 (TestQuantizeRowsKeepsHeadDiversity; 1.0e-4 on
+//     the demo run, 3.8e-5 with fine 16 at 2^-14, 4.5e-5 at 2^-13), while
+//     they are few (2% of the demo run's weights) and their fine grid
+//     costs 2% of the file;
+//   - the matrix's entropy (the mean of its rows' −Σ p ln p) moves as
+//     little as those choices allow, each row balanced against what the
+//     earlier rows left; the function returns how far it moved:
 //     rounding to the nearest multiple alone biases entropy (the many tiny
 //     weights that round to 0 drop their −p ln p), which the choices of
 //     direction among the values with two allowed multiples undo.
