@@ -23,7 +23,7 @@ var attentionSchema = &schema[Attention]{
 		int16Col("head", func(r *Attention) *int16 { return &r.Head }),
 		int32Col("q_len", func(r *Attention) *int { return &r.Weights.Rows }),
 		int32Col("k_len", func(r *Attention) *int { return &r.Weights.Cols }),
-		anyFloatList("weights", func(r *Attention) *[]float32 { return &r.Weights.Data }),
+		withAlt(anyFloatList("weights", func(r *Attention) *[]float32 { return &r.Weights.Data }), compactWeights),
 	},
 	sortBy: []string{"example_id", "pass", "kind", "layer", "head"},
 	compare: func(a, b *Attention) int {
@@ -49,22 +49,56 @@ var attentionSchema = &schema[Attention]{
 	exampleID: func(r *Attention) int32 { return r.ExampleID },
 }
 
-// The default precision, fixed: weights are stored as multiples of
-// FixedStep (2^-14), each within FixedMaxError of the float32 the model
-// produced, in the same weights list<float> column as float32 runs. Each
-// row is rounded so that its sum and its entropy stay as in float32
-// (quantizeRows), which keeps the metrics within 1e-4. The grid was chosen
-// by measurement (bench/RESULTS.md, "Attention storage").
+// The fixed precision: weights are stored as multiples of FixedStep
+// (2^-14), and those below it as multiples of FixedStep / FixedFine
+// (2^-18), each within FixedMaxError of the float32 the model produced, in
+// the same weights list<float> column as float32 runs. Each row is rounded
+// so that its sum and its entropy stay as in float32 (quantizeRows; a
+// matrix whose entropy or diagonality would move by more than 9e-5 goes to
+// a finer grid, quantizeWithin), which keeps the metrics within 1e-4. The grids were
+// chosen by measurement (bench/RESULTS.md, "attention storage").
 const (
 	FixedStep     = 1.0 / (1 << 14)
+	FixedFine     = 16
 	FixedMaxError = 1e-4
 )
 
 // attentionFixedSchema is attentionSchema with weights on the FixedStep
 // grid.
 var attentionFixedSchema = attentionSchema.withColumn("weights",
-	gridListCol("weights", FixedStep, FixedMaxError,
+	gridListCol("weights", FixedStep, FixedMaxError, FixedFine,
 		func(r *Attention) *[]float32 { return &r.Weights.Data }, func(r *Attention) int { return r.Weights.Cols }))
+
+// CompactColumn is the compact precision's weights column: 1 + each
+// weight. A reader gets the probabilities by subtracting 1 (exact): in
+// DuckDB list_transform(weights_plus_one, x -> x - 1), in pyarrow
+// readers/attnaudit_attention.py.
+const CompactColumn = "weights_plus_one"
+
+// The compact precision rounds weights as the fixed one does on a grid
+// twice as coarse: multiples of CompactStep (2^-13), those below it
+// multiples of CompactStep / CompactFine (2^-17), each within
+// FixedMaxError; a matrix whose entropy or diagonality would move by more
+// than 9e-5 goes to a finer grid (quantizeWithin). Stored as 1 + w, every
+// value has the exponent of 1 and its mantissa's top bits are the grid
+// index, which zstd packs a fifth tighter than w (bench/RESULTS.md).
+const (
+	CompactStep = 1.0 / (1 << 13)
+	CompactFine = 16
+)
+
+// compactWeights is the compact precision's weights column.
+var compactWeights = plusOneListCol(CompactColumn, CompactStep, FixedMaxError, CompactFine,
+	func(r *Attention) *[]float32 { return &r.Weights.Data }, func(r *Attention) int { return r.Weights.Cols })
+
+// attentionCompactSchema is attentionSchema with weights stored as 1 + w
+// in CompactColumn.
+var attentionCompactSchema = attentionSchema.withColumn("weights", compactWeights)
+
+func withAlt[T any](c column[T], alt column[T]) column[T] {
+	c.alt = &alt
+	return c
+}
 
 // attentionFloat16Schema is attentionSchema with weights as list<halffloat>.
 var attentionFloat16Schema = func() *schema[Attention] {
@@ -84,8 +118,8 @@ type AttentionOptions struct {
 	// attention-s003-00000.parquet, so the shards of a `--shard I/N` run
 	// write disjoint parts into one folder. Letters, digits and '_' only.
 	Prefix string
-	// Precision is how weights are stored: PrecisionFixed (the default, ""),
-	// PrecisionFloat32 or PrecisionFloat16.
+	// Precision is how weights are stored: PrecisionCompact (the default,
+	// ""), PrecisionFixed, PrecisionFloat32 or PrecisionFloat16.
 	Precision string
 	// PartRows starts a new part after this many rows (0: no limit).
 	PartRows int64
@@ -103,10 +137,12 @@ type AttentionOptions struct {
 // Attention weight precisions (AttentionOptions.Precision, the precision
 // setting), with their largest error per weight against float32:
 //
-//	fixed    multiples of 2^-14 as float, row sums and entropy kept: ≤ 1e-4; 2.0x smaller than float32 on the demo run
+//	compact  multiples of 2^-13 (2^-17 below it) stored as 1 + w (column weights_plus_one), row sums, entropy and diagonality kept: ≤ 1e-4; 2.6x smaller than float32 on the demo run
+//	fixed    multiples of 2^-14 as float (a weights list of probabilities), row sums and entropy kept: ≤ 1e-4; 2.0x smaller
 //	float32  list<float>: exact
 //	float16  list<halffloat>: ≤ 4.9e-4 (about three significant digits); 2.0x smaller
 const (
+	PrecisionCompact = "compact"
 	PrecisionFixed   = "fixed"
 	PrecisionFloat32 = "float32"
 	PrecisionFloat16 = "float16"
@@ -118,8 +154,10 @@ const (
 // size before it starts. It is 0 for an unknown precision.
 func BytesPerWeight(precision string) float64 {
 	switch precision {
-	case PrecisionFixed, "":
-		return 1.31
+	case PrecisionCompact, "":
+		return 1.00
+	case PrecisionFixed:
+		return 1.32
 	case PrecisionFloat32:
 		return 2.63
 	case PrecisionFloat16:
@@ -129,7 +167,7 @@ func BytesPerWeight(precision string) float64 {
 }
 
 // Precisions lists the precisions, the default first.
-var Precisions = []string{PrecisionFixed, PrecisionFloat32, PrecisionFloat16}
+var Precisions = []string{PrecisionCompact, PrecisionFixed, PrecisionFloat32, PrecisionFloat16}
 
 // AttentionWriter streams attention rows into parts.
 type AttentionWriter = Writer[Attention]
@@ -158,7 +196,9 @@ func NewAttentionWriter(dir string, opts AttentionOptions, wopts ...WriterOption
 // attentionSchemaFor is the schema a precision writes.
 func attentionSchemaFor(precision string) (*schema[Attention], error) {
 	switch precision {
-	case PrecisionFixed, "":
+	case PrecisionCompact, "":
+		return attentionCompactSchema, nil
+	case PrecisionFixed:
 		return attentionFixedSchema, nil
 	case PrecisionFloat32:
 		return attentionSchema, nil

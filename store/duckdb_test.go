@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -39,6 +40,8 @@ func duckdb(t *testing.T, queries map[string]string) map[string][]map[string]any
 	for name, sql := range queries {
 		qs = append(qs, query{name, sql})
 	}
+	// in name order, so a query can set up what later ones use
+	slices.SortFunc(qs, func(a, b query) int { return strings.Compare(a.Name, b.Name) })
 	in, err := json.Marshal(qs)
 	if err != nil {
 		t.Fatal(err)
@@ -104,14 +107,15 @@ func sqlGlob(dir, pattern string) string {
 
 func TestDuckDBReadsEveryFile(t *testing.T) {
 	dir := t.TempDir()
-	f16dir, fixdir := t.TempDir(), t.TempDir()
+	f16dir, fixdir, compactDir := t.TempDir(), t.TempDir(), t.TempDir()
 	rows := fixtureAttention(6, 2, 2, 7)
 	// Two shards' parts in one folder, rolled over by rows.
 	half := len(rows) / 2
 	writeAttention(t, dir, rows[:half], AttentionOptions{Prefix: "s000", PartRows: 25, Precision: PrecisionFloat32}, WithRowGroupRows(10))
 	writeAttention(t, dir, rows[half:], AttentionOptions{Prefix: "s001", PartRows: 25, Precision: PrecisionFloat32}, WithRowGroupRows(10))
 	writeAttention(t, f16dir, rows, AttentionOptions{Precision: PrecisionFloat16, PartRows: 40})
-	writeAttention(t, fixdir, rows, AttentionOptions{PartRows: 40})
+	writeAttention(t, fixdir, rows, AttentionOptions{Precision: PrecisionFixed, PartRows: 40})
+	writeAttention(t, compactDir, rows, AttentionOptions{PartRows: 40})
 	var queryRows int
 	for _, r := range rows {
 		queryRows += r.Weights.Rows
@@ -155,12 +159,24 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 	attn := sqlGlob(dir, "attention-*.parquet")
 	attn16 := sqlGlob(f16dir, "attention-*.parquet")
 	attnFix := sqlGlob(fixdir, "attention-*.parquet")
+	// the compact default through readers/attention.sql's macro, as documented
+	macro, err := os.ReadFile("../readers/attention.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	attnCompact := fmt.Sprintf("attention('%s')", filepath.ToSlash(compactDir))
 	rowSums := func(src string) string {
 		return `WITH r AS (SELECT q_len, k_len, weights, unnest(range(q_len)) AS q FROM ` + src + `)
 			SELECT count(*) AS query_rows,
 			       max(abs(list_sum(weights[q*k_len + 1 : (q+1)*k_len]) - 1)) AS max_err FROM r`
 	}
 	res := duckdb(t, map[string]string{
+		"0_macro":        string(macro), // names sort: the macro is created first
+		"compact_stored": `DESCRIBE SELECT * FROM ` + sqlGlob(compactDir, "attention-*.parquet"),
+		"compact_types":  `DESCRIBE SELECT * FROM ` + attnCompact,
+		"compact_sums":   rowSums(attnCompact),
+		"compact_first":  `SELECT weights[1:3] AS w FROM ` + attnCompact + ` WHERE example_id = 0 AND pass = 'forced' AND kind = 'cross' AND layer = 0 AND head = 0`,
+		"compact_same":   `SELECT count(*) AS n, max(list_max(list_transform(range(1, len(c.weights) + 1), i -> abs(c.weights[i] - f.weights[i])))) AS max_err FROM ` + attnCompact + ` c JOIN ` + attn + ` f USING (example_id, pass, kind, layer, head)`,
 		"attn_count":     `SELECT count(*) AS n, count(DISTINCT filename) AS files, count(*) FILTER (WHERE len(weights) <> q_len*k_len) AS bad_len FROM read_parquet('` + filepath.Join(dir, "attention-*.parquet") + `', filename = true)`,
 		"attn_types":     `DESCRIBE SELECT * FROM ` + attn,
 		"attn_sums":      rowSums(attn),
@@ -195,13 +211,23 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 	if got := columnTypes(res["fix_types"]); got != wantAttn {
 		t.Errorf("fixed attention columns:\n got %s\nwant %s", got, wantAttn)
 	}
-	for name, tol := range map[string]float64{"attn_sums": 1e-5, "f16_sums": 1e-2, "fix_sums": 1e-5 + 7*fixedTol} {
+	wantCompact := strings.Replace(wantAttn, "weights FLOAT[]", CompactColumn+" FLOAT[]", 1)
+	if got := columnTypes(res["compact_stored"]); got != wantCompact {
+		t.Errorf("compact attention columns as stored:\n got %s\nwant %s", got, wantCompact)
+	}
+	if got := columnTypes(res["compact_types"]); got != wantAttn {
+		t.Errorf("compact attention columns through attention():\n got %s\nwant %s", got, wantAttn)
+	}
+	if c := res["compact_same"][0]; num(t, c["n"]) != float64(len(rows)) || !(num(t, c["max_err"]) <= fixedTol) {
+		t.Errorf("compact weights through attention() against float32: %v rows, max error %v; want %d, ≤ %g", c["n"], c["max_err"], len(rows), fixedTol)
+	}
+	for name, tol := range map[string]float64{"attn_sums": 1e-5, "f16_sums": 1e-2, "fix_sums": 1e-5 + 7*fixedTol, "compact_sums": 1e-5 + 7*fixedTol} {
 		s := res[name][0]
 		if q, e := num(t, s["query_rows"]), num(t, s["max_err"]); q != float64(queryRows) || !(e <= tol) {
 			t.Errorf("%s: %v query rows with max |Σ_j w - 1| = %g; want %d rows within %g", name, q, e, queryRows, tol)
 		}
 	}
-	for name, tol := range map[string]float64{"attn_first": 1e-7, "f16_first": 1e-3, "fix_first": fixedTol} {
+	for name, tol := range map[string]float64{"attn_first": 1e-7, "f16_first": 1e-3, "fix_first": fixedTol, "compact_first": fixedTol} {
 		got := res[name][0]["w"].([]any)
 		for j, w := range rows[0].Weights.Data[:3] {
 			if d := math.Abs(num(t, got[j]) - float64(w)); d > tol {

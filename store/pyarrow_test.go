@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 )
 
@@ -28,18 +29,21 @@ func pyarrowPython(t *testing.T) string {
 }
 
 // TestPyarrowReadsProbabilities reads attention parts of every precision
-// with pyarrow alone: weights are list<float> or list<halffloat>
-// probabilities, with no helper.
+// with pyarrow and readers/attnaudit_attention.py: fixed, float32 and
+// float16 parts store weights as list<float> or list<halffloat>
+// probabilities, the compact default stores weights_plus_one, and the
+// helper gives weights as probabilities for each, in the same place.
 func TestPyarrowReadsProbabilities(t *testing.T) {
 	py := pyarrowPython(t)
 	rows := fixtureAttention(4, 2, 2, 9)
 	for _, tt := range []struct {
-		precision, weights string
-		tol                float64
+		precision, stored, column, weights string
+		tol                                float64
 	}{
-		{PrecisionFloat32, "list<element: float not null>", 1e-5},
-		{PrecisionFixed, "list<element: float not null>", 1e-4},
-		{PrecisionFloat16, "list<element: halffloat not null>", 1e-2},
+		{PrecisionCompact, "list<element: float not null>", CompactColumn, "list<element: float not null>", 1e-4},
+		{PrecisionFloat32, "list<element: float not null>", "weights", "list<element: float not null>", 1e-5},
+		{PrecisionFixed, "list<element: float not null>", "weights", "list<element: float not null>", 1e-4},
+		{PrecisionFloat16, "list<element: halffloat not null>", "weights", "list<element: halffloat not null>", 1e-2},
 	} {
 		t.Run(tt.precision, func(t *testing.T) {
 			dir := t.TempDir()
@@ -52,14 +56,19 @@ func TestPyarrowReadsProbabilities(t *testing.T) {
 				Pyarrow      string
 				Rows         int
 				Types        map[string]string
+				Weights      string
+				Columns      []string
 				First        []float64
 				MaxRowSumErr float64 `json:"max_row_sum_err"`
 			}
 			if err := json.Unmarshal(out, &got); err != nil {
 				t.Fatalf("pyarrow output %s: %v", out, err)
 			}
-			if got.Rows != len(rows) || got.Types["weights"] != tt.weights || got.Types["q_len"] != "int32" {
-				t.Errorf("pyarrow %s reads %d rows, types %v; want %d rows, weights %s", got.Pyarrow, got.Rows, got.Types, len(rows), tt.weights)
+			if got.Rows != len(rows) || got.Types[tt.column] != tt.stored || len(got.Types) != 8 || got.Types["q_len"] != "int32" {
+				t.Errorf("pyarrow %s reads %d rows, types %v; want %d rows, %s %s", got.Pyarrow, got.Rows, got.Types, len(rows), tt.column, tt.stored)
+			}
+			if want := []string{"example_id", "pass", "kind", "layer", "head", "q_len", "k_len", "weights"}; !slices.Equal(got.Columns, want) || got.Weights != tt.weights {
+				t.Errorf("read_attention gives columns %v, weights %s; want %v, weights %s", got.Columns, got.Weights, want, tt.weights)
 			}
 			for j, w := range rows[0].Weights.Data[:3] {
 				if d := math.Abs(got.First[j] - float64(w)); d > tt.tol {

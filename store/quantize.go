@@ -4,29 +4,105 @@ import (
 	"math"
 	"slices"
 	"sync"
+
+	"attnaudit/metrics"
 )
 
 // quantizeRows rounds each row (cols values) of a row-major attention
-// matrix to multiples of step, writing them to out, so that
+// matrix to multiples of step, and the weights below one step to
+// multiples of step/fine (fine > 1; 1 rounds them to step too), writing
+// them to out, so that
 //
 //   - every value moves by at most maxErr (≥ step/2): each is rounded down
 //     or up, to the nearer multiple unless the other is also within maxErr;
 //   - each row's sum stays within step/2 of its float32 sum (so row_sum_err
 //     is kept): the row's rounded values add up to its sum rounded to step;
-//   - each row's entropy −Σ p ln p moves as little as those choices allow:
+//   - weights below one step are kept to step/fine: one head's tiny
+//     weight where another head's is large weighs heavily in head
+//     diversity (JS divergence), which rounding them to 0 or one step
+//     moved by up to 1.2e-4 (TestQuantizeRowsKeepsHeadDiversity; 1.0e-4 on
+//     the demo run, 3.8e-5 with fine 16 at 2^-14, 4.5e-5 at 2^-13), while
+//     they are few (2% of the demo run's weights) and their fine grid
+//     costs 2% of the file;
+//   - the matrix's entropy (the mean of its rows' −Σ p ln p) moves as
+//     little as those choices allow, each row balanced against what the
+//     earlier rows left; the function returns how far it moved:
 //     rounding to the nearest multiple alone biases entropy (the many tiny
 //     weights that round to 0 drop their −p ln p), which the choices of
 //     direction among the values with two allowed multiples undo.
 //
 // Values outside [0, 1] and NaN are copied as they are; a row holding one
 // is only rounded to nearest.
-func quantizeRows(in, out []float32, cols int, step, maxErr float64) {
+func quantizeRows(in, out []float32, cols int, step, maxErr, fine float64) float64 {
 	q := quantizers.Get().(*rowQuantizer)
 	defer quantizers.Put(q)
 	q.h = entropyTerms(step)
+	// Each row's entropy is balanced against what the rows before it left
+	// (entropy is the mean over rows, so their errors cancel).
+	var left float64
 	for start := 0; start+cols <= len(in) && cols > 0; start += cols {
-		q.row(in[start:start+cols], out[start:start+cols], step, maxErr)
+		left = q.row(in[start:start+cols], out[start:start+cols], step, maxErr, fine, left)
 	}
+	if cols == 0 || len(in) < cols {
+		return 0
+	}
+	return left / float64(len(in)/cols)
+}
+
+// quantizeWithin rounds a matrix with quantizeRows on the grid step and,
+// while its entropy (SPEC §5: the mean over rows of −Σ p ln p) moves by
+// more than entropyBound(cols) or its diagonality (at the default
+// guided_sigma) by more than 9e-5, on grids twice, four … times finer, down
+// to minStep; a matrix still off is copied as it is. Short rows leave the
+// entropy balancing few choices (a few 4×4 to 8×8 matrices of the demo run
+// at 2^-13); diagonality weighs each row's rounding errors by the guided
+// prior, which row sums do not cancel (3 of the demo run's 66,528 matrices
+// at 2^-13). The other per-head metrics move by at most the largest error
+// per weight: confidence, first_mass and last_mass are a row's largest
+// weight or one column, averaged over rows.
+func quantizeWithin(in, out []float32, cols int, step, maxErr, fine float64) {
+	goal := entropyBound(cols)
+	for ; step >= minStep; step /= 2 {
+		e := quantizeRows(in, out, cols, step, maxErr, fine)
+		if math.Abs(e) <= goal && math.Abs(diagonalityChange(in, out, cols)) <= 9e-5 {
+			return
+		}
+	}
+	copy(out, in)
+}
+
+// diagonalityChange is how much metrics.Diagonality moves from in to out
+// (row-major, cols a row): −mean_t Σ_j (out−in)_tj W_tj, W the guided prior
+// at metrics.DefaultGuidedSigma.
+func diagonalityChange(in, out []float32, cols int) float64 {
+	if cols == 0 || len(in) < cols {
+		return 0
+	}
+	rows := len(in) / cols
+	const g = metrics.DefaultGuidedSigma
+	var sum float64
+	for t := range rows {
+		u := (float64(t) + 0.5) / float64(rows)
+		for j := range cols {
+			d := float64(out[t*cols+j]) - float64(in[t*cols+j])
+			if d == 0 || math.IsNaN(d) {
+				continue
+			}
+			v := u - (float64(j)+0.5)/float64(cols)
+			sum += d * (1 - math.Exp(-v*v/(2*g*g)))
+		}
+	}
+	return -sum / float64(rows)
+}
+
+// minStep is quantizeWithin's finest grid.
+const minStep = 1.0 / (1 << 16)
+
+// entropyBound is how far quantizeWithin lets a matrix's entropy move:
+// 9e-5, and 9e-5·ln(cols) below 3 columns, so that entropy_norm (entropy /
+// ln cols) stays within it too.
+func entropyBound(cols int) float64 {
+	return 9e-5 * min(1, math.Log(float64(max(cols, 2))))
 }
 
 // quantizers keeps rowQuantizers and their buffers between matrices.
@@ -77,11 +153,14 @@ func entropyTerms(step float64) []float64 {
 	return t
 }
 
-func (q *rowQuantizer) row(in, out []float32, step, maxErr float64) {
+// row rounds one row, balancing its entropy error (the sum of its
+// −p ln p terms' changes) together with entErr, what earlier rows left,
+// and returns the two's sum.
+func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64) float64 {
 	k := len(in)
 	q.x, q.n = resize(q.x, k), resize(q.n, k)
 	q.lo, q.hi = resize(q.lo, k), resize(q.hi, k)
-	var sumX, sumN, entErr float64
+	var sumX, sumN, fineSum float64
 	plain := false
 	for j, v := range in {
 		if !(v >= 0 && v <= 1) {
@@ -90,9 +169,14 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr float64) {
 		}
 		x := float64(v) / step
 		n := math.RoundToEven(x)
+		if x < 1 && fine > 1 {
+			n = math.RoundToEven(x*fine) / fine
+			fineSum += n
+		} else {
+			sumN += n
+		}
 		q.x[j], q.n[j] = x, n
 		sumX += x
-		sumN += n
 	}
 	if plain {
 		for j, v := range in {
@@ -101,9 +185,43 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr float64) {
 				out[j] = float32(q.n[j] * step)
 			}
 		}
-		return
+		return entErr
+	}
+	// The fine values' total in steps is rarely whole; fine values move by
+	// one fine unit at a time (those left nearest their weight first) until
+	// it is, so that the row still sums to its float32 sum rounded to a step.
+	if u := math.RoundToEven(fineSum) - fineSum; u != 0 {
+		units, dir := int(math.Round(math.Abs(u)*fine)), math.Copysign(1, u)
+		for units > 0 {
+			best, bestErr := -1, math.Inf(1)
+			for j := range in {
+				if q.x[j] >= 1 {
+					continue
+				}
+				n := q.n[j] + dir/fine
+				if e := math.Abs(n - q.x[j]); n >= 0 && e <= maxErr/step-1e-9 && e < bestErr {
+					best, bestErr = j, e
+				}
+			}
+			if best < 0 {
+				if dir > 0 {
+					break
+				}
+				// no fine value left to lower: raise them to the next whole step instead
+				units, dir = int(fine)-units, 1
+				continue
+			}
+			q.n[best] += dir / fine
+			fineSum += dir / fine
+			units--
+		}
 	}
 	for j := range in {
+		if q.x[j] < 1 && fine > 1 {
+			q.lo[j], q.hi[j] = false, false
+			entErr += h(q.n[j]*step) - h(float64(in[j]))
+			continue
+		}
 		// A float32 weight and float64 arithmetic: allow a hair of slack
 		// below maxErr so rounding never breaks the bound.
 		lim := maxErr/step - 1e-9
@@ -112,7 +230,7 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr float64) {
 		entErr += q.h[int(q.n[j])] - h(float64(in[j]))
 	}
 	// Keep the row sum: move the values whose move helps entropy most.
-	for target := math.RoundToEven(sumX); sumN != target; {
+	for target := math.RoundToEven(sumX - fineSum); sumN != target; {
 		dir := 1.0
 		if sumN > target {
 			dir = -1
@@ -159,6 +277,7 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr float64) {
 	for j := range in {
 		out[j] = float32(q.n[j] * step)
 	}
+	return entErr
 }
 
 // entropyGoal is where the pair moves stop: a tenth of the 1e-4 of

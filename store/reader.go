@@ -228,15 +228,18 @@ func recoverDamaged(path string, err *error) {
 // with added columns still read.
 func checkFileSchema[T any](s *schema[T], sc *arrow.Schema) error {
 	for _, c := range s.cols {
-		idx := sc.FieldIndices(c.name)
-		if len(idx) == 0 && c.optional {
+		fc, idx, ok := c.in(sc)
+		if !ok && c.optional {
 			continue
 		}
-		if len(idx) == 0 {
+		if !ok {
+			if c.alt != nil {
+				return fmt.Errorf("no column %q or %q: not an attnaudit %s file", c.name, c.alt.name, s.stem)
+			}
 			return fmt.Errorf("no column %q: not an attnaudit %s file", c.name, s.stem)
 		}
-		if t := sc.Field(idx[0]).Type; !c.readable(t) {
-			return fmt.Errorf("column %q is %s, want %s", c.name, t, c.typ)
+		if t := sc.Field(idx).Type; !fc.readable(t) {
+			return fmt.Errorf("column %q is %s, want %s", fc.name, t, fc.typ)
 		}
 	}
 	return nil
@@ -246,12 +249,12 @@ func scanBatch[T any](rec arrow.RecordBatch, s *schema[T], cfg readerConfig, row
 	sc := rec.Schema()
 	readers := make([]func(int, *T), len(s.cols))
 	for i, c := range s.cols {
-		idx := sc.FieldIndices(c.name)
-		if len(idx) == 0 { // an optional column the file lacks
+		fc, idx, ok := c.in(sc)
+		if !ok { // an optional column the file lacks
 			readers[i] = func(int, *T) {}
 			continue
 		}
-		readers[i] = c.reader(rec.Column(idx[0]))
+		readers[i] = fc.reader(rec.Column(idx))
 	}
 	for i := range int(rec.NumRows()) {
 		var zero T

@@ -52,6 +52,24 @@ type column[T any] struct {
 	// optional: files written before the column existed lack it, and read
 	// as its zero value.
 	optional bool
+	// alt, when set, is the same value stored another way under another
+	// name (the compact precision's weights_plus_one for weights): a file
+	// that lacks this column but has alt's is read through alt's reader.
+	alt *column[T]
+}
+
+// in returns the column of a file's schema that holds c, and its index: c
+// itself or its alt; ok is false when the file has neither.
+func (c column[T]) in(sc *arrow.Schema) (col column[T], idx int, ok bool) {
+	if i := sc.FieldIndices(c.name); len(i) > 0 {
+		return c, i[0], true
+	}
+	if c.alt != nil {
+		if i := sc.FieldIndices(c.alt.name); len(i) > 0 {
+			return *c.alt, i[0], true
+		}
+	}
+	return c, -1, false
 }
 
 // optionalCol marks c as a column older files may lack.
@@ -363,13 +381,49 @@ func passKindKey(id1 int32, p1, k1 string, l1, h1 int16, id2 int32, p2, k2 strin
 // to a 14-bit integer's, while every reader still gets probabilities from
 // the same column. Rows are rounded by quantizeRows, which keeps row sums
 // and entropy. A matrix's rows are cols values each.
-func gridListCol[T any](name string, step, maxErr float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
+func gridListCol[T any](name string, step, maxErr, fine float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
 	c := float32ListCol(name, p)
 	c.prepare = func(r *T) {
 		vals := *p(r)
 		out := make([]float32, len(vals))
-		quantizeRows(vals, out, cols(r), step, maxErr)
+		quantizeWithin(vals, out, cols(r), step, maxErr, fine)
 		*p(r) = out
+	}
+	return c
+}
+
+// plusOneListCol stores []float32 attention weights rounded as gridListCol
+// does (multiples of step, a power of two, by quantizeWithin), as 1 + w in a
+// list<float> column with BYTE_STREAM_SPLIT: every stored value then has
+// the exponent of 1, so the two high byte streams are constant and the
+// grid index alone fills the mantissa's top bits, which zstd packs about
+// a fifth tighter than the weights themselves (bench/RESULTS.md,
+// "attention storage"). 1 + n·s and its difference from 1 are exact in
+// float32 for every grid s ≥ 2^-23 quantizeWithin uses (down to 2^-20), so
+// readers get the rounded weight back exactly by subtracting 1 (a matrix
+// quantizeWithin leaves unrounded comes back within 2^-24). Values quantizeRows leaves as they are (outside [0, 1],
+// NaN; never a softmax's) come back within 2^-24·|1 + w|.
+func plusOneListCol[T any](name string, step, maxErr, fine float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
+	c := float32ListCol(name, p)
+	c.prepare = func(r *T) {
+		vals := *p(r)
+		out := make([]float32, len(vals))
+		quantizeWithin(vals, out, cols(r), step, maxErr, fine)
+		for j := range out {
+			out[j]++
+		}
+		*p(r) = out
+	}
+	f32 := c.reader
+	c.reader = func(a arrow.Array) func(int, *T) {
+		read := f32(a)
+		return func(i int, r *T) {
+			read(i, r)
+			vals := *p(r)
+			for j := range vals {
+				vals[j]--
+			}
+		}
 	}
 	return c
 }

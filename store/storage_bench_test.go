@@ -44,10 +44,10 @@ func TestStorageTable(t *testing.T) {
 		raw += 4 * int64(len(r.Weights.Data))
 	}
 	fmt.Printf("%d attention rows of %d examples, %.1f MB of float32 weights\n\n", len(rows), len(examples), float64(raw)/1e6)
-	fmt.Println("| precision | attention Parquet | bytes/example | vs float32 | max abs error/weight | max entropy error/head | write MB/s |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| precision | attention Parquet | bytes/example | vs float32 | max abs error/weight | max entropy error/head | max head diversity error/layer | write MB/s |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 	var f32 int64
-	for _, prec := range []string{PrecisionFloat32, PrecisionFixed, PrecisionFloat16} {
+	for _, prec := range []string{PrecisionFloat32, PrecisionCompact, PrecisionFixed, PrecisionFloat16} {
 		dir := t.TempDir()
 		w, err := NewAttentionWriter(dir, AttentionOptions{Precision: prec})
 		if err != nil {
@@ -69,6 +69,7 @@ func TestStorageTable(t *testing.T) {
 			f32 = size
 		}
 		var maxErr, maxEnt float64
+		var stored []metrics.Matrix
 		i := 0
 		if err := ScanAttention(dir, func(a Attention) error {
 			o := rows[i]
@@ -77,129 +78,118 @@ func TestStorageTable(t *testing.T) {
 				maxErr = math.Max(maxErr, math.Abs(float64(v-o.Weights.Data[j])))
 			}
 			maxEnt = math.Max(maxEnt, math.Abs(metrics.Entropy(a.Weights)-metrics.Entropy(o.Weights)))
+			stored = append(stored, a.Weights)
 			return nil
 		}); err != nil {
 			t.Fatal(err)
 		}
-		fmt.Printf("| %s | %.1f MB | %.0f | %.2fx | %.1e | %.1e | %.0f |\n", prec, float64(size)/1e6,
-			float64(size)/float64(len(examples)), float64(f32)/float64(size), maxErr, maxEnt, float64(raw)/1e6/secs)
+		fmt.Printf("| %s | %.1f MB | %.0f | %.2fx | %.1e | %.1e | %.1e | %.0f |\n", prec, float64(size)/1e6,
+			float64(size)/float64(len(examples)), float64(f32)/float64(size), maxErr, maxEnt, maxDiversityError(rows, stored), float64(raw)/1e6/secs)
 	}
+}
+
+// maxDiversityError is the largest change of head diversity (metrics.
+// HeadDiversity) over the layers of rows (an example's pass, kind and layer:
+// rows in file order), stored holding each row's weights as stored.
+func maxDiversityError(rows []Attention, stored []metrics.Matrix) float64 {
+	var worst float64
+	for s := 0; s < len(rows); {
+		e := s + 1
+		for e < len(rows) && rows[e].ExampleID == rows[s].ExampleID && rows[e].Pass == rows[s].Pass &&
+			rows[e].Kind == rows[s].Kind && rows[e].Layer == rows[s].Layer {
+			e++
+		}
+		if e-s > 1 {
+			heads := make([]metrics.Matrix, 0, e-s)
+			for _, r := range rows[s:e] {
+				heads = append(heads, r.Weights)
+			}
+			worst = math.Max(worst, math.Abs(metrics.HeadDiversity(stored[s:e])-metrics.HeadDiversity(heads)))
+		}
+		s = e
+	}
+	return worst
 }
 
 // TestStorageCandidates measures layouts that are not precisions (make
 // bench-storage prints it after TestStorageTable): for each grid of
-// weights (rounded with quantizeRows, so each within 1e-4, row sums and
-// entropy balanced where the grid leaves a choice) and each way to lay the
-// weights out in Parquet, the size of the weights column alone against
-// float32 byte-split at zstd 3, the largest error per weight and per
-// head entropy, and the write speed. "w" is the probability as float32
-// (readers get probabilities directly); "1+w" is 1 + the probability as
-// float32, a constant exponent, so byte-split streams hold the grid index
-// (readers subtract 1); "hi/lo" is the grid index n = w/step as two
-// list<uint8> columns, dictionary-encoded (readers compute (256·hi+lo)·step).
+// weights (rounded with quantizeRows: each within 1e-4, row sums and
+// entropy balanced where the grid leaves a choice, weights below one step
+// kept to step/fine) and each way to lay the weights out in Parquet, the
+// size of the weights column alone against float32 byte-split at zstd 3,
+// the largest error per weight, per head entropy and diagonality and per
+// layer head diversity, and the write speed. Grids are rounded by
+// quantizeWithin, as the precisions are (a matrix whose entropy would move
+// by more than 9e-5 goes to a finer grid). "w" is the probability as float32
+// (fixed); "1+w" is 1 + the probability as float32 (compact), a constant
+// exponent, so byte-split streams hold the grid index.
 func TestStorageCandidates(t *testing.T) {
 	run := os.Getenv("ATTNAUDIT_STORAGE_RUN")
 	if run == "" {
 		t.Skip("set ATTNAUDIT_STORAGE_RUN to a float32 run folder (make bench-storage)")
 	}
-	var rows []metrics.Matrix
+	var rows []Attention
 	if err := ScanAttention(run, func(a Attention) error {
-		rows = append(rows, a.Weights)
+		rows = append(rows, a)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	var raw int64
 	for _, r := range rows {
-		raw += 4 * int64(len(r.Data))
+		raw += 4 * int64(len(r.Weights.Data))
 	}
 	type grid struct {
-		name string
-		step float64
+		name       string
+		step, fine float64
 	}
 	type layout struct {
-		name  string
-		cols  []arrow.DataType
-		props func(level int) []parquet.WriterProperty
-		fill  func(bs []*array.ListBuilder, q []float32, step float64)
+		name   string
+		offset float32
+		levels []int
 	}
-	f32, u8 := arrow.PrimitiveTypes.Float32, arrow.PrimitiveTypes.Uint8
-	base := func(level int, more ...parquet.WriterProperty) []parquet.WriterProperty {
-		return append([]parquet.WriterProperty{parquet.WithCompression(compress.Codecs.Zstd), parquet.WithCompressionLevel(level),
-			parquet.WithDictionaryDefault(false), parquet.WithStats(false)}, more...)
-	}
-	floats := func(offset float32) func(bs []*array.ListBuilder, q []float32, step float64) {
-		return func(bs []*array.ListBuilder, q []float32, _ float64) {
-			vb := bs[0].ValueBuilder().(*array.Float32Builder)
-			for _, v := range q {
-				vb.Append(offset + v)
-			}
-		}
-	}
-	split := func(level int) []parquet.WriterProperty {
-		return base(level, parquet.WithEncodingFor("c0.list.element", parquet.Encodings.ByteStreamSplit))
-	}
-	layouts := []layout{
-		{"w, byte-split", []arrow.DataType{f32}, split, floats(0)},
-		{"1+w, byte-split", []arrow.DataType{f32}, split, floats(1)},
-		{"hi/lo uint8, dictionary", []arrow.DataType{u8, u8}, func(level int) []parquet.WriterProperty {
-			return base(level, parquet.WithDictionaryFor("c0.list.element", true), parquet.WithDictionaryFor("c1.list.element", true))
-		}, func(bs []*array.ListBuilder, q []float32, step float64) {
-			hi, lo := bs[0].ValueBuilder().(*array.Uint8Builder), bs[1].ValueBuilder().(*array.Uint8Builder)
-			for _, v := range q {
-				n := int(math.Round(float64(v) / step))
-				hi.Append(uint8(n >> 8))
-				lo.Append(uint8(n))
-			}
-		}},
-	}
+	sc := arrow.NewSchema([]arrow.Field{{Name: "c0", Type: arrow.ListOfNonNullable(arrow.PrimitiveTypes.Float32)}}, nil)
 	var ref int64
-	fmt.Println("| grid (max error 1e-4) | layout | zstd | weights column | vs float32 | max abs error/weight | max entropy error/head | write MB/s |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
-	for _, g := range []grid{{"float32", 0}, {"2^-14 (fixed)", FixedStep}, {"2^-13", 1.0 / (1 << 13)}, {"1.5e-4", 1.5e-4}, {"2e-4", 2e-4}} {
-		for _, l := range layouts {
-			pow2 := g.step == 0 || math.Exp2(math.Round(math.Log2(g.step))) == g.step
-			if (l.name != "w, byte-split" && g.step == 0) || (l.name != "hi/lo uint8, dictionary" && !pow2) {
-				continue // floats hold only power-of-two grids exactly; float32 has no grid index
+	fmt.Println()
+	fmt.Println("| grid (max error 1e-4) | layout | zstd | weights column | vs float32 | max abs error/weight | max entropy error/head | max diagonality error/head | max head diversity error/layer | write MB/s |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, g := range []grid{
+		{"float32", 0, 0},
+		{"2^-14, tiny weights to 2^-14 too", FixedStep, 1},
+		{"2^-14, tiny weights to 2^-18 (fixed)", FixedStep, FixedFine},
+		{"2^-13, tiny weights to 2^-17 (compact)", CompactStep, CompactFine},
+	} {
+		for _, l := range []layout{{"w, byte-split", 0, []int{3}}, {"1+w, byte-split", 1, []int{3, 9}}} {
+			if g.fine == 1 && l.offset == 0 {
+				continue // as fixed before the fine tail: in the table of 2026-12-02 14:00
 			}
-			for _, level := range []int{3, 9} {
-				if g.step == 0 && level != 3 {
-					continue
-				}
-				fields := make([]arrow.Field, len(l.cols))
-				for i, typ := range l.cols {
-					fields[i] = arrow.Field{Name: fmt.Sprintf("c%d", i), Type: arrow.ListOfNonNullable(typ)}
-				}
-				sc := arrow.NewSchema(fields, nil)
+			if g.step == 0 && l.offset != 0 {
+				continue
+			}
+			for _, level := range l.levels {
+				props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd), parquet.WithCompressionLevel(level),
+					parquet.WithDictionaryDefault(false), parquet.WithStats(false), parquet.WithEncodingFor("c0.list.element", parquet.Encodings.ByteStreamSplit))
 				var file bytes.Buffer
 				start := time.Now()
-				w, err := pqarrow.NewFileWriter(sc, &file, parquet.NewWriterProperties(l.props(level)...), pqarrow.DefaultWriterProps())
+				w, err := pqarrow.NewFileWriter(sc, &file, props, pqarrow.DefaultWriterProps())
 				if err != nil {
 					t.Fatal(err)
 				}
-				var maxErr, maxEnt float64
-				var q []float32
+				stored := make([]metrics.Matrix, len(rows))
 				for s := 0; s < len(rows); s += 4096 {
 					b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
-					bs := make([]*array.ListBuilder, len(l.cols))
-					for i := range bs {
-						bs[i] = b.Field(i).(*array.ListBuilder)
-					}
-					for _, r := range rows[s:min(s+4096, len(rows))] {
-						q = resize(q, len(r.Data))
-						copy(q, r.Data)
+					lb := b.Field(0).(*array.ListBuilder)
+					vb := lb.ValueBuilder().(*array.Float32Builder)
+					for i := s; i < min(s+4096, len(rows)); i++ {
+						r := rows[i].Weights
+						q := append([]float32(nil), r.Data...)
 						if g.step > 0 {
-							quantizeRows(r.Data, q, r.Cols, g.step, FixedMaxError)
+							quantizeWithin(r.Data, q, r.Cols, g.step, FixedMaxError, g.fine)
 						}
-						for _, lb := range bs {
-							lb.Append(true)
-						}
-						l.fill(bs, q, g.step)
-						if level == 3 {
-							for j, v := range q {
-								maxErr = math.Max(maxErr, math.Abs(float64(v-r.Data[j])))
-							}
-							maxEnt = math.Max(maxEnt, math.Abs(metrics.Entropy(metrics.Matrix{Rows: r.Rows, Cols: r.Cols, Data: q})-metrics.Entropy(r)))
+						stored[i] = metrics.Matrix{Rows: r.Rows, Cols: r.Cols, Data: q}
+						lb.Append(true)
+						for _, v := range q {
+							vb.Append(l.offset + v)
 						}
 					}
 					rec := b.NewRecordBatch()
@@ -217,11 +207,16 @@ func TestStorageCandidates(t *testing.T) {
 				if ref == 0 {
 					ref = size
 				}
-				errs := "″ | ″"
-				if level == 3 {
-					errs = fmt.Sprintf("%.1e | %.1e", maxErr, maxEnt)
+				var maxErr, maxEnt, maxDiag float64
+				for i, r := range rows {
+					for j, v := range stored[i].Data {
+						maxErr = math.Max(maxErr, math.Abs(float64(v-r.Weights.Data[j])))
+					}
+					maxEnt = math.Max(maxEnt, math.Abs(metrics.Entropy(stored[i])-metrics.Entropy(r.Weights)))
+					maxDiag = math.Max(maxDiag, math.Abs(metrics.Diagonality(stored[i])-metrics.Diagonality(r.Weights)))
 				}
-				fmt.Printf("| %s | %s | %d | %.1f MB | %.2fx | %s | %.0f |\n", g.name, l.name, level, float64(size)/1e6, float64(ref)/float64(size), errs, float64(raw)/1e6/secs)
+				fmt.Printf("| %s | %s | %d | %.1f MB | %.2fx | %.1e | %.1e | %.1e | %.1e | %.0f |\n", g.name, l.name, level, float64(size)/1e6,
+					float64(ref)/float64(size), maxErr, maxEnt, maxDiag, maxDiversityError(rows, stored), float64(raw)/1e6/secs)
 			}
 		}
 	}

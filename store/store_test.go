@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -14,7 +15,10 @@ import (
 
 	"attnaudit/metrics"
 
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
 // fixtureAttention returns the attention rows of n examples in file order:
@@ -138,6 +142,7 @@ func TestAttentionRoundTrip(t *testing.T) {
 		{name: "float16", opts: AttentionOptions{Precision: PrecisionFloat16}, wantParts: []string{"attention-00000.parquet"}, tol: 1e-3},
 		{name: "float32", opts: AttentionOptions{Precision: PrecisionFloat32}, wantParts: []string{"attention-00000.parquet"}},
 		{name: "fixed", opts: AttentionOptions{Precision: PrecisionFixed}, wantParts: []string{"attention-00000.parquet"}, tol: fixedTol},
+		{name: "compact", opts: AttentionOptions{Precision: PrecisionCompact}, wantParts: []string{"attention-00000.parquet"}, tol: fixedTol},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,6 +164,68 @@ func TestAttentionRoundTrip(t *testing.T) {
 			assertAttentionEqual(t, got, rows, tol)
 		})
 	}
+}
+
+// TestCompactStoresOnePlusW checks the compact precision's layout: the
+// default writes the column weights_plus_one (and no weights column),
+// holding 1 + w exactly, w multiples of 2^-13 (2^-17 below 2^-13; finer
+// in matrices quantizeWithin refines) within FixedMaxError, and the reader
+// gives back exactly w.
+func TestCompactStoresOnePlusW(t *testing.T) {
+	rows := fixtureAttention(5, 2, 3, 9)
+	// tiny and zero weights, and a weight of 1
+	rows[0].Weights.Data[0], rows[0].Weights.Data[1] = 3e-6, 0
+	rows[1].Weights = metrics.Matrix{Rows: 1, Cols: 3, Data: []float32{1, 0, 0}}
+	compact := t.TempDir()
+	writeAttention(t, compact, rows, AttentionOptions{})
+
+	f, err := os.Open(filepath.Join(compact, AttentionPartName(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pf, err := file.NewParquetReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := fr.ReadTable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Release()
+	sc := tbl.Schema()
+	if len(sc.FieldIndices("weights")) != 0 || len(sc.FieldIndices(CompactColumn)) != 1 {
+		t.Fatalf("compact part's columns: %v; want %s and no weights", sc, CompactColumn)
+	}
+	stored := tbl.Column(sc.FieldIndices(CompactColumn)[0]).Data().Chunk(0).(*array.List).ListValues().(*array.Float32).Float32Values()
+
+	got := readAttention(t, compact)
+	k, coarse := 0, 0
+	for i := range rows {
+		for j, w := range got[i].Weights.Data {
+			if stored[k] != 1+w || stored[k]-1 != w {
+				t.Fatalf("row %d weight %d: compact stores %g for %g", i, j, stored[k], w)
+			}
+			if n := float64(w) / (minStep / CompactFine); n != math.Trunc(n) {
+				t.Fatalf("row %d weight %d: %g is on no grid quantizeWithin uses", i, j, w)
+			}
+			if n := float64(w) / CompactStep; w >= CompactStep && n == math.Trunc(n) {
+				coarse++
+			}
+			k++
+		}
+	}
+	if coarse*2 < k {
+		t.Errorf("%d of %d weights on the 2^-13 grid", coarse, k)
+	}
+	if got[1].Weights.Data[0] != 1 || got[0].Weights.Data[1] != 0 {
+		t.Errorf("1 and 0 read back as %g and %g", got[1].Weights.Data[0], got[0].Weights.Data[1])
+	}
+	assertAttentionEqual(t, got, rows, fixedTol)
 }
 
 // fixedTol is the fixed-point layout's error bound, plus float32 rounding.

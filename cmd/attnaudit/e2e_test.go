@@ -310,11 +310,11 @@ func TestAFakeMetricReachesEveryOutput(t *testing.T) {
 	sql := strings.NewReplacer("DIR", dir).Replace(`
 WITH heads AS (
   SELECT example_id, pass, kind, layer, head, max(w)::DOUBLE AS mx
-  FROM (SELECT example_id, pass, kind, layer, head, unnest(weights) AS w FROM read_parquet('DIR/attention-*.parquet'))
+  FROM (SELECT example_id, pass, kind, layer, head, unnest(weights) AS w FROM attention('DIR'))
   GROUP BY ALL)
 SELECT count(*) AS n, max(abs(h.mx - m.fake_max_weight)) AS diff
 FROM heads h JOIN read_parquet('DIR/head_metrics.parquet') m USING (example_id, pass, kind, layer, head)`)
-	query, _ := json.Marshal([]map[string]string{{"name": "fake", "sql": sql}})
+	query, _ := json.Marshal([]map[string]string{{"name": "macro", "sql": attentionMacro(t)}, {"name": "fake", "sql": sql}})
 	q := exec.Command(node, "../../store/testdata/duckdb/query.mjs")
 	q.Stdin = bytes.NewReader(query)
 	q.Stderr = &stderr
@@ -492,8 +492,21 @@ func readJSON(t *testing.T, path string, v any) {
 	}
 }
 
+// attentionMacro is readers/attention.sql, the DuckDB macro attention(run)
+// that gives a run's attention weights as probabilities at the default
+// (compact) precision.
+func attentionMacro(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../readers/attention.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // TestHeadMetricsAgreeWithDuckDB recomputes entropy, first/last mass and
-// diagonality (SPEC §5) in SQL, with DuckDB reading attention.parquet, and
+// diagonality (SPEC §5) in SQL, with DuckDB reading attention.parquet
+// (through readers/attention.sql, as documented for the default precision), and
 // compares them with our head_metrics.parquet: an independent implementation
 // over a real run of the shipped checkpoint.
 func TestHeadMetricsAgreeWithDuckDB(t *testing.T) {
@@ -511,7 +524,7 @@ func TestHeadMetricsAgreeWithDuckDB(t *testing.T) {
 WITH cells AS (
   SELECT example_id, pass, kind, layer, head, q_len, k_len,
          unnest(weights)::DOUBLE AS w, generate_subscripts(weights, 1) - 1 AS i
-  FROM read_parquet('DIR/attention-*.parquet')),
+  FROM attention('DIR')),
 rows AS (
   SELECT example_id, pass, kind, layer, head, i // k_len AS t,
          -sum(CASE WHEN w > 0 THEN w * ln(w) ELSE 0 END) AS h,
@@ -529,7 +542,7 @@ SELECT count(*) AS n,
        max(abs(h.last_mass - m.last_mass)) AS last_mass,
        max(abs(h.diagonality - m.diagonality)) AS diagonality
 FROM heads h JOIN read_parquet('DIR/head_metrics.parquet') m USING (example_id, pass, kind, layer, head)`)
-	query, _ := json.Marshal([]map[string]string{{"name": "diff", "sql": sql}})
+	query, _ := json.Marshal([]map[string]string{{"name": "macro", "sql": attentionMacro(t)}, {"name": "diff", "sql": sql}})
 	cmd := exec.Command(node, "../../store/testdata/duckdb/query.mjs")
 	cmd.Stdin = bytes.NewReader(query)
 	var stderr bytes.Buffer

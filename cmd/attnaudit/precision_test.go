@@ -7,15 +7,19 @@ import (
 	"attnaudit/store"
 )
 
-// TestFixedPrecisionKeepsMetricsWithin1e4 runs the same inputs stored as
-// float32 and at the default fixed precision and checks that every head
-// metric and sentence score computed from the stored weights agrees within
-// 1e-4.
-func TestFixedPrecisionKeepsMetricsWithin1e4(t *testing.T) {
+// TestDefaultPrecisionKeepsMetricsWithin1e4 runs the same inputs stored as
+// float32 and at the default precision (compact, which stores the fixed
+// precision's weights exactly: TestCompactIsFixedPlusOne) and checks that
+// every head metric and sentence score computed from the stored weights
+// agrees within 1e-4.
+func TestDefaultPrecisionKeepsMetricsWithin1e4(t *testing.T) {
 	const tol = 1e-4
 	data := smallDataset(t, 24)
 	exact := attnaudit(t, runArgs("run", data, t.TempDir(), "--precision", store.PrecisionFloat32)...)
-	fixed := attnaudit(t, runArgs("run", data, t.TempDir(), "--precision", store.PrecisionFixed)...)
+	fixed := attnaudit(t, runArgs("run", data, t.TempDir())...)
+	if m, err := os.ReadFile(filepath.Join(fixed, "manifest.json")); err != nil || !strings.Contains(string(m), `"precision": "compact"`) {
+		t.Fatalf("the default run's manifest does not record precision compact (%v)", err)
+	}
 
 	close := func(a, b float32) bool {
 		if math.IsNaN(float64(a)) || math.IsNaN(float64(b)) {

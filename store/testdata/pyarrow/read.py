@@ -1,13 +1,20 @@
 """Reads attention parts with pyarrow alone, as a user would, for store's
 tests: argv[1] is a folder of attention-*.parquet parts. Prints JSON: the
-row count, the column types, the weights of the first row, and the largest
-|sum of a query row - 1| over every matrix."""
+row count, the column types as stored, the weights type and the weights of
+the first row as readers/attnaudit_attention.py gives them (probabilities
+at every precision), and the largest |sum of a query row - 1| over every
+matrix."""
 import json
+import os
 import sys
 
 import pyarrow.parquet as pq
 
-table = pq.read_table(sys.argv[1])  # a folder: every part; hidden temporary files are ignored
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "readers"))
+from attnaudit_attention import read_attention  # noqa: E402
+
+stored = pq.read_table(sys.argv[1])  # a folder: every part; hidden temporary files are ignored
+table = read_attention(sys.argv[1])
 rows = table.to_pylist()
 worst = 0.0
 for r in rows:
@@ -17,7 +24,9 @@ for r in rows:
 print(json.dumps({
     "pyarrow": __import__("pyarrow").__version__,
     "rows": table.num_rows,
-    "types": {f.name: str(f.type) for f in table.schema},
+    "types": {f.name: str(f.type) for f in stored.schema},
+    "weights": str(table.schema.field("weights").type),
+    "columns": table.column_names,
     "first": [float(x) for x in rows[0]["weights"][:3]],
     "max_row_sum_err": worst,
 }))
