@@ -115,8 +115,17 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	ahead := chunksAhead(len(workers), r.batchesPerChunk())
 	writers := chunkWriters()
 	plan := model.Parallelism()
-	slots := &writeSlots{threads: plan.Threads, perWorker: plan.IntraOp}
-	fmt.Fprintf(env.Log, "infer: %s; up to %d chunks translated and %d written at once\n", model.Parallelism(), ahead, writers)
+	// A worker on the CPU keeps its intra-op threads busy; one driving a
+	// GPU mostly waits on it, one thread.
+	perWorker := plan.IntraOp
+	if model.Provider() != "cpu" {
+		perWorker = 1
+	}
+	// Threads the workers leave round examples on their own (on CUDA, all
+	// but the worker's: rounding is then most of the CPU's work).
+	helpers := max(0, plan.Threads-len(workers)*perWorker)
+	slots := &writeSlots{threads: plan.Threads, perWorker: perWorker}
+	fmt.Fprintf(env.Log, "infer: %s, %d more rounding; up to %d chunks translated and %d written at once\n", model.Parallelism(), helpers, ahead, writers)
 
 	batches := make(chan *batchJob)
 	finished := make(chan *chunkJob)
@@ -150,6 +159,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	// competed with the slowest batch for the cores: 1.8 s instead of
 	// 1.1 s.)
 	rounds := newRoundQueue()
+	quit := make(chan struct{}) // closed with batches: helpers return
 	runBatch := func(h *inference.Model, b *batchJob, busy *atomic.Int64) {
 		t0 := time.Now()
 		var err error
@@ -183,10 +193,29 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			done(b)
 		}
 	}
+	var wg sync.WaitGroup
+	for range helpers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if t, ok := rounds.pop(); ok {
+					slots.working.Add(1)
+					round(t)
+					slots.working.Add(-1)
+					continue
+				}
+				select {
+				case <-rounds.ready:
+				case <-quit:
+					return
+				}
+			}
+		}()
+	}
 	start := time.Now()
 	var busy atomic.Int64 // nanoseconds the workers spent in batches
 	var lastBatch time.Time
-	var wg sync.WaitGroup
 	for _, h := range workers {
 		wg.Add(1)
 		go func() {
@@ -307,6 +336,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 		}
 	}
 	close(batches)
+	close(quit)
 	wg.Wait()
 	if firstErr == nil && !lastBatch.IsZero() {
 		// Where the time went, for tuning threads and workers: how busy the
@@ -320,12 +350,12 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 }
 
 // writeSlots bounds the sub-parts written at once to the threads the
-// workers leave (at least one): a writer is a Go thread beside the
-// workers' ONNX Runtime threads, and more threads than cores slow the
-// slowest batch, which ends the run.
+// workers and rounding helpers leave (at least one): a writer is a Go
+// thread beside the workers' ONNX Runtime threads, and more threads than
+// cores slow the slowest batch, which ends the run.
 type writeSlots struct {
 	threads, perWorker int
-	working            atomic.Int32 // workers decoding or rounding
+	working            atomic.Int32 // workers decoding, workers and helpers rounding
 	mu                 sync.Mutex
 	writing            int
 }

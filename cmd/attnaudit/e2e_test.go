@@ -236,9 +236,10 @@ func TestShardsEqualTheUnshardedRun(t *testing.T) {
 // TestParallelWorkersEqualOneWorker runs the same job with one worker
 // (GOMAXPROCS=1: one thread, one chunk written at a time, log-probs row by
 // row), with sixteen (GOMAXPROCS=16: sixteen batches decoded at once from
-// several chunks, four chunks written while others are translated) and
-// with three workers of two intra-op threads each: the run folders must
-// hold the same rows, and each manifest the split it used.
+// several chunks, four chunks written while others are translated), with
+// three workers of two intra-op threads each, and with two such workers
+// and a thread left to round examples: the run folders must hold the same
+// rows, and each manifest the split it used.
 func TestParallelWorkersEqualOneWorker(t *testing.T) {
 	data := smallDataset(t, 40)
 	variants := []struct {
@@ -250,6 +251,8 @@ func TestParallelWorkersEqualOneWorker(t *testing.T) {
 		{"one worker", "1", nil, inference.Parallelism{Threads: 1, Workers: 1, IntraOp: 1}},
 		{"sixteen workers", "16", nil, inference.Parallelism{Threads: 16, Workers: 16, IntraOp: 1}},
 		{"three workers × 2", "2", []string{"--threads", "6", "--workers", "3"}, inference.Parallelism{Threads: 6, Workers: 3, IntraOp: 2}},
+		// The thread the workers leave rounds examples on its own.
+		{"two workers × 2 and a rounding helper", "2", []string{"--threads", "5", "--workers", "2"}, inference.Parallelism{Threads: 5, Workers: 2, IntraOp: 2}},
 	}
 	var want map[string]string
 	for _, v := range variants {
