@@ -5,7 +5,8 @@
 --   SELECT * FROM attention('runs/ko-en-small-epoch0027-d2df05f0');
 --
 -- The compact precision (the default) stores each weight w as 1 + w in the
--- column weights_plus_one (float32, exact: w is a multiple of 2^-14);
+-- column weights_plus_one (float32; exact for w on the rounding grids,
+-- within 6e-8 for a matrix stored unrounded: docs/storage.md);
 -- attention() gives back weights = weights_plus_one - 1, a FLOAT[] in the
 -- column's place. Runs stored as fixed, float32 or float16 (and runs
 -- written before the compact precision) have a weights column of
