@@ -115,15 +115,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	ahead := chunksAhead(len(workers), r.batchesPerChunk())
 	writers := chunkWriters()
 	plan := model.Parallelism()
-	// A worker on the CPU keeps its intra-op threads busy; one driving a
-	// GPU mostly waits on it, one thread.
-	perWorker := plan.IntraOp
-	if model.Provider() != "cpu" {
-		perWorker = 1
-	}
-	// Threads the workers leave round examples on their own (on CUDA, all
-	// but the worker's: rounding is then most of the CPU's work).
-	helpers := max(0, plan.Threads-len(workers)*perWorker)
+	perWorker, helpers := threadUse(plan, model.Provider())
 	slots := &writeSlots{threads: plan.Threads, perWorker: perWorker}
 	fmt.Fprintf(env.Log, "infer: %s, %d more rounding; up to %d chunks translated and %d written at once\n", model.Parallelism(), helpers, ahead, writers)
 
@@ -347,6 +339,19 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			span.Seconds(), 100*float64(busy.Load())/float64(int64(len(workers))*max(int64(span), 1)), time.Since(lastBatch).Seconds())
 	}
 	return firstErr
+}
+
+// threadUse is how many threads a worker of plan keeps busy while it
+// decodes, and how many of plan's threads the workers leave to rounding
+// helpers. A worker on the CPU uses its intra-op threads; one driving a
+// GPU mostly waits on it: one thread, and the others round (at GPU speed
+// rounding is most of the CPU's work).
+func threadUse(plan inference.Parallelism, provider string) (perWorker, helpers int) {
+	perWorker = plan.IntraOp
+	if provider != "cpu" {
+		perWorker = 1
+	}
+	return perWorker, max(0, plan.Threads-plan.Workers*perWorker)
 }
 
 // writeSlots bounds the sub-parts written at once to the threads the

@@ -190,3 +190,25 @@ func seq(from, to int) []int {
 	}
 	return s
 }
+
+func TestThreadUse(t *testing.T) {
+	cases := []struct {
+		plan               inference.Parallelism
+		provider           string
+		perWorker, helpers int
+	}{
+		{inference.Parallelism{Threads: 16, Workers: 16, IntraOp: 1}, "cpu", 1, 0},
+		{inference.Parallelism{Threads: 6, Workers: 3, IntraOp: 2}, "cpu", 2, 0},
+		{inference.Parallelism{Threads: 5, Workers: 2, IntraOp: 2}, "cpu", 2, 1},
+		{inference.Parallelism{Threads: 1, Workers: 1, IntraOp: 1}, "cpu", 1, 0},
+		// CUDA: one worker waiting on the GPU, every other thread rounds.
+		{inference.Parallelism{Threads: 16, Workers: 1, IntraOp: 16}, "cuda", 1, 15},
+		{inference.Parallelism{Threads: 1, Workers: 1, IntraOp: 1}, "cuda", 1, 0},
+	}
+	for _, c := range cases {
+		p, h := threadUse(c.plan, c.provider)
+		if p != c.perWorker || h != c.helpers {
+			t.Errorf("threadUse(%+v, %s) = %d per worker, %d helpers; want %d, %d", c.plan, c.provider, p, h, c.perWorker, c.helpers)
+		}
+	}
+}
