@@ -128,6 +128,8 @@ manifest_of() {
 # stage_seconds MANIFEST STAGE: stages.STAGE.seconds, or empty.
 stage_seconds() { jget "$1" "round(d['stages']['$2']['seconds'], 2) if '$2' in (d.get('stages') or {}) else None" 2>/dev/null; }
 
+# fastest A B: the smaller of two seconds, either of which may be empty.
+fastest() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "") print b; else if (b == "" || a + 0 <= b + 0) print a; else print b }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 per_s() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.2f", n / s; else printf "n/a" }'; }
 meets() { awk -v r="$1" -v t="$2" 'BEGIN { if (r == "n/a") print "—"; else if (r + 0 >= t) print "yes"; else print "**no**" }'; }
