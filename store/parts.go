@@ -42,9 +42,10 @@ func ShardPrefix(i, n int) string {
 
 // Parts lists the files of one kind (stem "attention", "examples", …) under
 // path in read order: stem.parquet first, then unprefixed parts by number
-// and sub-part, then prefixed parts by prefix, number and sub-part. Temporary files of unfinished
-// writers (".attention-00000.parquet.tmp-…") are never listed. If path is a
-// file, it is the only part. It is an error to find none.
+// and sub-part, then prefixed parts by prefix, number and sub-part.
+// Temporary files of unfinished writers (".attention-00000.parquet.tmp-…")
+// are never listed. If path is a file, it is the only part. It is an error
+// to find none.
 func Parts(path, stem string) ([]string, error) {
 	info, err := os.Stat(path)
 	if err != nil {
