@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"attnaudit/internal/parallel"
 	"attnaudit/metrics"
 )
 
@@ -317,7 +318,7 @@ func (m *Model) greedyCached(e *encoded, maxLen []int, penalty float32) ([]track
 		// The log-normaliser of every row (an exp per vocabulary entry, the
 		// search's main host work) on all cores; the rest is cheap.
 		lse := grow(&m.buf.lse, len(active))
-		parallelRows(len(active), m.rowProcs, func(r int) { lse[r] = logSumExp(out.logits[r*v : (r+1)*v]) })
+		parallel.For(len(active), m.rowProcs, func(r int) { lse[r] = logSumExp(out.logits[r*v : (r+1)*v]) })
 		still := active[:0]
 		parents, toks = parents[:0], toks[:0]
 		for r, i := range active {

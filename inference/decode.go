@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
-	"sync/atomic"
 
+	"attnaudit/internal/parallel"
 	"attnaudit/metrics"
 )
 
@@ -708,7 +707,7 @@ func (m *Model) forceGroup(e *encoded, rowReq []int, targets [][]int32) ([]Pass,
 	// Rows are independent: a log-softmax over the vocabulary per token and
 	// the attention copies. On a GPU this host work is as long as the pass
 	// itself, so it is spread over the cores.
-	parallelRows(n, m.rowProcs, func(r int) {
+	parallel.For(n, m.rowProcs, func(r int) {
 		y := targets[r]
 		q := len(y) + 1
 		ids := append(slices.Clone(y), eos)
@@ -726,30 +725,6 @@ func (m *Model) forceGroup(e *encoded, rowReq []int, targets [][]int32) ([]Pass,
 		passes[r] = p
 	})
 	return passes, nil
-}
-
-// parallelRows calls f(r) for every r in [0, n) on up to procs
-// goroutines. f must touch only row r's data.
-func parallelRows(n, procs int, f func(r int)) {
-	workers := min(n, procs)
-	if workers <= 1 {
-		for r := range n {
-			f(r)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := int(next.Add(1)) - 1; r < n; r = int(next.Add(1)) - 1 {
-				f(r)
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 // extract copies row r's q×k corner of every layer and head out of an

@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -21,6 +19,8 @@ import (
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"attnaudit/internal/parallel"
 )
 
 // Errors of writers used after Close or Abort.
@@ -209,29 +209,11 @@ func prepareRows[T any](prepare []func(*T), rows []T) {
 	}
 	const perGoroutine = 8
 	procs := min(runtime.GOMAXPROCS(0), (len(rows)+perGoroutine-1)/perGoroutine)
-	each := func(i int) {
+	parallel.For(len(rows), procs, func(i int) {
 		for _, p := range prepare {
 			p(&rows[i])
 		}
-	}
-	if procs <= 1 {
-		for i := range rows {
-			each(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < len(rows); i = int(next.Add(1)) - 1 {
-				each(i)
-			}
-		}()
-	}
-	wg.Wait()
+	})
 }
 
 func (w *Writer[T]) write(r *T) error {
