@@ -401,18 +401,18 @@ func gridListCol[T any](name string, step, maxErr, fine float64, p func(*T) *[]f
 // "attention storage"). 1 + n·s and its difference from 1 are exact in
 // float32 for every grid s ≥ 2^-23 quantizeWithin uses (down to 2^-20), so
 // readers get the rounded weight back exactly by subtracting 1 (a matrix
-// quantizeWithin leaves unrounded comes back within 2^-24). Values quantizeRows leaves as they are (outside [0, 1],
-// NaN; never a softmax's) come back within 2^-24·|1 + w|.
+// quantizeWithin leaves unrounded comes back within 2^-24). Values
+// quantizeRows leaves as they are (outside [0, 1], NaN; never a softmax's)
+// come back within 2^-24·|1 + w|.
 func plusOneListCol[T any](name string, step, maxErr, fine float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
-	c := float32ListCol(name, p)
+	c := gridListCol(name, step, maxErr, fine, p, cols)
+	round := c.prepare
 	c.prepare = func(r *T) {
+		round(r) // into a new slice: the row's own weights are left as they are
 		vals := *p(r)
-		out := make([]float32, len(vals))
-		quantizeWithin(vals, out, cols(r), step, maxErr, fine)
-		for j := range out {
-			out[j]++
+		for j := range vals {
+			vals[j]++
 		}
-		*p(r) = out
 	}
 	f32 := c.reader
 	c.reader = func(a arrow.Array) func(int, *T) {
