@@ -152,7 +152,10 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	// 1.1 s.)
 	rounds := newRoundQueue()
 	quit := make(chan struct{}) // closed with batches: helpers return
-	runBatch := func(h *inference.Model, b *batchJob, busy *atomic.Int64) {
+	start := time.Now()
+	var busy atomic.Int64 // nanoseconds the workers spent in batches
+	var lastBatch time.Time
+	runBatch := func(h *inference.Model, b *batchJob) {
 		t0 := time.Now()
 		var err error
 		switch {
@@ -177,6 +180,8 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 		rounds.push(b)
 	}
 	round := func(t roundTask) {
+		slots.working.Add(1)
+		defer slots.working.Add(-1)
 		b := t.batch
 		if err := b.chunk.out.prepare(b.chunk.exs, []int{t.example}, b.detached, sel, r.cfg.Precision); err != nil {
 			b.chunk.fail(err)
@@ -192,9 +197,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			defer wg.Done()
 			for {
 				if t, ok := rounds.pop(); ok {
-					slots.working.Add(1)
 					round(t)
-					slots.working.Add(-1)
 					continue
 				}
 				select {
@@ -205,9 +208,6 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			}
 		}()
 	}
-	start := time.Now()
-	var busy atomic.Int64 // nanoseconds the workers spent in batches
-	var lastBatch time.Time
 	for _, h := range workers {
 		wg.Add(1)
 		go func() {
@@ -220,14 +220,12 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 					if !ok {
 						return
 					}
-					runBatch(h, b, &busy)
+					runBatch(h, b)
 					continue
 				default:
 				}
 				if t, ok := rounds.pop(); ok {
-					slots.working.Add(1)
 					round(t)
-					slots.working.Add(-1)
 					continue
 				}
 				select {
@@ -235,7 +233,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 					if !ok {
 						return
 					}
-					runBatch(h, b, &busy)
+					runBatch(h, b)
 				case <-rounds.ready:
 				}
 			}
