@@ -78,6 +78,35 @@ func (ev *browserEvents) check(t *testing.T) {
 
 // openPage starts headless Chromium through the DevTools protocol
 // (chromedp), opens the file at path and records its events.
+// writePage writes a page's html to dir/name and returns its absolute
+// path, for openPage.
+func writePage(t *testing.T, dir, name string, html []byte) string {
+	t.Helper()
+	path, err := filepath.Abs(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, html, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// pageSteps returns a function that runs actions on the page of ctx as
+// one named step. A step that waits for the page gives up long before the
+// test's deadline, and fails the test with what the page logged.
+func pageSteps(t *testing.T, ctx context.Context, events *browserEvents) func(what string, actions ...chromedp.Action[chromedp.Void]) {
+	return func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			events.check(t)
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+}
+
 func openPage(t *testing.T, path string, w, h int) (context.Context, *browserEvents) {
 	t.Helper()
 	bin := chromium(t)
@@ -135,29 +164,13 @@ func TestExplorerInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	path, err := filepath.Abs(filepath.Join(dir, "explorer_report.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := writePage(t, dir, "explorer_report.html", buf.Bytes())
 	ex := data.Examples[exIdx]
 	att := data.Attention[id]
 	root := fmt.Sprintf("#ex-%d .explorer", id)
 
 	ctx, events := openPage(t, path, 1300, 1100)
-	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		// A step that waits for the page gives up long before the test's
-		// deadline, and says what the page logged.
-		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, actions...); err != nil {
-			events.check(t)
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
+	run := pageSteps(t, ctx, events)
 	sel := chromedp.CSS(root)
 	state := func(want string) {
 		t.Helper()

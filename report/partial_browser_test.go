@@ -2,11 +2,8 @@ package report
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,24 +47,10 @@ func TestPartialLayersInBrowser(t *testing.T) {
 		t.Errorf("in the browser: %d images, undecoded %v, errors %v", res.Images, res.Bad, res.Errs)
 	}
 
-	path, err := filepath.Abs(filepath.Join(t.TempDir(), "partial_report.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := writePage(t, t.TempDir(), "partial_report.html", buf.Bytes())
 	root := fmt.Sprintf("#ex-%d .explorer", id)
 	ctx, events := openPage(t, path, 1300, 1100)
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, actions...); err != nil {
-			events.check(t)
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
+	do := pageSteps(t, ctx, events)
 	type view struct {
 		State, Caption string
 		Layers         []string
