@@ -155,6 +155,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	start := time.Now()
 	var busy atomic.Int64 // nanoseconds the workers spent in batches
 	var lastBatch time.Time
+	var slowest batchTime
 	runBatch := func(h *inference.Model, b *batchJob) {
 		t0 := time.Now()
 		var err error
@@ -167,6 +168,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			slots.working.Add(1)
 			err = b.run(h)
 			slots.working.Add(-1)
+			slowest.note(b, time.Since(t0))
 		}
 		busy.Add(int64(time.Since(t0)))
 		if err != nil {
@@ -333,10 +335,39 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 		// workers were while there was translating to do, and how long the
 		// writers took after the last batch.
 		span := lastBatch.Sub(start)
-		fmt.Fprintf(env.Log, "infer: translated in %.2fs (workers busy %.0f%% of it), last part written %.2fs later\n",
-			span.Seconds(), 100*float64(busy.Load())/float64(int64(len(workers))*max(int64(span), 1)), time.Since(lastBatch).Seconds())
+		fmt.Fprintf(env.Log, "infer: translated in %.2fs (workers busy %.0f%% of it; slowest batch %s), last part written %.2fs later\n",
+			span.Seconds(), 100*float64(busy.Load())/float64(int64(len(workers))*max(int64(span), 1)), &slowest, time.Since(lastBatch).Seconds())
 	}
 	return firstErr
+}
+
+// batchTime keeps the slowest batch of a run, for the log: at few batches
+// a worker (batch 64 on 16 cores) it bounds the run.
+type batchTime struct {
+	mu   sync.Mutex
+	took time.Duration
+	b    *batchJob
+}
+
+func (t *batchTime) note(b *batchJob, took time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if took > t.took {
+		t.took, t.b = took, b
+	}
+}
+
+func (t *batchTime) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.b == nil {
+		return "none"
+	}
+	kind := ""
+	if t.b.detached {
+		kind = " detached"
+	}
+	return fmt.Sprintf("%.2fs: chunk %d%s batch %d, %d examples", t.took.Seconds(), t.b.chunk.c, kind, t.b.n, len(t.b.idx))
 }
 
 // threadUse is how many threads a worker of plan keeps busy while it
