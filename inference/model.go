@@ -21,21 +21,42 @@ type Model struct {
 	io       *contractIO
 	provider string
 	par      Parallelism
+	intraOp  int      // ONNX Runtime threads per call of this handle's sessions
 	rowProcs int      // goroutines for per-row work in Go (log-softmax)
 	handles  []*Model // Workers; handles[0] is the Model itself
 	owner    bool     // Close destroys the sessions (false on the other handles)
 
-	// enc runs the encoder; full runs the decoder for logits and the
-	// attention it exports (teacher-forced passes). Contract 1: step runs
-	// the decoder for logits only (search). Contract 2: first runs
-	// decoder_model.onnx for the first step and the cache, past
-	// decoder_with_past_model.onnx for the later steps.
-	enc, step, full *ort.DynamicAdvancedSession
-	first, past     *ort.DynamicAdvancedSession
+	sessions
+	wide            *sessions // the owner's: sessions of WideIntraOp threads for Parallelism().Wide handles
 	encOut, fullOut []string
 	attnOut         []string // the decoders' attention outputs (contract 2)
 
 	buf buffers
+}
+
+// sessions are a model's ONNX Runtime sessions, of one intra-op thread
+// count. enc runs the encoder; full runs the decoder for logits and the
+// attention it exports (teacher-forced passes). Contract 1: step runs the
+// decoder for logits only (search). Contract 2: first runs
+// decoder_model.onnx for the first step and the cache, past
+// decoder_with_past_model.onnx for the later steps.
+type sessions struct {
+	enc, step, full *ort.DynamicAdvancedSession
+	first, past     *ort.DynamicAdvancedSession
+}
+
+// destroy releases the sessions and returns the first error.
+func (s *sessions) destroy() error {
+	var first error
+	for _, p := range []**ort.DynamicAdvancedSession{&s.enc, &s.step, &s.full, &s.first, &s.past} {
+		if *p != nil {
+			if err := (*p).Destroy(); err != nil && first == nil {
+				first = err
+			}
+			*p = nil
+		}
+	}
+	return first
 }
 
 // buffers are reused across calls; they grow to the largest batch seen.
@@ -66,7 +87,12 @@ func grow[T any](b *[]T, n int) []T {
 // Load checks the checkpoint against the contract and opens its sessions on
 // the Runtime's provider. With provider auto, a CUDA session that fails to
 // open falls back to the CPU, and the reason is logged.
-func (r *Runtime) Load(ck *Checkpoint) (*Model, error) {
+func (r *Runtime) Load(ck *Checkpoint) (*Model, error) { return r.LoadFor(ck, 0) }
+
+// LoadFor is Load for a job of the given number of batches (0: not known):
+// on the CPU, with the workers left automatic, fewer batches than threads
+// get a worker each and the threads left over (Parallelism.Wide).
+func (r *Runtime) LoadFor(ck *Checkpoint, batches int) (*Model, error) {
 	if err := ck.inspect(); err != nil {
 		return nil, err
 	}
@@ -88,7 +114,7 @@ func (r *Runtime) Load(ck *Checkpoint) (*Model, error) {
 	m.fullOut = append([]string{TensorLogits}, m.attnOut...)
 	useCUDA := r.cuda
 	if useCUDA {
-		err := m.open(r, true)
+		err := m.open(r, true, 0)
 		if err == nil {
 			m.provider = ProviderCUDA
 			m.share()
@@ -100,7 +126,7 @@ func (r *Runtime) Load(ck *Checkpoint) (*Model, error) {
 		}
 		r.noteFallback(fmt.Errorf("CUDA session failed: %w", err))
 	}
-	if err := m.open(r, false); err != nil {
+	if err := m.open(r, false, batches); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("opening %s: %w", ck.name, err)
 	}
@@ -109,28 +135,50 @@ func (r *Runtime) Load(ck *Checkpoint) (*Model, error) {
 	return m, nil
 }
 
-func (m *Model) open(r *Runtime, cuda bool) error {
+func (m *Model) open(r *Runtime, cuda bool, batches int) error {
 	par, err := PlanParallelism(r.opts.Threads, r.opts.Workers, cuda)
 	if err != nil {
 		return err
 	}
+	if !cuda && r.opts.Workers == 0 {
+		par = par.fitBatches(batches)
+	}
 	m.par = par
-	so, err := r.sessionOptions(cuda, par.IntraOp)
+	if par.Wide == 0 {
+		return m.openSessions(r, cuda, par.IntraOp, &m.sessions)
+	}
+	// Both sets at once: each takes as long as one.
+	m.wide = &sessions{}
+	var wideErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wideErr = m.openSessions(r, cuda, par.WideIntraOp, m.wide)
+	}()
+	err = m.openSessions(r, cuda, par.IntraOp, &m.sessions)
+	<-done
+	return errors.Join(err, wideErr)
+}
+
+// openSessions opens the checkpoint's sessions into s with intraOp threads
+// per call.
+func (m *Model) openSessions(r *Runtime, cuda bool, intraOp int, s *sessions) error {
+	so, err := r.sessionOptions(cuda, intraOp)
 	if err != nil {
 		return err
 	}
 	defer so.Destroy()
 	if m.io.contract == 2 {
-		return m.open2(so)
+		return m.open2(so, s)
 	}
 	decIn := []string{TensorTgtIDs, TensorMemory, TensorSrcIDs}
-	if m.enc, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.encoder, []string{TensorSrcIDs}, m.encOut, so); err != nil {
+	if s.enc, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.encoder, []string{TensorSrcIDs}, m.encOut, so); err != nil {
 		return fmt.Errorf("%s: %w", EncoderFile, err)
 	}
-	if m.step, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.decoder, decIn, []string{TensorLogits}, so); err != nil {
+	if s.step, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.decoder, decIn, []string{TensorLogits}, so); err != nil {
 		return fmt.Errorf("%s: %w", DecoderFile, err)
 	}
-	if m.full, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.decoder, decIn, m.fullOut, so); err != nil {
+	if s.full, err = ort.NewDynamicAdvancedSessionWithONNXData(m.ck.decoder, decIn, m.fullOut, so); err != nil {
 		return fmt.Errorf("%s: %w", DecoderFile, err)
 	}
 	return nil
@@ -140,7 +188,7 @@ func (m *Model) open(r *Runtime, cuda bool) error {
 // of a second to build): the encoder, decoder_model.onnx twice (first step
 // with the cache outputs; teacher-forced passes without) and the decoder
 // with past.
-func (m *Model) open2(so *ort.SessionOptions) error {
+func (m *Model) open2(so *ort.SessionOptions, set *sessions) error {
 	L := m.io.cache.layers
 	decIn := []string{TensorInputIDs, TensorEncoderMask, TensorEncoderHidden}
 	firstOut := append(append([]string{TensorLogits}, cacheNames(PresentName, L, cacheParts...)...), m.attnOut...)
@@ -152,10 +200,10 @@ func (m *Model) open2(so *ort.SessionOptions) error {
 		data    []byte
 		in, out []string
 	}{
-		{&m.enc, EncoderModelFile, m.ck.encoder, []string{TensorInputIDs, TensorAttentionMask}, m.encOut},
-		{&m.full, DecoderModelFile, m.ck.decoder, decIn, m.fullOut},
-		{&m.first, DecoderModelFile, m.ck.decoder, decIn, firstOut},
-		{&m.past, DecoderWithPastFile, m.ck.past, pastIn, pastOut},
+		{&set.enc, EncoderModelFile, m.ck.encoder, []string{TensorInputIDs, TensorAttentionMask}, m.encOut},
+		{&set.full, DecoderModelFile, m.ck.decoder, decIn, m.fullOut},
+		{&set.first, DecoderModelFile, m.ck.decoder, decIn, firstOut},
+		{&set.past, DecoderWithPastFile, m.ck.past, pastIn, pastOut},
 	}
 	errs := make([]error, len(sessions))
 	var wg sync.WaitGroup
@@ -173,15 +221,20 @@ func (m *Model) open2(so *ort.SessionOptions) error {
 	return errors.Join(errs...)
 }
 
-// share makes the handles of Workers. The Go side of decoding (log-softmax
-// over the vocabulary) splits its rows over the threads a worker has.
+// share makes the handles of Workers, the wide ones (Parallelism.Wide)
+// right after the model itself. The Go side of decoding (log-softmax over
+// the vocabulary) splits its rows over the threads a worker has.
 func (m *Model) share() {
 	m.rowProcs = max(1, runtime.GOMAXPROCS(0)/m.par.Workers)
+	m.intraOp = m.par.IntraOp
 	m.handles = []*Model{m}
-	for range m.par.Workers - 1 {
-		h := &Model{ck: m.ck, tok: m.tok, io: m.io, provider: m.provider, par: m.par, rowProcs: m.rowProcs,
-			enc: m.enc, step: m.step, full: m.full, first: m.first, past: m.past,
-			encOut: m.encOut, fullOut: m.fullOut, attnOut: m.attnOut}
+	for i := range m.par.Workers - 1 {
+		h := &Model{ck: m.ck, tok: m.tok, io: m.io, provider: m.provider, par: m.par, intraOp: m.intraOp, rowProcs: m.rowProcs,
+			sessions: m.sessions, encOut: m.encOut, fullOut: m.fullOut, attnOut: m.attnOut}
+		if i < m.par.Wide {
+			h.sessions, h.intraOp = *m.wide, m.par.WideIntraOp
+			h.rowProcs = max(1, m.rowProcs*m.par.WideIntraOp/m.par.IntraOp)
+		}
 		m.handles = append(m.handles, h)
 	}
 }
@@ -191,6 +244,9 @@ func (m *Model) share() {
 // own buffers; different handles run at the same time. Closing the model
 // closes them all; closing another handle does nothing.
 func (m *Model) Workers() []*Model { return m.handles }
+
+// IntraOp is how many threads this handle's ONNX Runtime calls use.
+func (m *Model) IntraOp() int { return m.intraOp }
 
 // Parallelism is how the model's decoding spreads over the CPU.
 func (m *Model) Parallelism() Parallelism { return m.par }
@@ -206,23 +262,22 @@ func (m *Model) Close() error {
 	if !m.owner {
 		return nil
 	}
-	for _, h := range m.handles[1:] {
+	for _, h := range m.handles {
+		if h == m {
+			continue
+		}
 		h.mu.Lock() // wait for a call in progress
-		h.enc, h.step, h.full, h.first, h.past = nil, nil, nil, nil, nil
+		h.sessions = sessions{}
 		h.mu.Unlock()
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var first error
-	for _, s := range []**ort.DynamicAdvancedSession{&m.enc, &m.step, &m.full, &m.first, &m.past} {
-		if *s != nil {
-			if err := (*s).Destroy(); err != nil && first == nil {
-				first = err
-			}
-			*s = nil
-		}
+	err := m.sessions.destroy()
+	if m.wide != nil {
+		err = errors.Join(err, m.wide.destroy())
+		m.wide = nil
 	}
-	return first
+	return err
 }
 
 // tensors collects Go buffers wrapped as tensors for one session run:

@@ -58,7 +58,15 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 		}
 	}
 
-	model, err := env.Runtime.Load(r.ckpt)
+	var chunks []int
+	batches := 0
+	for c := range r.chunks() {
+		if shard.Owns(c) && !r.chunkDone(c) {
+			chunks = append(chunks, c)
+			batches += len(r.newChunkJob(c).batches)
+		}
+	}
+	model, err := env.Runtime.LoadFor(r.ckpt, batches)
 	if err != nil {
 		return "", err
 	}
@@ -67,21 +75,13 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 		r.ckpt.Name(), r.data.Name, len(r.data.Examples), r.chunks(), model.Provider(), shard, r.dir)
 
 	todo := 0
-	for c := range r.chunks() {
-		if shard.Owns(c) && !r.chunkDone(c) {
-			todo += len(r.chunk(c))
-		}
+	for _, c := range chunks {
+		todo += len(r.chunk(c))
 	}
 	est := r.expectedAttentionBytes(todo)
 	fmt.Fprintf(env.Log, "infer: expect about %s of attention for %d examples (%s per example; precision %s, store %s)\n",
 		formatBytes(est), todo, formatBytes(est/int64(max(todo, 1))), r.cfg.Precision, r.cfg.Store)
 	prog := newProgress(env.Progress, "infer", todo)
-	var chunks []int
-	for c := range r.chunks() {
-		if shard.Owns(c) && !r.chunkDone(c) {
-			chunks = append(chunks, c)
-		}
-	}
 	if err := r.translate(env, model, chunks, prog); err != nil {
 		return "", err
 	}
@@ -115,11 +115,16 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	ahead := chunksAhead(len(workers), r.batchesPerChunk())
 	writers := chunkWriters()
 	plan := model.Parallelism()
-	perWorker, helpers := threadUse(plan, model.Provider())
-	slots := &writeSlots{threads: plan.Threads, perWorker: perWorker}
+	narrow, wide, helpers := threadUse(plan, model.Provider())
+	slots := &writeSlots{threads: plan.Threads}
 	fmt.Fprintf(env.Log, "infer: %s, %d more rounding; up to %d chunks translated and %d written at once\n", model.Parallelism(), helpers, ahead, writers)
 
-	batches := make(chan *batchJob)
+	// Wide workers (more intra-op threads: Parallelism.Wide) take batches
+	// from wideBatches, the slowest first, and say on wideFree when they
+	// are done with one; the others take them from batches once no wide
+	// worker is free.
+	batches, wideBatches := make(chan *batchJob), make(chan *batchJob)
+	wideFree := make(chan struct{}, plan.Wide)
 	finished := make(chan *chunkJob)
 	// abort is closed at the first error that is not a stop: the batches
 	// still queued are then dropped, not translated for nothing.
@@ -156,7 +161,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	var busy atomic.Int64 // nanoseconds the workers spent in batches
 	var lastBatch time.Time
 	var slowest batchTime
-	runBatch := func(h *inference.Model, b *batchJob) {
+	runBatch := func(h *inference.Model, threads int, b *batchJob) {
 		t0 := time.Now()
 		var err error
 		switch {
@@ -165,10 +170,10 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 		case aborted():
 			err = errAbandoned
 		default:
-			slots.working.Add(1)
+			slots.working.Add(int32(threads))
 			err = b.run(h)
-			slots.working.Add(-1)
-			slowest.note(b, time.Since(t0))
+			slots.working.Add(-int32(threads))
+			slowest.note(b, threads, time.Since(t0))
 		}
 		busy.Add(int64(time.Since(t0)))
 		if err != nil {
@@ -211,6 +216,16 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 		}()
 	}
 	for _, h := range workers {
+		in, threads := batches, narrow
+		if plan.Wide > 0 && h.IntraOp() == plan.WideIntraOp {
+			in, threads = wideBatches, wide
+		}
+		take := func(b *batchJob) {
+			runBatch(h, threads, b)
+			if in == wideBatches {
+				wideFree <- struct{}{}
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -218,11 +233,11 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 				// A batch first, then an example to round, then wait for
 				// either.
 				select {
-				case b, ok := <-batches:
+				case b, ok := <-in:
 					if !ok {
 						return
 					}
-					runBatch(h, b)
+					take(b)
 					continue
 				default:
 				}
@@ -231,11 +246,11 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 					continue
 				}
 				select {
-				case b, ok := <-batches:
+				case b, ok := <-in:
 					if !ok {
 						return
 					}
-					runBatch(h, b)
+					take(b)
 				case <-rounds.ready:
 				}
 			}
@@ -249,7 +264,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	stop := env.Stop
 	var queue []*batchJob
 	var ready []*chunkJob // translated, waiting for a writer
-	translating, writing, next := 0, 0, 0
+	translating, writing, next, wideIdle := 0, 0, 0, plan.Wide
 	var firstErr error
 	stopping := false
 	fail := func(err error) {
@@ -293,14 +308,24 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 		if translating == 0 && writing == 0 && len(ready) == 0 && (next == len(chunks) || firstErr != nil) {
 			break
 		}
-		var send chan *batchJob
+		var send, sendWide chan *batchJob
 		var head *batchJob
 		if len(queue) > 0 {
-			send, head = batches, queue[0]
+			head = queue[0]
+			if wideIdle > 0 {
+				sendWide = wideBatches
+			} else {
+				send = batches
+			}
 		}
 		select {
 		case send <- head:
 			queue = queue[1:]
+		case sendWide <- head:
+			queue = queue[1:]
+			wideIdle--
+		case <-wideFree:
+			wideIdle++
 		case cj := <-finished:
 			translating--
 			lastBatch = time.Now()
@@ -328,6 +353,7 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 		}
 	}
 	close(batches)
+	close(wideBatches)
 	close(quit)
 	wg.Wait()
 	if firstErr == nil && !lastBatch.IsZero() {
@@ -344,16 +370,17 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 // batchTime keeps the slowest batch of a run, for the log: at few batches
 // a worker (batch 64 on 16 cores) it bounds the run.
 type batchTime struct {
-	mu   sync.Mutex
-	took time.Duration
-	b    *batchJob
+	mu      sync.Mutex
+	took    time.Duration
+	b       *batchJob
+	threads int // the worker's
 }
 
-func (t *batchTime) note(b *batchJob, took time.Duration) {
+func (t *batchTime) note(b *batchJob, threads int, took time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if took > t.took {
-		t.took, t.b = took, b
+		t.took, t.b, t.threads = took, b, threads
 	}
 }
 
@@ -367,20 +394,20 @@ func (t *batchTime) String() string {
 	if t.b.detached {
 		kind = " detached"
 	}
-	return fmt.Sprintf("%.2fs: chunk %d%s batch %d, %d examples", t.took.Seconds(), t.b.chunk.c, kind, t.b.n, len(t.b.idx))
+	return fmt.Sprintf("%.2fs: chunk %d%s batch %d, %d examples, threads %d", t.took.Seconds(), t.b.chunk.c, kind, t.b.n, len(t.b.idx), t.threads)
 }
 
 // threadUse is how many threads a worker of plan keeps busy while it
-// decodes, and how many of plan's threads the workers leave to rounding
-// helpers. A worker on the CPU uses its intra-op threads; one driving a
-// GPU mostly waits on it: one thread, and the others round (at GPU speed
-// rounding is most of the CPU's work).
-func threadUse(plan inference.Parallelism, provider string) (perWorker, helpers int) {
-	perWorker = plan.IntraOp
+// decodes, narrow or wide (Parallelism.Wide), and how many of plan's
+// threads the workers leave to rounding helpers. A worker on the CPU uses
+// its intra-op threads; one driving a GPU mostly waits on it: one thread,
+// and the others round (at GPU speed rounding is most of the CPU's work).
+func threadUse(plan inference.Parallelism, provider string) (narrow, wide, helpers int) {
+	narrow, wide = plan.IntraOp, plan.WideIntraOp
 	if provider != "cpu" {
-		perWorker = 1
+		narrow, wide = 1, 1
 	}
-	return perWorker, max(0, plan.Threads-plan.Workers*perWorker)
+	return narrow, wide, max(0, plan.Threads-(plan.Workers-plan.Wide)*narrow-plan.Wide*wide)
 }
 
 // writeSlots bounds the sub-parts written at once to the threads the
@@ -388,16 +415,16 @@ func threadUse(plan inference.Parallelism, provider string) (perWorker, helpers 
 // thread beside the workers' ONNX Runtime threads, and more threads than
 // cores slow the slowest batch, which ends the run.
 type writeSlots struct {
-	threads, perWorker int
-	working            atomic.Int32 // workers decoding, workers and helpers rounding
-	mu                 sync.Mutex
-	writing            int
+	threads int
+	working atomic.Int32 // threads of workers decoding, workers and helpers rounding
+	mu      sync.Mutex
+	writing int
 }
 
 func (w *writeSlots) acquire() {
 	for {
 		w.mu.Lock()
-		if w.writing < max(1, w.threads-int(w.working.Load())*w.perWorker) {
+		if w.writing < max(1, w.threads-int(w.working.Load())) {
 			w.writing++
 			w.mu.Unlock()
 			return

@@ -92,7 +92,7 @@ func TestChunkWrittenAsSubParts(t *testing.T) {
 		}
 		return out
 	}
-	slots := &writeSlots{threads: 3, perWorker: 1}
+	slots := &writeSlots{threads: 3}
 	var wantRows int
 	for c := range r.chunks() {
 		exs := r.chunk(c)
@@ -193,22 +193,26 @@ func seq(from, to int) []int {
 
 func TestThreadUse(t *testing.T) {
 	cases := []struct {
-		plan               inference.Parallelism
-		provider           string
-		perWorker, helpers int
+		plan                  inference.Parallelism
+		provider              string
+		narrow, wide, helpers int
 	}{
-		{inference.Parallelism{Threads: 16, Workers: 16, IntraOp: 1}, "cpu", 1, 0},
-		{inference.Parallelism{Threads: 6, Workers: 3, IntraOp: 2}, "cpu", 2, 0},
-		{inference.Parallelism{Threads: 5, Workers: 2, IntraOp: 2}, "cpu", 2, 1},
-		{inference.Parallelism{Threads: 1, Workers: 1, IntraOp: 1}, "cpu", 1, 0},
+		{inference.Parallelism{Threads: 16, Workers: 16, IntraOp: 1}, "cpu", 1, 0, 0},
+		{inference.Parallelism{Threads: 6, Workers: 3, IntraOp: 2}, "cpu", 2, 0, 0},
+		{inference.Parallelism{Threads: 5, Workers: 2, IntraOp: 2}, "cpu", 2, 0, 1},
+		{inference.Parallelism{Threads: 1, Workers: 1, IntraOp: 1}, "cpu", 1, 0, 0},
+		// 13 batches on 16 threads: 3 wide workers of 2
+		{inference.Parallelism{Threads: 16, Workers: 13, IntraOp: 1, Wide: 3, WideIntraOp: 2}, "cpu", 1, 2, 0},
+		// 3 batches on 16 threads: 4 threads each, 4 left to round
+		{inference.Parallelism{Threads: 16, Workers: 3, IntraOp: 4}, "cpu", 4, 0, 4},
 		// CUDA: one worker waiting on the GPU, every other thread rounds.
-		{inference.Parallelism{Threads: 16, Workers: 1, IntraOp: 16}, "cuda", 1, 15},
-		{inference.Parallelism{Threads: 1, Workers: 1, IntraOp: 1}, "cuda", 1, 0},
+		{inference.Parallelism{Threads: 16, Workers: 1, IntraOp: 16}, "cuda", 1, 1, 15},
+		{inference.Parallelism{Threads: 1, Workers: 1, IntraOp: 1}, "cuda", 1, 1, 0},
 	}
 	for _, c := range cases {
-		p, h := threadUse(c.plan, c.provider)
-		if p != c.perWorker || h != c.helpers {
-			t.Errorf("threadUse(%+v, %s) = %d per worker, %d helpers; want %d, %d", c.plan, c.provider, p, h, c.perWorker, c.helpers)
+		n, w, h := threadUse(c.plan, c.provider)
+		if n != c.narrow || (c.plan.Wide > 0 && w != c.wide) || h != c.helpers {
+			t.Errorf("threadUse(%+v, %s) = %d narrow, %d wide, %d helpers; want %d, %d, %d", c.plan, c.provider, n, w, h, c.narrow, c.wide, c.helpers)
 		}
 	}
 }
