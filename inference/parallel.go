@@ -58,6 +58,7 @@ func (p Parallelism) fitBatches(batches int) Parallelism {
 // small model's matrices leave many threads of one call waiting (16 on one
 // call ran slower than one).
 const maxFitIntraOp = 4
+
 // PlanParallelism splits threads (0: every core the process may use) into
 // workers (0: automatic) and intra-op threads per worker. The workers need
 // not divide the threads: each gets threads/workers, at least one.
