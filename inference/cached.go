@@ -298,8 +298,9 @@ func (m *Model) scratch(row []float32) []float32 {
 
 // greedyCached is greedy search over the cache. A row at its length limit
 // (maxLen-1 tokens) gets EOS, from one more step, so that every pass has
-// its EOS row as a teacher-forced pass would.
-func (m *Model) greedyCached(e *encoded, maxLen []int, penalty float32) ([]track, error) {
+// its EOS row as a teacher-forced pass would. Each sentence's track goes
+// to finished when its row ends, and is dropped here.
+func (m *Model) greedyCached(e *encoded, maxLen []int, penalty float32, finished func(i int, tr track)) error {
 	tracks := make([]track, e.n)
 	active := make([]int, e.n)
 	toks := make([]int32, e.n)
@@ -312,7 +313,7 @@ func (m *Model) greedyCached(e *encoded, maxLen []int, penalty float32) ([]track
 	for len(active) > 0 {
 		out, err := c.advance(parents, toks)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		// Finished rows leave: the next step continues the others' cache rows.
 		// The log-normaliser of every row (an exp per vocabulary entry, the
@@ -334,11 +335,14 @@ func (m *Model) greedyCached(e *encoded, maxLen []int, penalty float32) ([]track
 			tracks[i] = tracks[i].extend(m.record(out, r, e.lens[i]), y, eos, float32(float64(row[y])-lse[r]))
 			if y != eos {
 				still, parents, toks = append(still, i), append(parents, r), append(toks, y)
+			} else {
+				finished(i, tracks[i])
+				tracks[i] = track{}
 			}
 		}
 		active = still
 	}
-	return tracks, nil
+	return nil
 }
 
 // beamCached is beam search (as beam) over the cache: each step, the new

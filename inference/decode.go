@@ -79,16 +79,30 @@ type Pass struct {
 // and log-probability as the free pass (cached.go). Either way one
 // teacher-forced pass over each reference makes the forced pass.
 func (m *Model) TranslateBatch(reqs []Request, opts DecodeOptions) ([]Result, error) {
+	res := make([]Result, len(reqs))
+	if err := m.TranslateEach(reqs, opts, func(r Result) { res[r.Index] = r }); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// TranslateEach is TranslateBatch handing each request's result to done as
+// soon as it is complete, once per request, on the calling goroutine:
+// contract 2's greedy search runs the forced passes first and hands out a
+// sentence when its row ends, while the batch's longer sentences are still
+// decoded (a caller can store it meanwhile); otherwise every result comes
+// at the end, in order. On an error, some results may have been handed out.
+func (m *Model) TranslateEach(reqs []Request, opts DecodeOptions, done func(Result)) error {
 	if opts.Beam < 0 || opts.MaxLen < 0 || opts.RepetitionPenalty < 0 {
-		return nil, fmt.Errorf("decode options %+v: want beam, max-len and repetition penalty ≥ 0", opts)
+		return fmt.Errorf("decode options %+v: want beam, max-len and repetition penalty ≥ 0", opts)
 	}
 	if len(reqs) == 0 {
-		return nil, nil
+		return nil
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.enc == nil {
-		return nil, errors.New("model is closed")
+		return errors.New("model is closed")
 	}
 	srcs := make([]string, len(reqs))
 	for i, r := range reqs {
@@ -96,11 +110,11 @@ func (m *Model) TranslateBatch(reqs []Request, opts DecodeOptions) ([]Result, er
 	}
 	srcIDs, srcPieces, err := m.tokenizeSources(srcs)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	e, err := m.encode(srcIDs)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	res := make([]Result, len(reqs))
 	enc := m.io
@@ -132,58 +146,84 @@ func (m *Model) TranslateBatch(reqs []Request, opts DecodeOptions) ([]Result, er
 	if penalty == 0 {
 		penalty = 1
 	}
-	rowReq := make([]int, 0, 2*len(reqs))
-	targets := make([][]int32, 0, 2*len(reqs))
-	var hyps [][]int32
-	if m.io.contract == 2 {
-		var tracks []track
-		if opts.Beam == 0 {
-			tracks, err = m.greedyCached(e, maxLen, penalty)
-		} else {
-			tracks, err = m.beamCached(e, maxLen, opts.Beam, penalty)
+	// The references' forced passes.
+	var refReq []int
+	var refs [][]int32
+	for i, r := range reqs {
+		if r.HasReference {
+			ids := m.tok.Target(r.Reference)
+			if err := m.checkTarget(i, "reference", ids); err != nil {
+				return err
+			}
+			refReq, refs = append(refReq, i), append(refs, ids)
 		}
+	}
+	forced := func() error {
+		passes, err := m.force(e, refReq, refs)
 		if err != nil {
-			return nil, err
+			return err
+		}
+		for k, i := range refReq {
+			res[i].Forced = &passes[k]
+		}
+		return nil
+	}
+	switch {
+	case m.io.contract == 2 && opts.Beam == 0:
+		// Forced first, so that a sentence is complete when its row ends.
+		if err := forced(); err != nil {
+			return err
+		}
+		return m.greedyCached(e, maxLen, penalty, func(i int, tr track) {
+			res[i].Free = m.pass(tr, e.lens[i])
+			res[i].Hypothesis = m.tok.Decode(tr.toks)
+			done(res[i])
+			res[i] = Result{}
+		})
+	case m.io.contract == 2:
+		tracks, err := m.beamCached(e, maxLen, opts.Beam, penalty)
+		if err != nil {
+			return err
 		}
 		for i, tr := range tracks {
 			res[i].Free = m.pass(tr, e.lens[i])
 			res[i].Hypothesis = m.tok.Decode(tr.toks)
 		}
-	} else {
+		if err := forced(); err != nil {
+			return err
+		}
+	default:
+		// Contract 1: the search, then one batch of forced passes: over
+		// each hypothesis (the free pass), then over each reference.
+		var hyps [][]int32
 		if opts.Beam == 0 {
 			hyps, err = m.greedy(m.stepper(e), maxLen, penalty)
 		} else {
 			hyps, err = m.beam(m.stepper(e), maxLen, opts.Beam, penalty)
 		}
 		if err != nil {
-			return nil, err
+			return err
+		}
+		rowReq := make([]int, len(reqs), len(reqs)+len(refReq))
+		for i := range rowReq {
+			rowReq[i] = i
+		}
+		passes, err := m.force(e, append(rowReq, refReq...), append(hyps, refs...))
+		if err != nil {
+			return err
 		}
 		for i := range reqs {
-			rowReq, targets = append(rowReq, i), append(targets, hyps[i])
-		}
-	}
-	for i, r := range reqs {
-		if r.HasReference {
-			ids := m.tok.Target(r.Reference)
-			if err := m.checkTarget(i, "reference", ids); err != nil {
-				return nil, err
-			}
-			rowReq, targets = append(rowReq, i), append(targets, ids)
-		}
-	}
-	passes, err := m.force(e, rowReq, targets)
-	if err != nil {
-		return nil, err
-	}
-	for k, i := range rowReq {
-		if k < len(hyps) {
-			res[i].Free = passes[k]
+			res[i].Free = passes[i]
 			res[i].Hypothesis = m.tok.Decode(hyps[i])
-		} else {
-			res[i].Forced = &passes[k]
+		}
+		for k, i := range refReq {
+			res[i].Forced = &passes[len(reqs)+k]
 		}
 	}
-	return res, nil
+	for _, r := range res {
+		done(r)
+	}
+	return nil
 }
 
 // Force runs teacher-forced passes of each source with the target of the

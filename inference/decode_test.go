@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -527,6 +528,49 @@ func TestBatchShrinks(t *testing.T) {
 	for i, want := range [][]int32{{A}, {A, A, A}, {A, A}} {
 		if !slices.Equal(out[i], want) {
 			t.Errorf("sequence %d: %v, want %v", i, out[i], want)
+		}
+	}
+}
+
+// TestTranslateEachHandsOutEarly checks TranslateEach against
+// TranslateBatch: each result once, equal to TranslateBatch's; with the
+// key/value cache and greedy search a sentence comes out when its row ends
+// (shorter outputs first, so not in request order here: the length limit
+// follows each source), otherwise every result at the end, in order.
+func TestTranslateEachHandsOutEarly(t *testing.T) {
+	for _, m := range tinyModels(t) {
+		for _, beam := range []int{0, 2} {
+			opts := DecodeOptions{Beam: beam}
+			want, err := m.TranslateBatch(testSentences, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []Result
+			if err := m.TranslateEach(testSentences, opts, func(r Result) { got = append(got, r) }); err != nil {
+				t.Fatal(err)
+			}
+			name := fmt.Sprintf("contract %d, beam %d", m.io.contract, beam)
+			if len(got) != len(want) {
+				t.Fatalf("%s: %d results handed out, want %d", name, len(got), len(want))
+			}
+			early := m.io.contract == 2 && beam == 0
+			seen, inOrder := make([]bool, len(want)), true
+			for k, r := range got {
+				if seen[r.Index] {
+					t.Fatalf("%s: result %d handed out twice", name, r.Index)
+				}
+				seen[r.Index] = true
+				inOrder = inOrder && r.Index == k
+				if !reflect.DeepEqual(r, want[r.Index]) {
+					t.Errorf("%s: result %d differs from TranslateBatch's", name, r.Index)
+				}
+				if early && k > 0 && len(r.Free.IDs) < len(got[k-1].Free.IDs) {
+					t.Errorf("%s: result %d (%d tokens) came after a longer one (%d)", name, r.Index, len(r.Free.IDs), len(got[k-1].Free.IDs))
+				}
+			}
+			if inOrder == early {
+				t.Errorf("%s: handed out in request order %v, want %v", name, inOrder, !early)
+			}
 		}
 	}
 }

@@ -97,9 +97,11 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 // detached pairs), and the model's workers take batches from one queue,
 // whichever chunk they belong to, the slowest first: on 16 cores a chunk
 // of four batches would leave twelve workers idle, so several chunks are
-// translated at once (chunksAhead). A translated batch's examples are
-// rounded as stored (store.PrepareAttention) by workers that find no batch
-// waiting. A chunk whose batches are all translated and rounded goes to
+// translated at once (chunksAhead). Each translated example is rounded as
+// stored (store.PrepareAttention) by workers that find no batch waiting,
+// as soon as its batch hands it out (Model.TranslateEach: with the key/value
+// cache and greedy search, when its row ends, while the batch's longer
+// sentences are still decoded). A chunk whose batches are all translated and rounded goes to
 // the writers, which encode and commit its Parquet parts (the attention
 // as sub-parts, written at once) on their own goroutines, with the
 // threads the workers leave, while later chunks are translated: at GPU
@@ -148,8 +150,8 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			finished <- b.chunk
 		}
 	}
-	// A translated batch's attention is rounded as stored example by
-	// example, by the workers, when no batch is waiting: on the cores the
+	// Translated examples are rounded as stored one by one, by the
+	// workers, when no batch is waiting: on the cores the
 	// decoding leaves idle (at batch 64 on 16 cores, 13 batches for 16
 	// workers), not after the chunk's slowest batch, and never instead of
 	// decoding, the critical path. (Rounding on goroutines of its own
@@ -163,6 +165,11 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	var slowest batchTime
 	runBatch := func(h *inference.Model, threads int, b *batchJob) {
 		t0 := time.Now()
+		// A count for each example and one for the batch: the batch is
+		// done when it has ended and each example it handed out (as
+		// soon as translated) is rounded.
+		b.unrounded.Store(int32(len(b.idx)) + 1)
+		handed := 0
 		var err error
 		switch {
 		case env.stopped():
@@ -171,7 +178,10 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			err = errAbandoned
 		default:
 			slots.working.Add(int32(threads))
-			err = b.run(h)
+			err = b.run(h, func(i int) {
+				handed++
+				rounds.push(b, i)
+			})
 			slots.working.Add(-int32(threads))
 			slowest.note(b, threads, time.Since(t0))
 		}
@@ -179,12 +189,9 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 		if err != nil {
 			b.chunk.fail(err)
 		}
-		if err != nil || len(b.idx) == 0 {
+		if b.unrounded.Add(-int32(len(b.idx)-handed+1)) == 0 {
 			done(b)
-			return
 		}
-		b.unrounded.Store(int32(len(b.idx)))
-		rounds.push(b)
 	}
 	round := func(t roundTask) {
 		slots.working.Add(1)
@@ -457,12 +464,10 @@ type roundTask struct {
 
 func newRoundQueue() *roundQueue { return &roundQueue{ready: make(chan struct{}, 1)} }
 
-// push queues every example of b.
-func (q *roundQueue) push(b *batchJob) {
+// push queues example i of b's chunk.
+func (q *roundQueue) push(b *batchJob, i int) {
 	q.mu.Lock()
-	for _, i := range b.idx {
-		q.tasks = append(q.tasks, roundTask{b, i})
-	}
+	q.tasks = append(q.tasks, roundTask{b, i})
 	q.mu.Unlock()
 	q.signal()
 }
@@ -604,7 +609,7 @@ type batchJob struct {
 	idx       []int
 	detached  bool
 	opts      inference.DecodeOptions
-	unrounded atomic.Int32 // examples translated, not yet rounded
+	unrounded atomic.Int32 // examples not yet rounded, and one while the batch runs
 }
 
 // cost is a batch's decoding time in arbitrary units, for ordering the
@@ -660,7 +665,7 @@ func (r *run) newChunkJob(c int) *chunkJob {
 }
 
 // run translates or force-decodes the batch on model m.
-func (b *batchJob) run(m *inference.Model) error {
+func (b *batchJob) run(m *inference.Model, handed func(i int)) error {
 	exs := b.chunk.exs
 	if b.detached {
 		srcs, refs := make([]string, len(b.idx)), make([]string, len(b.idx))
@@ -673,6 +678,7 @@ func (b *batchJob) run(m *inference.Model) error {
 		}
 		for k, i := range b.idx {
 			b.chunk.out.detached[i] = &out[k]
+			handed(i)
 		}
 		return nil
 	}
@@ -680,12 +686,13 @@ func (b *batchJob) run(m *inference.Model) error {
 	for k, i := range b.idx {
 		reqs[k] = inference.Request{Source: exs[i].Source, Reference: exs[i].Reference, HasReference: exs[i].HasReference}
 	}
-	out, err := m.TranslateBatch(reqs, b.opts)
+	err := m.TranslateEach(reqs, b.opts, func(r inference.Result) {
+		i := b.idx[r.Index]
+		b.chunk.out.results[i] = r
+		handed(i)
+	})
 	if err != nil {
 		return fmt.Errorf("chunk %d, batch %d (%s): %w", b.chunk.c, b.n, exampleIDs(exs, b.idx), err)
-	}
-	for k, i := range b.idx {
-		b.chunk.out.results[i] = out[k]
 	}
 	return nil
 }
