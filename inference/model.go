@@ -87,12 +87,13 @@ func grow[T any](b *[]T, n int) []T {
 // Load checks the checkpoint against the contract and opens its sessions on
 // the Runtime's provider. With provider auto, a CUDA session that fails to
 // open falls back to the CPU, and the reason is logged.
-func (r *Runtime) Load(ck *Checkpoint) (*Model, error) { return r.LoadFor(ck, 0) }
+func (r *Runtime) Load(ck *Checkpoint) (*Model, error) { return r.LoadFor(ck, nil) }
 
-// LoadFor is Load for a job of the given number of batches (0: not known):
-// on the CPU, with the workers left automatic, fewer batches than threads
-// get a worker each and the threads left over (Parallelism.Wide).
-func (r *Runtime) LoadFor(ck *Checkpoint, batches int) (*Model, error) {
+// LoadFor is Load for a job of batches of the given costs (any unit; nil:
+// not known): on the CPU, with the workers left automatic, fewer batches
+// than threads share the threads by cost, the costliest on wide workers of
+// more intra-op threads (Parallelism.Wide).
+func (r *Runtime) LoadFor(ck *Checkpoint, costs []int) (*Model, error) {
 	if err := ck.inspect(); err != nil {
 		return nil, err
 	}
@@ -114,7 +115,7 @@ func (r *Runtime) LoadFor(ck *Checkpoint, batches int) (*Model, error) {
 	m.fullOut = append([]string{TensorLogits}, m.attnOut...)
 	useCUDA := r.cuda
 	if useCUDA {
-		err := m.open(r, true, 0)
+		err := m.open(r, true, nil)
 		if err == nil {
 			m.provider = ProviderCUDA
 			m.share()
@@ -126,7 +127,7 @@ func (r *Runtime) LoadFor(ck *Checkpoint, batches int) (*Model, error) {
 		}
 		r.noteFallback(fmt.Errorf("CUDA session failed: %w", err))
 	}
-	if err := m.open(r, false, batches); err != nil {
+	if err := m.open(r, false, costs); err != nil {
 		m.Close()
 		return nil, fmt.Errorf("opening %s: %w", ck.name, err)
 	}
@@ -135,13 +136,13 @@ func (r *Runtime) LoadFor(ck *Checkpoint, batches int) (*Model, error) {
 	return m, nil
 }
 
-func (m *Model) open(r *Runtime, cuda bool, batches int) error {
+func (m *Model) open(r *Runtime, cuda bool, costs []int) error {
 	par, err := PlanParallelism(r.opts.Threads, r.opts.Workers, cuda)
 	if err != nil {
 		return err
 	}
 	if !cuda && r.opts.Workers == 0 {
-		par = par.fitBatches(batches)
+		par = par.fitBatches(costs)
 	}
 	m.par = par
 	if par.Wide == 0 {

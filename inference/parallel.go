@@ -2,7 +2,9 @@ package inference
 
 import (
 	"fmt"
+	"math"
 	"runtime"
+	"slices"
 )
 
 // Parallelism is how a run spreads over the CPU: Workers decoders translate
@@ -15,9 +17,9 @@ import (
 // busy on whole batches instead, so on the CPU the default is one worker
 // per thread. On CUDA the GPU does the arithmetic and one worker feeds it.
 //
-// A run of fewer batches than threads gets one worker a batch, and the
-// threads left over go to Wide of them (fitBatches), which run with
-// WideIntraOp threads and take the slowest batches.
+// A job of fewer batches than threads is split by the batches' costs
+// (fitBatches): Wide workers run with WideIntraOp threads and take the
+// costliest batches, the others one thread each.
 type Parallelism struct {
 	Threads     int `json:"threads"`                 // CPU threads for inference in all
 	Workers     int `json:"workers"`                 // batches decoded at the same time
@@ -33,25 +35,51 @@ func (p Parallelism) String() string {
 	return fmt.Sprintf("%d threads: %d workers × %d intra-op", p.Threads, p.Workers, p.IntraOp)
 }
 
-// fitBatches fits an automatic CPU plan (one worker a thread) to a run of
-// batches batches (0: not known): with fewer batches than workers, every
-// batch gets a worker, and the threads left over go to some of them, one
-// more each (at batch 64 on 16 cores, 792 sentences make 13 batches: 3
-// workers of 2 threads, 10 of one), up to maxFitIntraOp threads a worker;
-// any still left round examples. The slowest batch bounds such a run (its
-// longest sentences took a third of the decoding on one thread), and two
-// threads decoded it in 1.11 s instead of 1.43–1.76 s on the 16-core
-// machine (bench/RESULTS.md).
-func (p Parallelism) fitBatches(batches int) Parallelism {
-	if batches <= 0 || batches >= p.Workers || p.IntraOp != 1 {
+// fitBatches fits an automatic CPU plan (one worker a thread) to a job
+// whose batches have the given costs (any unit, such as sentences × the
+// longest source; none: not known). With fewer batches than threads, a
+// worker a batch leaves threads idle while the slowest batch bounds the
+// job: at batch 64 on 16 cores, 792 sentences make 13 batches, and the
+// three of the longest sentences took 0.9–2.0 s each on one thread, the
+// other ten 0.1–0.5 s. So the W costliest batches get wide workers of K
+// intra-op threads and the others share the threads left, one a worker:
+// of every W and K (K up to maxFitIntraOp), the plan whose estimated end
+// is earliest, the later of the costliest batch on K threads (K^0.6 times
+// as fast: two threads decoded it 1.45x as fast there, bench/RESULTS.md)
+// and the other batches spread over their workers. Equal batches get as
+// many threads each as there are for all (4 batches on 16 threads: 4 × 4).
+func (p Parallelism) fitBatches(costs []int) Parallelism {
+	b := len(costs)
+	if b == 0 || b >= p.Workers || p.IntraOp != 1 {
 		return p
 	}
-	per := min(maxFitIntraOp, p.Threads/batches)
-	p.Workers, p.IntraOp = batches, per
-	if left := p.Threads - per*batches; left > 0 && per < maxFitIntraOp {
-		p.Wide, p.WideIntraOp = min(left, batches), per+1
+	c := slices.Sorted(slices.Values(costs))
+	slices.Reverse(c) // costliest first
+	rest := make([]float64, b+1) // rest[w]: the cost of c[w:]
+	for i := b - 1; i >= 0; i-- {
+		rest[i] = rest[i+1] + float64(c[i])
 	}
-	return p
+	best, bestEnd := Parallelism{Threads: p.Threads, Workers: b, IntraOp: 1}, float64(c[0])
+	for k := 2; k <= maxFitIntraOp; k++ {
+		for w := 1; w <= b && w*k <= p.Threads; w++ {
+			narrow := min(b-w, p.Threads-w*k)
+			if narrow == 0 && w < b {
+				continue // the other batches need a worker
+			}
+			end := float64(c[0]) / math.Pow(float64(k), 0.6)
+			if w < b {
+				end = max(end, float64(c[w]), rest[w]/float64(narrow))
+			}
+			if end >= bestEnd*(1-1e-9) {
+				continue
+			}
+			best, bestEnd = Parallelism{Threads: p.Threads, Workers: w + narrow, IntraOp: 1, Wide: w, WideIntraOp: k}, end
+			if narrow == 0 {
+				best = Parallelism{Threads: p.Threads, Workers: w, IntraOp: k}
+			}
+		}
+	}
+	return best
 }
 
 // maxFitIntraOp bounds the intra-op threads fitBatches gives a worker: a

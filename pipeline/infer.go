@@ -58,15 +58,16 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 		}
 	}
 
-	var chunks []int
-	batches := 0
+	var chunks, costs []int
 	for c := range r.chunks() {
 		if shard.Owns(c) && !r.chunkDone(c) {
 			chunks = append(chunks, c)
-			batches += len(r.newChunkJob(c).batches)
+			for _, b := range r.newChunkJob(c).batches {
+				costs = append(costs, b.cost())
+			}
 		}
 	}
-	model, err := env.Runtime.LoadFor(r.ckpt, batches)
+	model, err := env.Runtime.LoadFor(r.ckpt, costs)
 	if err != nil {
 		return "", err
 	}

@@ -239,9 +239,9 @@ func TestShardsEqualTheUnshardedRun(t *testing.T) {
 // several chunks, four chunks written while others are translated), with
 // three workers of two intra-op threads each, with two such workers and a
 // thread left to round examples, and with 32 threads for its 28 batches
-// (28 workers, 4 of them with two intra-op threads, on sessions of their
-// own): the run folders must hold the same rows, and each manifest the
-// split it used.
+// (split by their costs: 7 wide workers of three intra-op threads, on
+// sessions of their own, and 11 of one): the run folders must hold the
+// same rows, and each manifest the split it used.
 func TestParallelWorkersEqualOneWorker(t *testing.T) {
 	data := smallDataset(t, 40)
 	variants := []struct {
@@ -255,7 +255,7 @@ func TestParallelWorkersEqualOneWorker(t *testing.T) {
 		{"three workers × 2", "2", []string{"--threads", "6", "--workers", "3"}, inference.Parallelism{Threads: 6, Workers: 3, IntraOp: 2}},
 		// The thread the workers leave rounds examples on its own.
 		{"two workers × 2 and a rounding helper", "2", []string{"--threads", "5", "--workers", "2"}, inference.Parallelism{Threads: 5, Workers: 2, IntraOp: 2}},
-		{"fewer batches than threads", "2", []string{"--threads", "32"}, inference.Parallelism{Threads: 32, Workers: 28, IntraOp: 1, Wide: 4, WideIntraOp: 2}},
+		{"fewer batches than threads", "2", []string{"--threads", "32"}, inference.Parallelism{Threads: 32, Workers: 18, IntraOp: 1, Wide: 7, WideIntraOp: 3}},
 	}
 	var want map[string]string
 	for _, v := range variants {
