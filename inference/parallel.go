@@ -54,7 +54,7 @@ func (p Parallelism) fitBatches(costs []int) Parallelism {
 		return p
 	}
 	c := slices.Sorted(slices.Values(costs))
-	slices.Reverse(c) // costliest first
+	slices.Reverse(c)            // costliest first
 	rest := make([]float64, b+1) // rest[w]: the cost of c[w:]
 	for i := b - 1; i >= 0; i-- {
 		rest[i] = rest[i+1] + float64(c[i])
