@@ -171,8 +171,24 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 		n := math.RoundToEven(x)
 		if x < 1 && fine > 1 {
 			n = math.RoundToEven(x*fine) / fine
+			if expCoarseFine > 0 {
+				for c := expCoarseFine; c >= 1; c-- {
+					m := float64(int(1) << c)
+					if cand := math.Round(x*fine/m) * m / fine; math.Abs(cand-x) <= maxErr/step-1e-9 && cand < 1 {
+						n = cand
+						break
+					}
+				}
+			}
 			fineSum += n
 		} else {
+			for c := expCoarse; c >= 1; c-- {
+				m := float64(int(1) << c)
+				if cand := math.Round(x/m) * m; math.Abs(cand-x) <= maxErr/step-1e-9 && cand <= 1/step {
+					n = cand
+					break
+				}
+			}
 			sumN += n
 		}
 		q.x[j], q.n[j] = x, n
@@ -280,9 +296,12 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 	return entErr
 }
 
+// experiment knobs
+var expCoarse, expCoarseFine int
+
 // entropyGoal is where the pair moves stop: a tenth of the 1e-4 of
 // entropy that the fixed precision keeps.
-const entropyGoal = 1e-5
+var entropyGoal = 1e-5
 
 // bestPair finds the unused up move and unused down move (of different
 // values) whose entropy changes bring entErr nearest 0, and that |error|;

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,8 +18,31 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
+var expPosSpec = os.Getenv("EXP_POS") // cross,dec,enc each first|last|diag
+
 func expPos(kind string, t, rows, cols int) int {
-	if kind == KindDecoderSelf && rows == cols {
+	spec := []string{"last", "diag", "last"}
+	if expPosSpec != "" {
+		spec = strings.Split(expPosSpec, ",")
+	}
+	k := map[string]int{KindCross: 0, KindDecoderSelf: 1, KindEncoderSelf: 2}[kind]
+	switch spec[k] {
+	case "first":
+		return 0
+	case "diag":
+		if t < cols {
+			return t
+		}
+	case "second":
+		if cols > 1 {
+			return 1
+		}
+	case "penult":
+		if cols > 1 {
+			return cols - 2
+		}
+	}
+	if kind == KindDecoderSelf && rows == cols && expTri {
 		return t
 	}
 	return cols - 1
