@@ -8,10 +8,39 @@ import (
 	"attnaudit/metrics"
 )
 
+// grid is how quantizeRows rounds: to multiples of step, weights below
+// one step to multiples of step/fine (fine > 1; 1 rounds them to step
+// too), each within maxErr.
+type grid struct {
+	step, maxErr, fine float64
+	// even sends a weight to an even multiple of step wherever one is
+	// within maxErr (the packed precision): four in five weights can go
+	// there, which leaves the grid index's last bit mostly 0 and the
+	// column a little smaller. The row sum and entropy balancing then
+	// moves some to odd multiples.
+	even bool
+	// goal is where the entropy balancing's pair moves stop (entropyGoal
+	// when 0): once what a row and the rows before it moved the matrix's
+	// entropy sum is below it. Each pair move leaves two weights off the
+	// nearest (or even) multiple.
+	goal float64
+	// keepZeros leaves weights that are exactly 0 at 0 (the packed
+	// precision): otherwise the row sum balancing may raise one to
+	// step/fine, as it may any weight below one step, and a causal
+	// matrix's masked keys would no longer be 0.
+	keepZeros bool
+}
+
+// The grids of the precisions that round (attention.go).
+var (
+	fixedGrid   = grid{step: FixedStep, maxErr: FixedMaxError, fine: FixedFine}
+	compactGrid = grid{step: CompactStep, maxErr: FixedMaxError, fine: CompactFine}
+	packedGrid  = grid{step: PackedStep, maxErr: FixedMaxError, fine: PackedFine, even: true, goal: PackedEntropyGoal, keepZeros: true}
+)
+
 // quantizeRows rounds each row (cols values) of a row-major attention
-// matrix to multiples of step, and the weights below one step to
-// multiples of step/fine (fine > 1; 1 rounds them to step too), writing
-// them to out, so that
+// matrix to multiples of g.step, and the weights below one step to
+// multiples of step/fine, writing them to out, so that
 //
 //   - every value moves by at most maxErr (≥ step/2): each is rounded down
 //     or up, to the nearer multiple unless the other is also within maxErr;
@@ -33,15 +62,15 @@ import (
 //
 // Values outside [0, 1] and NaN are copied as they are; a row holding one
 // is only rounded to nearest.
-func quantizeRows(in, out []float32, cols int, step, maxErr, fine float64) float64 {
+func quantizeRows(in, out []float32, cols int, g grid) float64 {
 	q := quantizers.Get().(*rowQuantizer)
 	defer quantizers.Put(q)
-	q.h = entropyTerms(step)
+	q.h = entropyTerms(g.step)
 	// Each row's entropy is balanced against what the rows before it left
 	// (entropy is the mean over rows, so their errors cancel).
 	var left float64
 	for start := 0; start+cols <= len(in) && cols > 0; start += cols {
-		left = q.row(in[start:start+cols], out[start:start+cols], step, maxErr, fine, left)
+		left = q.row(in[start:start+cols], out[start:start+cols], g, left)
 	}
 	if cols == 0 || len(in) < cols {
 		return 0
@@ -60,10 +89,10 @@ func quantizeRows(in, out []float32, cols int, step, maxErr, fine float64) float
 // at 2^-13). The other per-head metrics move by at most the largest error
 // per weight: confidence, first_mass and last_mass are a row's largest
 // weight or one column, averaged over rows.
-func quantizeWithin(in, out []float32, cols int, step, maxErr, fine float64) {
+func quantizeWithin(in, out []float32, cols int, g grid) {
 	goal := entropyBound(cols)
-	for ; step >= minStep; step /= 2 {
-		e := quantizeRows(in, out, cols, step, maxErr, fine)
+	for ; g.step >= minStep; g.step /= 2 {
+		e := quantizeRows(in, out, cols, g)
 		if math.Abs(e) <= goal && math.Abs(diagonalityChange(in, out, cols)) <= 9e-5 {
 			return
 		}
@@ -156,7 +185,12 @@ func entropyTerms(step float64) []float64 {
 // row rounds one row, balancing its entropy error (the sum of its
 // −p ln p terms' changes) together with entErr, what earlier rows left,
 // and returns the two's sum.
-func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64) float64 {
+func (q *rowQuantizer) row(in, out []float32, g grid, entErr float64) float64 {
+	step, maxErr, fine := g.step, g.maxErr, g.fine
+	goal := g.goal
+	if goal == 0 {
+		goal = entropyGoal
+	}
 	k := len(in)
 	q.x, q.n = resize(q.x, k), resize(q.n, k)
 	q.lo, q.hi = resize(q.lo, k), resize(q.hi, k)
@@ -171,22 +205,12 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 		n := math.RoundToEven(x)
 		if x < 1 && fine > 1 {
 			n = math.RoundToEven(x*fine) / fine
-			if expCoarseFine > 0 {
-				for c := expCoarseFine; c >= 1; c-- {
-					m := float64(int(1) << c)
-					if cand := math.Round(x*fine/m) * m / fine; math.Abs(cand-x) <= maxErr/step-1e-9 && cand < 1 {
-						n = cand
-						break
-					}
-				}
-			}
 			fineSum += n
 		} else {
-			for c := expCoarse; c >= 1; c-- {
-				m := float64(int(1) << c)
-				if cand := math.Round(x/m) * m; math.Abs(cand-x) <= maxErr/step-1e-9 && cand <= 1/step {
-					n = cand
-					break
+			if g.even && math.Mod(n, 2) != 0 {
+				// the even multiple on the other side of x, if within maxErr
+				if e := 2 * math.Round(x/2); math.Abs(e-x) <= maxErr/step-1e-9 && e <= 1/step {
+					n = e
 				}
 			}
 			sumN += n
@@ -211,7 +235,7 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 		for units > 0 {
 			best, bestErr := -1, math.Inf(1)
 			for j := range in {
-				if q.x[j] >= 1 {
+				if q.x[j] >= 1 || (g.keepZeros && in[j] == 0) {
 					continue
 				}
 				n := q.n[j] + dir/fine
@@ -272,7 +296,7 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 	// two entropy changes best cancel it. The candidates are sorted once;
 	// a value moved in a pair is not moved again (moving it back would
 	// undo the pair), so later rounds skip it.
-	if math.Abs(entErr) >= entropyGoal {
+	if math.Abs(entErr) >= goal {
 		q.ups, q.downs = q.candidates(q.ups, k, 1), q.candidates(q.downs, k, -1)
 		slices.SortFunc(q.downs, byDelta)
 		q.used = resize(q.used, k)
@@ -285,7 +309,7 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 			entErr += q.apply(up, 1)
 			entErr += q.apply(down, -1)
 			q.used[up], q.used[down] = true, true
-			if math.Abs(entErr) < entropyGoal {
+			if math.Abs(entErr) < goal {
 				break
 			}
 		}
@@ -296,12 +320,9 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 	return entErr
 }
 
-// experiment knobs
-var expCoarse, expCoarseFine int
-
-// entropyGoal is where the pair moves stop: a tenth of the 1e-4 of
-// entropy that the fixed precision keeps.
-var entropyGoal = 1e-5
+// entropyGoal is where the pair moves stop by default: a tenth of the
+// 1e-4 of entropy that the fixed precision keeps.
+const entropyGoal = 1e-5
 
 // bestPair finds the unused up move and unused down move (of different
 // values) whose entropy changes bring entErr nearest 0, and that |error|;
