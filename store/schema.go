@@ -43,7 +43,7 @@ type column[T any] struct {
 	// zstdLevel, when above 0, is the column's zstd level in place of the
 	// writer's (the packed weights: a slower level that pays there).
 	zstdLevel int
-	appender func(b array.Builder) func(*T)
+	appender  func(b array.Builder) func(*T)
 	// prepare, when set, turns a row's value into what is stored (attention
 	// weights rounded to the grid) before it is appended. It must touch
 	// only its row: Writer.Write prepares many rows on several goroutines.
