@@ -144,7 +144,8 @@ type rowQuantizer struct {
 	lo, hi []bool    // whether n-1, n+1 are allowed
 	ups    []move    // candidate moves up and down (downs sorted by entropy change)
 	downs  []move
-	used   []bool // moved in a pair already
+	used   []bool    // moved in a pair already
+	saved  []float64 // shiftFine's copy of the fine values
 }
 
 type move struct {
@@ -192,6 +193,7 @@ func (q *rowQuantizer) row(in, out []float32, g grid, entErr float64) float64 {
 		goal = entropyGoal
 	}
 	k := len(in)
+	entIn := entErr
 	q.x, q.n = resize(q.x, k), resize(q.n, k)
 	q.lo, q.hi = resize(q.lo, k), resize(q.hi, k)
 	var sumX, sumN, fineSum float64
@@ -232,6 +234,7 @@ func (q *rowQuantizer) row(in, out []float32, g grid, entErr float64) float64 {
 	// it is, so that the row still sums to its float32 sum rounded to a step.
 	if u := math.RoundToEven(fineSum) - fineSum; u != 0 {
 		units, dir := int(math.Round(math.Abs(u)*fine)), math.Copysign(1, u)
+		flipped := false
 		for units > 0 {
 			best, bestErr := -1, math.Inf(1)
 			for j := range in {
@@ -244,11 +247,12 @@ func (q *rowQuantizer) row(in, out []float32, g grid, entErr float64) float64 {
 				}
 			}
 			if best < 0 {
-				if dir > 0 {
+				if flipped || (dir > 0 && !g.keepZeros) {
 					break
 				}
-				// no fine value left to lower: raise them to the next whole step instead
-				units, dir = int(fine)-units, 1
+				// no fine value left to lower (raise): raise (lower) them to
+				// the next (last) whole step instead
+				units, dir, flipped = int(fine)-units, -dir, true
 				continue
 			}
 			q.n[best] += dir / fine
@@ -286,6 +290,19 @@ func (q *rowQuantizer) row(in, out []float32, g grid, entErr float64) float64 {
 			}
 		}
 		if best < 0 {
+			// no value of a step or more can move in dir: the weights
+			// below one step move by one step together, if they can
+			if d, ok := q.shiftFine(in, g, dir); ok {
+				entErr += d
+				target -= dir
+				continue
+			}
+			if g.even {
+				// the even multiples left no move in dir: round this row
+				// to the nearest multiples instead
+				g.even = false
+				return q.row(in, out, g, entIn)
+			}
 			break
 		}
 		entErr += q.apply(best, dir)
@@ -318,6 +335,57 @@ func (q *rowQuantizer) row(in, out []float32, g grid, entErr float64) float64 {
 		out[j] = float32(q.n[j] * step)
 	}
 	return entErr
+}
+
+// shiftFine moves the row's weights below one step (those on the fine
+// grid) by one step in all, in dir, one fine unit at a time, each time
+// the one that stays nearest its weight, each within maxErr (zeros stay
+// 0 under keepZeros). It returns the change of the row's entropy error,
+// or false, leaving them as they were, when they cannot move so far.
+func (q *rowQuantizer) shiftFine(in []float32, g grid, dir float64) (float64, bool) {
+	if g.fine <= 1 {
+		return 0, false
+	}
+	lim := g.maxErr/g.step - 1e-9
+	before := q.saved[:0]
+	for j := range in {
+		if q.x[j] < 1 {
+			before = append(before, q.n[j])
+		}
+	}
+	q.saved = before
+	for range int(g.fine) {
+		best, bestErr := -1, math.Inf(1)
+		for j := range in {
+			if q.x[j] >= 1 || (g.keepZeros && in[j] == 0) {
+				continue
+			}
+			n := q.n[j] + dir/g.fine
+			if e := math.Abs(n - q.x[j]); n >= 0 && e <= lim && e < bestErr {
+				best, bestErr = j, e
+			}
+		}
+		if best < 0 {
+			i := 0
+			for j := range in {
+				if q.x[j] < 1 {
+					q.n[j] = before[i]
+					i++
+				}
+			}
+			return 0, false
+		}
+		q.n[best] += dir / g.fine
+	}
+	var d float64
+	i := 0
+	for j := range in {
+		if q.x[j] < 1 {
+			d += h(q.n[j]*g.step) - h(before[i]*g.step)
+			i++
+		}
+	}
+	return d, true
 }
 
 // entropyGoal is where the pair moves stop by default: a tenth of the
