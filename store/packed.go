@@ -107,7 +107,7 @@ func appendPacked(vb *array.Float32Builder, kind string, q, k int, v []float32) 
 // unpackWeights returns the q × k weights (row-major) of a matrix of kind
 // packed into v (1 + w each), and false when v's length fits no layout.
 func unpackWeights(kind string, q, k int, v []float32) ([]float32, bool) {
-	if q < 0 || k < 0 {
+	if q < 0 || k < 0 || q > maxPackedRows {
 		return nil, false
 	}
 	n, Q, K := int64(len(v)), int64(q), int64(k)
@@ -151,6 +151,11 @@ func unpackWeights(kind string, q, k int, v []float32) ([]float32, bool) {
 	}
 	return out, true
 }
+
+// maxPackedRows bounds the rows unpackWeights restores: a one-column
+// matrix's rows are all left out (each weight is 1), so q_len alone, from
+// a damaged file, could otherwise ask for any allocation.
+const maxPackedRows = 1 << 20
 
 // packedListCol stores []float32 attention weights rounded as
 // plusOneListCol does (1 + w, on g), in the packed layout: shape gives a
