@@ -27,7 +27,7 @@ func Default() Config {
 		ChunkSize:         256,
 		Beam:              1,
 		RepetitionPenalty: 1,
-		Precision:         store.PrecisionCompact,
+		Precision:         store.PrecisionPacked,
 		Store:             "all",
 		DetachedPairs:     true,
 		Metrics:           metrics.DefaultConfig(),

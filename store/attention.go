@@ -23,7 +23,7 @@ var attentionSchema = &schema[Attention]{
 		int16Col("head", func(r *Attention) *int16 { return &r.Head }),
 		int32Col("q_len", func(r *Attention) *int { return &r.Weights.Rows }),
 		int32Col("k_len", func(r *Attention) *int { return &r.Weights.Cols }),
-		withAlt(anyFloatList("weights", func(r *Attention) *[]float32 { return &r.Weights.Data }), compactWeights),
+		withAlts(anyFloatList("weights", func(r *Attention) *[]float32 { return &r.Weights.Data }), compactWeights, packedWeights),
 	},
 	sortBy: []string{"example_id", "pass", "kind", "layer", "head"},
 	compare: func(a, b *Attention) int {
@@ -66,7 +66,7 @@ const (
 // attentionFixedSchema is attentionSchema with weights on the FixedStep
 // grid.
 var attentionFixedSchema = attentionSchema.withColumn("weights",
-	gridListCol("weights", FixedStep, FixedMaxError, FixedFine,
+	gridListCol("weights", fixedGrid,
 		func(r *Attention) *[]float32 { return &r.Weights.Data }, func(r *Attention) int { return r.Weights.Cols }))
 
 // CompactColumn is the compact precision's weights column: 1 + each
@@ -88,15 +88,39 @@ const (
 )
 
 // compactWeights is the compact precision's weights column.
-var compactWeights = plusOneListCol(CompactColumn, CompactStep, FixedMaxError, CompactFine,
+var compactWeights = plusOneListCol(CompactColumn, compactGrid,
 	func(r *Attention) *[]float32 { return &r.Weights.Data }, func(r *Attention) int { return r.Weights.Cols })
 
 // attentionCompactSchema is attentionSchema with weights stored as 1 + w
 // in CompactColumn.
 var attentionCompactSchema = attentionSchema.withColumn("weights", compactWeights)
 
-func withAlt[T any](c column[T], alt column[T]) column[T] {
-	c.alt = &alt
+// The packed precision (the default) rounds weights on CompactStep as the
+// compact one does, with weights below it on step/PackedFine (2^-16), and,
+// where the 1e-4 bound allows, to an even multiple (grid.even); a row's
+// entropy balancing stops once the matrix's sum of row entropy errors is
+// below PackedEntropyGoal. Stored as 1 + w (PackedColumn) without what
+// readers restore exactly: a causal matrix's zeros after the diagonal and
+// each row's last kept weight, 1 minus the others (packed.go). Chosen by
+// measurement: 3.0x smaller than float32 on the demo run, metrics within
+// 1e-4 (bench/RESULTS.md, "attention storage").
+const (
+	PackedStep        = CompactStep
+	PackedFine        = 8
+	PackedEntropyGoal = 6e-5
+)
+
+// packedWeights is the packed precision's weights column.
+var packedWeights = packedListCol(PackedColumn, packedGrid,
+	func(r *Attention) *[]float32 { return &r.Weights.Data },
+	func(r *Attention) (string, int, int) { return r.Kind, r.Weights.Rows, r.Weights.Cols })
+
+// attentionPackedSchema is attentionSchema with weights packed in
+// PackedColumn.
+var attentionPackedSchema = attentionSchema.withColumn("weights", packedWeights)
+
+func withAlts[T any](c column[T], alts ...column[T]) column[T] {
+	c.alts = alts
 	return c
 }
 
@@ -118,8 +142,9 @@ type AttentionOptions struct {
 	// attention-s003-00000.parquet, so the shards of a `--shard I/N` run
 	// write disjoint parts into one folder. Letters, digits and '_' only.
 	Prefix string
-	// Precision is how weights are stored: PrecisionCompact (the default,
-	// ""), PrecisionFixed, PrecisionFloat32 or PrecisionFloat16.
+	// Precision is how weights are stored: PrecisionPacked (the default,
+	// ""), PrecisionCompact, PrecisionFixed, PrecisionFloat32 or
+	// PrecisionFloat16.
 	Precision string
 	// PartRows starts a new part after this many rows (0: no limit).
 	PartRows int64
@@ -137,11 +162,13 @@ type AttentionOptions struct {
 // Attention weight precisions (AttentionOptions.Precision, the precision
 // setting), with their largest error per weight against float32:
 //
-//	compact  multiples of 2^-13 (2^-17 below it) stored as 1 + w (column weights_plus_one), row sums, entropy and diagonality kept: ≤ 1e-4; 2.6x smaller than float32 on the demo run
+//	packed   compact's grid (2^-16 below 2^-13, even multiples where allowed) as 1 + w (column weights_packed) without causal zeros and each row's last weight (1 minus the others): ≤ 1e-4; 3.0x smaller than float32 on the demo run
+//	compact  multiples of 2^-13 (2^-17 below it) stored as 1 + w (column weights_plus_one), row sums, entropy and diagonality kept: ≤ 1e-4; 2.6x smaller
 //	fixed    multiples of 2^-14 as float (a weights list of probabilities), row sums and entropy kept: ≤ 1e-4; 2.0x smaller
 //	float32  list<float>: exact
 //	float16  list<halffloat>: ≤ 4.9e-4 (about three significant digits); 2.0x smaller
 const (
+	PrecisionPacked  = "packed"
 	PrecisionCompact = "compact"
 	PrecisionFixed   = "fixed"
 	PrecisionFloat32 = "float32"
@@ -154,7 +181,9 @@ const (
 // size before it starts. It is 0 for an unknown precision.
 func BytesPerWeight(precision string) float64 {
 	switch precision {
-	case PrecisionCompact, "":
+	case PrecisionPacked, "":
+		return 0.87
+	case PrecisionCompact:
 		return 1.00
 	case PrecisionFixed:
 		return 1.32
@@ -167,7 +196,7 @@ func BytesPerWeight(precision string) float64 {
 }
 
 // Precisions lists the precisions, the default first.
-var Precisions = []string{PrecisionCompact, PrecisionFixed, PrecisionFloat32, PrecisionFloat16}
+var Precisions = []string{PrecisionPacked, PrecisionCompact, PrecisionFixed, PrecisionFloat32, PrecisionFloat16}
 
 // AttentionWriter streams attention rows into parts.
 type AttentionWriter = Writer[Attention]
@@ -196,7 +225,9 @@ func NewAttentionWriter(dir string, opts AttentionOptions, wopts ...WriterOption
 // attentionSchemaFor is the schema a precision writes.
 func attentionSchemaFor(precision string) (*schema[Attention], error) {
 	switch precision {
-	case PrecisionCompact, "":
+	case PrecisionPacked, "":
+		return attentionPackedSchema, nil
+	case PrecisionCompact:
 		return attentionCompactSchema, nil
 	case PrecisionFixed:
 		return attentionFixedSchema, nil

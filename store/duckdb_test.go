@@ -107,7 +107,7 @@ func sqlGlob(dir, pattern string) string {
 
 func TestDuckDBReadsEveryFile(t *testing.T) {
 	dir := t.TempDir()
-	f16dir, fixdir, compactDir := t.TempDir(), t.TempDir(), t.TempDir()
+	f16dir, fixdir, compactDir, packedDir, edgeDir := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
 	rows := fixtureAttention(6, 2, 2, 7)
 	// Two shards' parts in one folder, rolled over by rows.
 	half := len(rows) / 2
@@ -115,7 +115,12 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 	writeAttention(t, dir, rows[half:], AttentionOptions{Prefix: "s001", PartRows: 25, Precision: PrecisionFloat32}, WithRowGroupRows(10))
 	writeAttention(t, f16dir, rows, AttentionOptions{Precision: PrecisionFloat16, PartRows: 40})
 	writeAttention(t, fixdir, rows, AttentionOptions{Precision: PrecisionFixed, PartRows: 40})
-	writeAttention(t, compactDir, rows, AttentionOptions{PartRows: 40})
+	writeAttention(t, compactDir, rows, AttentionOptions{Precision: PrecisionCompact, PartRows: 40})
+	writeAttention(t, packedDir, rows, AttentionOptions{PartRows: 40})
+	// every case of the packed layout (packed_test.go), read back by Go
+	edge, _ := packedFixture()
+	writeAttention(t, edgeDir, edge, AttentionOptions{})
+	edgeBack := readAttention(t, edgeDir)
 	var queryRows int
 	for _, r := range rows {
 		queryRows += r.Weights.Rows
@@ -159,12 +164,13 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 	attn := sqlGlob(dir, "attention-*.parquet")
 	attn16 := sqlGlob(f16dir, "attention-*.parquet")
 	attnFix := sqlGlob(fixdir, "attention-*.parquet")
-	// the compact default through readers/attention.sql's macro, as documented
+	// the packed default and compact through readers/attention.sql's macros, as documented
 	macro, err := os.ReadFile("../readers/attention.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	attnCompact := fmt.Sprintf("attention('%s')", filepath.ToSlash(compactDir))
+	attnCompact := fmt.Sprintf("attention_compact('%s')", filepath.ToSlash(compactDir))
+	attnPacked := fmt.Sprintf("attention('%s')", filepath.ToSlash(packedDir))
 	rowSums := func(src string) string {
 		return `WITH r AS (SELECT q_len, k_len, weights, unnest(range(q_len)) AS q FROM ` + src + `)
 			SELECT count(*) AS query_rows,
@@ -177,6 +183,12 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 		"compact_sums":   rowSums(attnCompact),
 		"compact_first":  `SELECT weights[1:3] AS w FROM ` + attnCompact + ` WHERE example_id = 0 AND pass = 'forced' AND kind = 'cross' AND layer = 0 AND head = 0`,
 		"compact_same":   `SELECT count(*) AS n, max(list_max(list_transform(range(1, len(c.weights) + 1), i -> abs(c.weights[i] - f.weights[i])))) AS max_err FROM ` + attnCompact + ` c JOIN ` + attn + ` f USING (example_id, pass, kind, layer, head)`,
+		"packed_stored":  `DESCRIBE SELECT * FROM ` + sqlGlob(packedDir, "attention-*.parquet"),
+		"packed_types":   `DESCRIBE SELECT * FROM ` + attnPacked,
+		"packed_sums":    rowSums(attnPacked),
+		"packed_first":   `SELECT weights[1:3] AS w FROM ` + attnPacked + ` WHERE example_id = 0 AND pass = 'forced' AND kind = 'cross' AND layer = 0 AND head = 0`,
+		"packed_same":    `SELECT count(*) AS n, count(*) FILTER (WHERE len(c.weights) <> len(f.weights)) AS bad_len, max(list_max(list_transform(range(1, len(c.weights) + 1), i -> abs(c.weights[i] - f.weights[i])))) AS max_err FROM ` + attnPacked + ` c JOIN ` + attn + ` f USING (example_id, pass, kind, layer, head)`,
+		"packed_edge":    `SELECT layer, weights AS w FROM attention('` + filepath.ToSlash(edgeDir) + `') ORDER BY layer`,
 		"attn_count":     `SELECT count(*) AS n, count(DISTINCT filename) AS files, count(*) FILTER (WHERE len(weights) <> q_len*k_len) AS bad_len FROM read_parquet('` + filepath.Join(dir, "attention-*.parquet") + `', filename = true)`,
 		"attn_types":     `DESCRIBE SELECT * FROM ` + attn,
 		"attn_sums":      rowSums(attn),
@@ -219,15 +231,42 @@ func TestDuckDBReadsEveryFile(t *testing.T) {
 		t.Errorf("compact attention columns through attention():\n got %s\nwant %s", got, wantAttn)
 	}
 	if c := res["compact_same"][0]; num(t, c["n"]) != float64(len(rows)) || !(num(t, c["max_err"]) <= fixedTol) {
-		t.Errorf("compact weights through attention() against float32: %v rows, max error %v; want %d, ≤ %g", c["n"], c["max_err"], len(rows), fixedTol)
+		t.Errorf("compact weights through attention_compact() against float32: %v rows, max error %v; want %d, ≤ %g", c["n"], c["max_err"], len(rows), fixedTol)
 	}
-	for name, tol := range map[string]float64{"attn_sums": 1e-5, "f16_sums": 1e-2, "fix_sums": 1e-5 + 7*fixedTol, "compact_sums": 1e-5 + 7*fixedTol} {
+	wantPacked := strings.Replace(wantAttn, "weights FLOAT[]", PackedColumn+" FLOAT[]", 1)
+	if got := columnTypes(res["packed_stored"]); got != wantPacked {
+		t.Errorf("packed attention columns as stored:\n got %s\nwant %s", got, wantPacked)
+	}
+	if got := columnTypes(res["packed_types"]); got != wantAttn {
+		t.Errorf("packed attention columns through attention():\n got %s\nwant %s", got, wantAttn)
+	}
+	if c := res["packed_same"][0]; num(t, c["n"]) != float64(len(rows)) || num(t, c["bad_len"]) != 0 || !(num(t, c["max_err"]) <= fixedTol) {
+		t.Errorf("packed weights through attention() against float32: %v rows (%v of another length), max error %v; want %d, 0, ≤ %g", c["n"], c["bad_len"], c["max_err"], len(rows), fixedTol)
+	}
+	// DuckDB restores every packed case exactly as attnaudit's reader does
+	if got := res["packed_edge"]; len(got) != len(edgeBack) {
+		t.Errorf("packed cases: DuckDB reads %d rows, want %d", len(got), len(edgeBack))
+	} else {
+		for i, r := range edgeBack {
+			w := got[i]["w"].([]any)
+			if len(w) != len(r.Weights.Data) {
+				t.Errorf("packed case %d (%s %d×%d): DuckDB gives %d weights, want %d", i, r.Kind, r.Weights.Rows, r.Weights.Cols, len(w), len(r.Weights.Data))
+				continue
+			}
+			for j, x := range r.Weights.Data {
+				if d := num(t, w[j]); d != float64(x) && !(math.IsNaN(d) && math.IsNaN(float64(x))) {
+					t.Errorf("packed case %d (%s %d×%d) weight %d: DuckDB %v, attnaudit %g", i, r.Kind, r.Weights.Rows, r.Weights.Cols, j, w[j], x)
+				}
+			}
+		}
+	}
+	for name, tol := range map[string]float64{"attn_sums": 1e-5, "f16_sums": 1e-2, "fix_sums": 1e-5 + 7*fixedTol, "compact_sums": 1e-5 + 7*fixedTol, "packed_sums": 1e-5 + 7*fixedTol} {
 		s := res[name][0]
 		if q, e := num(t, s["query_rows"]), num(t, s["max_err"]); q != float64(queryRows) || !(e <= tol) {
 			t.Errorf("%s: %v query rows with max |Σ_j w - 1| = %g; want %d rows within %g", name, q, e, queryRows, tol)
 		}
 	}
-	for name, tol := range map[string]float64{"attn_first": 1e-7, "f16_first": 1e-3, "fix_first": fixedTol, "compact_first": fixedTol} {
+	for name, tol := range map[string]float64{"attn_first": 1e-7, "f16_first": 1e-3, "fix_first": fixedTol, "compact_first": fixedTol, "packed_first": fixedTol} {
 		got := res[name][0]["w"].([]any)
 		for j, w := range rows[0].Weights.Data[:3] {
 			if d := math.Abs(num(t, got[j]) - float64(w)); d > tol {

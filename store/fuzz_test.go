@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -23,6 +24,20 @@ func FuzzReadCorruptedPart(f *testing.F) {
 	f.Add(valid, uint32(len(valid)/2), uint32(len(valid)-1), []byte("PAR1"))       // truncated
 	f.Add(valid, uint32(100), uint32(0), []byte{0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte("PAR1PAR1"), uint32(0), uint32(0), []byte{})
+	// every packed layout (the default), and a compact part
+	for i, opts := range []AttentionOptions{{}, {Precision: PrecisionCompact}} {
+		d := filepath.Join(dir, fmt.Sprint(i))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			f.Fatal(err)
+		}
+		rows, _ := packedFixture()
+		writeAttention(f, d, rows, opts)
+		part, err := os.ReadFile(filepath.Join(d, AttentionPartName(0)))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(part, uint32(len(part)/3), uint32(0), []byte{0x7f, 0xff})
+	}
 	f.Fuzz(func(t *testing.T, base []byte, at, cut uint32, patch []byte) {
 		data := append([]byte(nil), base...)
 		if n := len(data); n > 0 {

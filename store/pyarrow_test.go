@@ -31,8 +31,9 @@ func pyarrowPython(t *testing.T) string {
 // TestPyarrowReadsProbabilities reads attention parts of every precision
 // with pyarrow and readers/attnaudit_attention.py: fixed, float32 and
 // float16 parts store weights as list<float> or list<halffloat>
-// probabilities, the compact default stores weights_plus_one, and the
-// helper gives weights as probabilities for each, in the same place.
+// probabilities, compact stores weights_plus_one, the packed default
+// weights_packed, and the helper gives weights as probabilities for each,
+// in the same place.
 func TestPyarrowReadsProbabilities(t *testing.T) {
 	py := pyarrowPython(t)
 	rows := fixtureAttention(4, 2, 2, 9)
@@ -40,6 +41,7 @@ func TestPyarrowReadsProbabilities(t *testing.T) {
 		precision, stored, column, weights string
 		tol                                float64
 	}{
+		{PrecisionPacked, "list<element: float not null>", PackedColumn, "list<element: float not null>", 1e-4},
 		{PrecisionCompact, "list<element: float not null>", CompactColumn, "list<element: float not null>", 1e-4},
 		{PrecisionFloat32, "list<element: float not null>", "weights", "list<element: float not null>", 1e-5},
 		{PrecisionFixed, "list<element: float not null>", "weights", "list<element: float not null>", 1e-4},
@@ -87,4 +89,42 @@ func exitStderr(err error) string {
 		return string(e.Stderr)
 	}
 	return ""
+}
+
+// TestPyarrowRestoresPacked reads every case of the packed layout
+// (packedFixture: triangles, left-out last weights, rows that keep every
+// value, NaN, empty matrices) with readers/attnaudit_attention.py and
+// checks each weight against attnaudit's own reader, exactly.
+func TestPyarrowRestoresPacked(t *testing.T) {
+	py := pyarrowPython(t)
+	rows, _ := packedFixture()
+	dir := t.TempDir()
+	writeAttention(t, dir, rows, AttentionOptions{})
+	want := readAttention(t, dir)
+	out, err := exec.Command(py, "testdata/pyarrow/read.py", dir, "all").Output()
+	if err != nil {
+		t.Fatalf("pyarrow: %v\n%s", err, exitStderr(err))
+	}
+	var got struct{ All [][]any }
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("pyarrow output %s: %v", out, err)
+	}
+	if len(got.All) != len(want) {
+		t.Fatalf("pyarrow reads %d rows, want %d", len(got.All), len(want))
+	}
+	for i, r := range want {
+		if len(got.All[i]) != len(r.Weights.Data) {
+			t.Errorf("case %d (%s %d×%d): %d weights, want %d", i, r.Kind, r.Weights.Rows, r.Weights.Cols, len(got.All[i]), len(r.Weights.Data))
+			continue
+		}
+		for j, w := range r.Weights.Data {
+			g := math.NaN()
+			if f, ok := got.All[i][j].(float64); ok {
+				g = f
+			}
+			if g != float64(w) && !(math.IsNaN(g) && math.IsNaN(float64(w))) {
+				t.Errorf("case %d (%s %d×%d) weight %d: pyarrow %v, attnaudit %g", i, r.Kind, r.Weights.Rows, r.Weights.Cols, j, got.All[i][j], w)
+			}
+		}
+	}
 }

@@ -8,10 +8,39 @@ import (
 	"attnaudit/metrics"
 )
 
+// grid is how quantizeRows rounds: to multiples of step, weights below
+// one step to multiples of step/fine (fine > 1; 1 rounds them to step
+// too), each within maxErr.
+type grid struct {
+	step, maxErr, fine float64
+	// even sends a weight to an even multiple of step wherever one is
+	// within maxErr (the packed precision): four in five weights can go
+	// there, which leaves the grid index's last bit mostly 0 and the
+	// column a little smaller. The row sum and entropy balancing then
+	// moves some to odd multiples.
+	even bool
+	// goal is where the entropy balancing's pair moves stop (entropyGoal
+	// when 0): once what a row and the rows before it moved the matrix's
+	// entropy sum is below it. Each pair move leaves two weights off the
+	// nearest (or even) multiple.
+	goal float64
+	// keepZeros leaves weights that are exactly 0 at 0 (the packed
+	// precision): otherwise the row sum balancing may raise one to
+	// step/fine, as it may any weight below one step, and a causal
+	// matrix's masked keys would no longer be 0.
+	keepZeros bool
+}
+
+// The grids of the precisions that round (attention.go).
+var (
+	fixedGrid   = grid{step: FixedStep, maxErr: FixedMaxError, fine: FixedFine}
+	compactGrid = grid{step: CompactStep, maxErr: FixedMaxError, fine: CompactFine}
+	packedGrid  = grid{step: PackedStep, maxErr: FixedMaxError, fine: PackedFine, even: true, goal: PackedEntropyGoal, keepZeros: true}
+)
+
 // quantizeRows rounds each row (cols values) of a row-major attention
-// matrix to multiples of step, and the weights below one step to
-// multiples of step/fine (fine > 1; 1 rounds them to step too), writing
-// them to out, so that
+// matrix to multiples of g.step, and the weights below one step to
+// multiples of step/fine, writing them to out, so that
 //
 //   - every value moves by at most maxErr (≥ step/2): each is rounded down
 //     or up, to the nearer multiple unless the other is also within maxErr;
@@ -33,15 +62,15 @@ import (
 //
 // Values outside [0, 1] and NaN are copied as they are; a row holding one
 // is only rounded to nearest.
-func quantizeRows(in, out []float32, cols int, step, maxErr, fine float64) float64 {
+func quantizeRows(in, out []float32, cols int, g grid) float64 {
 	q := quantizers.Get().(*rowQuantizer)
 	defer quantizers.Put(q)
-	q.h = entropyTerms(step)
+	q.h = entropyTerms(g.step)
 	// Each row's entropy is balanced against what the rows before it left
 	// (entropy is the mean over rows, so their errors cancel).
 	var left float64
 	for start := 0; start+cols <= len(in) && cols > 0; start += cols {
-		left = q.row(in[start:start+cols], out[start:start+cols], step, maxErr, fine, left)
+		left = q.row(in[start:start+cols], out[start:start+cols], g, left)
 	}
 	if cols == 0 || len(in) < cols {
 		return 0
@@ -60,10 +89,10 @@ func quantizeRows(in, out []float32, cols int, step, maxErr, fine float64) float
 // at 2^-13). The other per-head metrics move by at most the largest error
 // per weight: confidence, first_mass and last_mass are a row's largest
 // weight or one column, averaged over rows.
-func quantizeWithin(in, out []float32, cols int, step, maxErr, fine float64) {
+func quantizeWithin(in, out []float32, cols int, g grid) {
 	goal := entropyBound(cols)
-	for ; step >= minStep; step /= 2 {
-		e := quantizeRows(in, out, cols, step, maxErr, fine)
+	for ; g.step >= minStep; g.step /= 2 {
+		e := quantizeRows(in, out, cols, g)
 		if math.Abs(e) <= goal && math.Abs(diagonalityChange(in, out, cols)) <= 9e-5 {
 			return
 		}
@@ -115,7 +144,8 @@ type rowQuantizer struct {
 	lo, hi []bool    // whether n-1, n+1 are allowed
 	ups    []move    // candidate moves up and down (downs sorted by entropy change)
 	downs  []move
-	used   []bool // moved in a pair already
+	used   []bool    // moved in a pair already
+	saved  []float64 // shiftFine's copy of the fine values
 }
 
 type move struct {
@@ -156,8 +186,14 @@ func entropyTerms(step float64) []float64 {
 // row rounds one row, balancing its entropy error (the sum of its
 // −p ln p terms' changes) together with entErr, what earlier rows left,
 // and returns the two's sum.
-func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64) float64 {
+func (q *rowQuantizer) row(in, out []float32, g grid, entErr float64) float64 {
+	step, maxErr, fine := g.step, g.maxErr, g.fine
+	goal := g.goal
+	if goal == 0 {
+		goal = entropyGoal
+	}
 	k := len(in)
+	entIn := entErr
 	q.x, q.n = resize(q.x, k), resize(q.n, k)
 	q.lo, q.hi = resize(q.lo, k), resize(q.hi, k)
 	var sumX, sumN, fineSum float64
@@ -173,6 +209,12 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 			n = math.RoundToEven(x*fine) / fine
 			fineSum += n
 		} else {
+			if g.even && math.Mod(n, 2) != 0 {
+				// the even multiple on the other side of x, if within maxErr
+				if e := 2 * math.Round(x/2); math.Abs(e-x) <= maxErr/step-1e-9 && e <= 1/step {
+					n = e
+				}
+			}
 			sumN += n
 		}
 		q.x[j], q.n[j] = x, n
@@ -192,10 +234,11 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 	// it is, so that the row still sums to its float32 sum rounded to a step.
 	if u := math.RoundToEven(fineSum) - fineSum; u != 0 {
 		units, dir := int(math.Round(math.Abs(u)*fine)), math.Copysign(1, u)
+		flipped := false
 		for units > 0 {
 			best, bestErr := -1, math.Inf(1)
 			for j := range in {
-				if q.x[j] >= 1 {
+				if q.x[j] >= 1 || (g.keepZeros && in[j] == 0) {
 					continue
 				}
 				n := q.n[j] + dir/fine
@@ -204,11 +247,12 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 				}
 			}
 			if best < 0 {
-				if dir > 0 {
+				if flipped || (dir > 0 && !g.keepZeros) {
 					break
 				}
-				// no fine value left to lower: raise them to the next whole step instead
-				units, dir = int(fine)-units, 1
+				// no fine value left to lower (raise): raise (lower) them to
+				// the next (last) whole step instead
+				units, dir, flipped = int(fine)-units, -dir, true
 				continue
 			}
 			q.n[best] += dir / fine
@@ -246,6 +290,19 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 			}
 		}
 		if best < 0 {
+			// no value of a step or more can move in dir: the weights
+			// below one step move by one step together, if they can
+			if d, ok := q.shiftFine(in, g, dir); ok {
+				entErr += d
+				target -= dir
+				continue
+			}
+			if g.even {
+				// the even multiples left no move in dir: round this row
+				// to the nearest multiples instead
+				g.even = false
+				return q.row(in, out, g, entIn)
+			}
 			break
 		}
 		entErr += q.apply(best, dir)
@@ -256,7 +313,7 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 	// two entropy changes best cancel it. The candidates are sorted once;
 	// a value moved in a pair is not moved again (moving it back would
 	// undo the pair), so later rounds skip it.
-	if math.Abs(entErr) >= entropyGoal {
+	if math.Abs(entErr) >= goal {
 		q.ups, q.downs = q.candidates(q.ups, k, 1), q.candidates(q.downs, k, -1)
 		slices.SortFunc(q.downs, byDelta)
 		q.used = resize(q.used, k)
@@ -269,7 +326,7 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 			entErr += q.apply(up, 1)
 			entErr += q.apply(down, -1)
 			q.used[up], q.used[down] = true, true
-			if math.Abs(entErr) < entropyGoal {
+			if math.Abs(entErr) < goal {
 				break
 			}
 		}
@@ -280,8 +337,59 @@ func (q *rowQuantizer) row(in, out []float32, step, maxErr, fine, entErr float64
 	return entErr
 }
 
-// entropyGoal is where the pair moves stop: a tenth of the 1e-4 of
-// entropy that the fixed precision keeps.
+// shiftFine moves the row's weights below one step (those on the fine
+// grid) by one step in all, in dir, one fine unit at a time, each time
+// the one that stays nearest its weight, each within maxErr (zeros stay
+// 0 under keepZeros). It returns the change of the row's entropy error,
+// or false, leaving them as they were, when they cannot move so far.
+func (q *rowQuantizer) shiftFine(in []float32, g grid, dir float64) (float64, bool) {
+	if g.fine <= 1 {
+		return 0, false
+	}
+	lim := g.maxErr/g.step - 1e-9
+	before := q.saved[:0]
+	for j := range in {
+		if q.x[j] < 1 {
+			before = append(before, q.n[j])
+		}
+	}
+	q.saved = before
+	for range int(g.fine) {
+		best, bestErr := -1, math.Inf(1)
+		for j := range in {
+			if q.x[j] >= 1 || (g.keepZeros && in[j] == 0) {
+				continue
+			}
+			n := q.n[j] + dir/g.fine
+			if e := math.Abs(n - q.x[j]); n >= 0 && e <= lim && e < bestErr {
+				best, bestErr = j, e
+			}
+		}
+		if best < 0 {
+			i := 0
+			for j := range in {
+				if q.x[j] < 1 {
+					q.n[j] = before[i]
+					i++
+				}
+			}
+			return 0, false
+		}
+		q.n[best] += dir / g.fine
+	}
+	var d float64
+	i := 0
+	for j := range in {
+		if q.x[j] < 1 {
+			d += h(q.n[j]*g.step) - h(before[i]*g.step)
+			i++
+		}
+	}
+	return d, true
+}
+
+// entropyGoal is where the pair moves stop by default: a tenth of the
+// 1e-4 of entropy that the fixed precision keeps.
 const entropyGoal = 1e-5
 
 // bestPair finds the unused up move and unused down move (of different

@@ -32,7 +32,7 @@ func TestQuantizeRowsKeepsBounds(t *testing.T) {
 			}
 		}
 		q := metrics.Matrix{Rows: rows, Cols: cols, Data: make([]float32, rows*cols)}
-		quantizeRows(m.Data, q.Data, cols, FixedStep, FixedMaxError, FixedFine)
+		quantizeRows(m.Data, q.Data, cols, fixedGrid)
 		for i, v := range m.Data {
 			if d := math.Abs(float64(q.Data[i] - v)); d > FixedMaxError {
 				t.Fatalf("trial %d: weight %d moved %g > %g", trial, i, d, FixedMaxError)
@@ -93,7 +93,7 @@ func TestQuantizeRowsKeepsHeadDiversity(t *testing.T) {
 			}
 			heads[h] = m
 			quant[h] = metrics.Matrix{Rows: n, Cols: n, Data: make([]float32, n*n)}
-			quantizeRows(m.Data, quant[h].Data, n, FixedStep, FixedMaxError, FixedFine)
+			quantizeRows(m.Data, quant[h].Data, n, fixedGrid)
 		}
 		d := math.Abs(metrics.HeadDiversity(quant) - metrics.HeadDiversity(heads))
 		worst = math.Max(worst, d)
@@ -130,10 +130,10 @@ func TestQuantizeWithinBoundsEntropy(t *testing.T) {
 			}
 		}
 		q := metrics.Matrix{Rows: n, Cols: n, Data: make([]float32, n*n)}
-		if e := quantizeRows(m.Data, q.Data, n, step, FixedMaxError, FixedFine); math.Abs(e) > entropyBound(n) {
+		if e := quantizeRows(m.Data, q.Data, n, grid{step: step, maxErr: FixedMaxError, fine: FixedFine}); math.Abs(e) > entropyBound(n) {
 			over++
 		}
-		quantizeWithin(m.Data, q.Data, n, step, FixedMaxError, FixedFine)
+		quantizeWithin(m.Data, q.Data, n, grid{step: step, maxErr: FixedMaxError, fine: FixedFine})
 		if d := math.Abs(metrics.Entropy(q) - metrics.Entropy(m)); d > entropyBound(n)+1e-12 {
 			t.Fatalf("trial %d (%d×%d): entropy moved %g > %g", trial, n, n, d, entropyBound(n))
 		}

@@ -233,10 +233,7 @@ func checkFileSchema[T any](s *schema[T], sc *arrow.Schema) error {
 			continue
 		}
 		if !ok {
-			if c.alt != nil {
-				return fmt.Errorf("no column %q or %q: not an attnaudit %s file", c.name, c.alt.name, s.stem)
-			}
-			return fmt.Errorf("no column %q: not an attnaudit %s file", c.name, s.stem)
+			return fmt.Errorf("no column %s: not an attnaudit %s file", c.names(), s.stem)
 		}
 		if t := sc.Field(idx).Type; !fc.readable(t) {
 			return fmt.Errorf("column %q is %s, want %s", fc.name, t, fc.typ)

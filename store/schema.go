@@ -40,7 +40,10 @@ type column[T any] struct {
 	// (bench/RESULTS.md, "Attention storage"). Stats are off for such
 	// columns: nobody filters on a weight.
 	encoding parquet.Encoding
-	appender func(b array.Builder) func(*T)
+	// zstdLevel, when above 0, is the column's zstd level in place of the
+	// writer's (the packed weights: a slower level that pays there).
+	zstdLevel int
+	appender  func(b array.Builder) func(*T)
 	// prepare, when set, turns a row's value into what is stored (attention
 	// weights rounded to the grid) before it is appended. It must touch
 	// only its row: Writer.Write prepares many rows on several goroutines.
@@ -52,24 +55,34 @@ type column[T any] struct {
 	// optional: files written before the column existed lack it, and read
 	// as its zero value.
 	optional bool
-	// alt, when set, is the same value stored another way under another
-	// name (the compact precision's weights_plus_one for weights): a file
-	// that lacks this column but has alt's is read through alt's reader.
-	alt *column[T]
+	// alts are the same value stored other ways under other names (the
+	// compact precision's weights_plus_one and the packed precision's
+	// weights_packed for weights): a file that lacks this column but has
+	// one of theirs is read through that one's reader.
+	alts []column[T]
 }
 
 // in returns the column of a file's schema that holds c, and its index: c
-// itself or its alt; ok is false when the file has neither.
+// itself or one of its alts; ok is false when the file has none.
 func (c column[T]) in(sc *arrow.Schema) (col column[T], idx int, ok bool) {
 	if i := sc.FieldIndices(c.name); len(i) > 0 {
 		return c, i[0], true
 	}
-	if c.alt != nil {
-		if i := sc.FieldIndices(c.alt.name); len(i) > 0 {
-			return *c.alt, i[0], true
+	for _, a := range c.alts {
+		if i := sc.FieldIndices(a.name); len(i) > 0 {
+			return a, i[0], true
 		}
 	}
 	return c, -1, false
+}
+
+// names is c's name and its alts', quoted and joined by "or".
+func (c column[T]) names() string {
+	out := fmt.Sprintf("%q", c.name)
+	for _, a := range c.alts {
+		out += fmt.Sprintf(" or %q", a.name)
+	}
+	return out
 }
 
 // optionalCol marks c as a column older files may lack.
@@ -381,12 +394,12 @@ func passKindKey(id1 int32, p1, k1 string, l1, h1 int16, id2 int32, p2, k2 strin
 // to a 14-bit integer's, while every reader still gets probabilities from
 // the same column. Rows are rounded by quantizeRows, which keeps row sums
 // and entropy. A matrix's rows are cols values each.
-func gridListCol[T any](name string, step, maxErr, fine float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
+func gridListCol[T any](name string, g grid, p func(*T) *[]float32, cols func(*T) int) column[T] {
 	c := float32ListCol(name, p)
 	c.prepare = func(r *T) {
 		vals := *p(r)
 		out := make([]float32, len(vals))
-		quantizeWithin(vals, out, cols(r), step, maxErr, fine)
+		quantizeWithin(vals, out, cols(r), g)
 		*p(r) = out
 	}
 	return c
@@ -404,8 +417,8 @@ func gridListCol[T any](name string, step, maxErr, fine float64, p func(*T) *[]f
 // quantizeWithin leaves unrounded comes back within 2^-24). Values
 // quantizeRows leaves as they are (outside [0, 1], NaN; never a softmax's)
 // come back within 2^-24·|1 + w|.
-func plusOneListCol[T any](name string, step, maxErr, fine float64, p func(*T) *[]float32, cols func(*T) int) column[T] {
-	c := gridListCol(name, step, maxErr, fine, p, cols)
+func plusOneListCol[T any](name string, g grid, p func(*T) *[]float32, cols func(*T) int) column[T] {
+	c := gridListCol(name, g, p, cols)
 	round := c.prepare
 	c.prepare = func(r *T) {
 		round(r) // into a new slice: the row's own weights are left as they are

@@ -47,7 +47,7 @@ func TestStorageTable(t *testing.T) {
 	fmt.Println("| precision | attention Parquet | bytes/example | vs float32 | max abs error/weight | max entropy error/head | max head diversity error/layer | write MB/s |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 	var f32 int64
-	for _, prec := range []string{PrecisionFloat32, PrecisionCompact, PrecisionFixed, PrecisionFloat16} {
+	for _, prec := range []string{PrecisionFloat32, PrecisionPacked, PrecisionCompact, PrecisionFixed, PrecisionFloat16} {
 		dir := t.TempDir()
 		w, err := NewAttentionWriter(dir, AttentionOptions{Precision: prec})
 		if err != nil {
@@ -113,16 +113,22 @@ func maxDiversityError(rows []Attention, stored []metrics.Matrix) float64 {
 
 // TestStorageCandidates measures layouts that are not precisions (make
 // bench-storage prints it after TestStorageTable): for each grid of
-// weights (rounded with quantizeRows: each within 1e-4, row sums and
-// entropy balanced where the grid leaves a choice, weights below one step
-// kept to step/fine) and each way to lay the weights out in Parquet, the
-// size of the weights column alone against float32 byte-split at zstd 3,
-// the largest error per weight, per head entropy and diagonality and per
-// layer head diversity, and the write speed. Grids are rounded by
-// quantizeWithin, as the precisions are (a matrix whose entropy would move
-// by more than 9e-5 goes to a finer grid). "w" is the probability as float32
-// (fixed); "1+w" is 1 + the probability as float32 (compact), a constant
-// exponent, so byte-split streams hold the grid index.
+// weights (rounded by quantizeWithin as the precisions are: each within
+// 1e-4, row sums and entropy balanced where the grid leaves a choice,
+// weights below one step kept to step/fine, a matrix whose entropy or
+// diagonality would move by more than 9e-5 on a finer grid) and each way
+// to lay the weights out in Parquet, the size of the weights column alone
+// against float32 byte-split at zstd 3, the largest error per weight, per
+// head entropy and diagonality and per layer head diversity, computed
+// from the values a reader gets back, and the write speed (rounding
+// included). Layouts: "w" is the probability as float32 (fixed); "1+w"
+// is 1 + the probability (compact), a constant exponent, so byte-split
+// streams hold the grid index; "1+w, row residual" stores at each row's
+// last kept column r = w − (1 − the row's other weights), 0 for a row
+// that sums to 1, so 1 + r is a constant; "packed" leaves out a causal
+// matrix's zeros after the diagonal and each balanced row's last kept
+// weight (packed.go). "plain" is PLAIN encoding instead of byte-split
+// (brotli's context modelling sees the bytes of one value together).
 func TestStorageCandidates(t *testing.T) {
 	run := os.Getenv("ATTNAUDIT_STORAGE_RUN")
 	if run == "" {
@@ -139,58 +145,124 @@ func TestStorageCandidates(t *testing.T) {
 	for _, r := range rows {
 		raw += 4 * int64(len(r.Weights.Data))
 	}
-	type grid struct {
-		name       string
-		step, fine float64
+	type codec struct {
+		name  string
+		c     compress.Compression
+		level int
+		plain bool
+	}
+	zstd := func(level int) codec { return codec{fmt.Sprintf("zstd %d", level), compress.Codecs.Zstd, level, false} }
+	brotli := func(level int, plain bool) codec {
+		return codec{fmt.Sprintf("brotli %d%s", level, map[bool]string{true: ", plain"}[plain]), compress.Codecs.Brotli, level, plain}
 	}
 	type layout struct {
 		name   string
-		offset float32
-		levels []int
+		codecs []codec
+	}
+	type candidate struct {
+		name    string
+		g       grid // step 0: float32 as it is
+		layouts []layout
 	}
 	sc := arrow.NewSchema([]arrow.Field{{Name: "c0", Type: arrow.ListOfNonNullable(arrow.PrimitiveTypes.Float32)}}, nil)
 	var ref int64
 	fmt.Println()
-	fmt.Println("| grid (max error 1e-4) | layout | zstd | weights column | vs float32 | max abs error/weight | max entropy error/head | max diagonality error/head | max head diversity error/layer | write MB/s |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-	for _, g := range []grid{
-		{"float32", 0, 0},
-		{"2^-14, tiny weights to 2^-14 too", FixedStep, 1},
-		{"2^-14, tiny weights to 2^-18 (fixed)", FixedStep, FixedFine},
-		{"2^-13, tiny weights to 2^-17 (compact)", CompactStep, CompactFine},
+	fmt.Println("| grid (max error 1e-4) | layout | codec | weights column | vs float32 | max abs error/weight | max entropy error/head | max diagonality error/head | max head diversity error/layer | write MB/s |")
+	fmt.Println("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, cand := range []candidate{
+		{"float32", grid{}, []layout{{"w", []codec{zstd(3)}}}},
+		{"2^-13, tiny weights to 2^-17 (compact)", compactGrid, []layout{
+			{"1+w", []codec{zstd(3), zstd(9), brotli(5, false), brotli(5, true)}},
+			{"1+w, row residual", []codec{zstd(3), zstd(9)}},
+			{"packed", []codec{zstd(3), zstd(9), zstd(19)}},
+		}},
+		{"2^-13, tiny weights to 2^-16", grid{step: CompactStep, maxErr: FixedMaxError, fine: PackedFine}, []layout{
+			{"packed", []codec{zstd(3)}},
+		}},
+		{"2^-13 even where allowed, tiny weights to 2^-16, entropy goal 6e-5 (packed)", packedGrid, []layout{
+			{"1+w", []codec{zstd(3)}},
+			{"packed", []codec{zstd(3), zstd(9), zstd(19), brotli(5, false)}},
+		}},
 	} {
-		for _, l := range []layout{{"w, byte-split", 0, []int{3}}, {"1+w, byte-split", 1, []int{3, 9}}} {
-			if g.fine == 1 && l.offset == 0 {
-				continue // as fixed before the fine tail: in the table of 2026-12-02 14:00
+		// round once per grid
+		start := time.Now()
+		q := make([][]float32, len(rows))
+		for i, r := range rows {
+			q[i] = r.Weights.Data
+			if cand.g.step > 0 {
+				q[i] = make([]float32, len(r.Weights.Data))
+				quantizeWithin(r.Weights.Data, q[i], r.Weights.Cols, cand.g)
 			}
-			if g.step == 0 && l.offset != 0 {
-				continue
+		}
+		rounding := time.Since(start).Seconds()
+		for _, l := range cand.layouts {
+			// the values stored and what a reader gets back from them
+			stored := make([][]float32, len(rows))
+			back := make([]metrics.Matrix, len(rows))
+			for i, r := range rows {
+				m := r.Weights
+				switch l.name {
+				case "w":
+					stored[i], back[i] = q[i], metrics.Matrix{Rows: m.Rows, Cols: m.Cols, Data: q[i]}
+				case "1+w", "1+w, row residual", "packed":
+					v := make([]float32, len(q[i]))
+					for j, x := range q[i] {
+						v[j] = 1 + x
+					}
+					var w []float32
+					switch l.name {
+					case "1+w":
+						stored[i] = v
+						w = make([]float32, len(v))
+						for j, x := range v {
+							w[j] = x - 1
+						}
+					case "1+w, row residual":
+						stored[i], w = rowResidual(r.Kind, m.Rows, m.Cols, v)
+					case "packed":
+						b := array.NewFloat32Builder(memory.DefaultAllocator)
+						appendPacked(b, r.Kind, m.Rows, m.Cols, v)
+						a := b.NewFloat32Array()
+						stored[i] = append([]float32(nil), a.Float32Values()...)
+						a.Release()
+						b.Release()
+						var ok bool
+						if w, ok = unpackWeights(r.Kind, m.Rows, m.Cols, stored[i]); !ok {
+							t.Fatalf("row %d: packed values do not unpack", i)
+						}
+					}
+					back[i] = metrics.Matrix{Rows: m.Rows, Cols: m.Cols, Data: w}
+				}
 			}
-			for _, level := range l.levels {
-				props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd), parquet.WithCompressionLevel(level),
-					parquet.WithDictionaryDefault(false), parquet.WithStats(false), parquet.WithEncodingFor("c0.list.element", parquet.Encodings.ByteStreamSplit))
+			var maxErr, maxEnt, maxDiag float64
+			for i, r := range rows {
+				for j, v := range back[i].Data {
+					maxErr = math.Max(maxErr, math.Abs(float64(v-r.Weights.Data[j])))
+				}
+				maxEnt = math.Max(maxEnt, math.Abs(metrics.Entropy(back[i])-metrics.Entropy(r.Weights)))
+				maxDiag = math.Max(maxDiag, math.Abs(metrics.Diagonality(back[i])-metrics.Diagonality(r.Weights)))
+			}
+			div := maxDiversityError(rows, back)
+			for _, c := range l.codecs {
+				enc := parquet.Encodings.ByteStreamSplit
+				if c.plain {
+					enc = parquet.Encodings.Plain
+				}
+				props := parquet.NewWriterProperties(parquet.WithCompression(c.c), parquet.WithCompressionLevel(c.level),
+					parquet.WithDictionaryDefault(false), parquet.WithStats(false), parquet.WithEncodingFor("c0.list.element", enc))
 				var file bytes.Buffer
 				start := time.Now()
 				w, err := pqarrow.NewFileWriter(sc, &file, props, pqarrow.DefaultWriterProps())
 				if err != nil {
 					t.Fatal(err)
 				}
-				stored := make([]metrics.Matrix, len(rows))
 				for s := 0; s < len(rows); s += 4096 {
 					b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
 					lb := b.Field(0).(*array.ListBuilder)
 					vb := lb.ValueBuilder().(*array.Float32Builder)
 					for i := s; i < min(s+4096, len(rows)); i++ {
-						r := rows[i].Weights
-						q := append([]float32(nil), r.Data...)
-						if g.step > 0 {
-							quantizeWithin(r.Data, q, r.Cols, g.step, FixedMaxError, g.fine)
-						}
-						stored[i] = metrics.Matrix{Rows: r.Rows, Cols: r.Cols, Data: q}
 						lb.Append(true)
-						for _, v := range q {
-							vb.Append(l.offset + v)
-						}
+						vb.AppendValues(stored[i], nil)
 					}
 					rec := b.NewRecordBatch()
 					if err := w.WriteBuffered(rec); err != nil {
@@ -202,22 +274,44 @@ func TestStorageCandidates(t *testing.T) {
 				if err := w.Close(); err != nil {
 					t.Fatal(err)
 				}
-				secs := time.Since(start).Seconds()
+				secs := time.Since(start).Seconds() + rounding
 				size := int64(file.Len())
 				if ref == 0 {
 					ref = size
 				}
-				var maxErr, maxEnt, maxDiag float64
-				for i, r := range rows {
-					for j, v := range stored[i].Data {
-						maxErr = math.Max(maxErr, math.Abs(float64(v-r.Weights.Data[j])))
-					}
-					maxEnt = math.Max(maxEnt, math.Abs(metrics.Entropy(stored[i])-metrics.Entropy(r.Weights)))
-					maxDiag = math.Max(maxDiag, math.Abs(metrics.Diagonality(stored[i])-metrics.Diagonality(r.Weights)))
-				}
-				fmt.Printf("| %s | %s | %d | %.1f MB | %.2fx | %.1e | %.1e | %.1e | %.1e | %.0f |\n", g.name, l.name, level, float64(size)/1e6,
-					float64(ref)/float64(size), maxErr, maxEnt, maxDiag, maxDiversityError(rows, stored), float64(raw)/1e6/secs)
+				fmt.Printf("| %s | %s | %s | %.2f MB | %.2fx | %.1e | %.1e | %.1e | %.1e | %.0f |\n", cand.name, l.name, c.name, float64(size)/1e6,
+					float64(ref)/float64(size), maxErr, maxEnt, maxDiag, div, float64(raw)/1e6/secs)
 			}
 		}
 	}
+}
+
+// rowResidual is the "1+w, row residual" layout of a matrix stored as 1 +
+// w (v): at each row's last column (a causal matrix's diagonal) r = w −
+// (1 − the sum of the row's other weights) instead of w, so 1 + r is 1
+// for a row that sums to 1; it returns the stored values and the weights
+// a reader restores from them (w = r + 1 − the others' sum).
+func rowResidual(kind string, q, k int, v []float32) (stored, back []float32) {
+	stored = append([]float32(nil), v...)
+	back = make([]float32, len(v))
+	for t := range q {
+		row := v[t*k : (t+1)*k]
+		p := k - 1
+		if kind == KindDecoderSelf && q == k {
+			p = t
+		}
+		var others float64
+		for j, x := range row {
+			back[t*k+j] = x - 1
+			if j != p {
+				others += float64(x - 1)
+			}
+		}
+		if math.IsNaN(others) || math.IsInf(others, 0) {
+			continue
+		}
+		stored[t*k+p] = float32(1 + (float64(row[p]-1) - (1 - others)))
+		back[t*k+p] = float32(float64(stored[t*k+p]-1) + (1 - others))
+	}
+	return stored, back
 }

@@ -143,6 +143,7 @@ func TestAttentionRoundTrip(t *testing.T) {
 		{name: "float32", opts: AttentionOptions{Precision: PrecisionFloat32}, wantParts: []string{"attention-00000.parquet"}},
 		{name: "fixed", opts: AttentionOptions{Precision: PrecisionFixed}, wantParts: []string{"attention-00000.parquet"}, tol: fixedTol},
 		{name: "compact", opts: AttentionOptions{Precision: PrecisionCompact}, wantParts: []string{"attention-00000.parquet"}, tol: fixedTol},
+		{name: "packed", opts: AttentionOptions{Precision: PrecisionPacked}, wantParts: []string{"attention-00000.parquet"}, tol: fixedTol},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,8 +167,8 @@ func TestAttentionRoundTrip(t *testing.T) {
 	}
 }
 
-// TestCompactStoresOnePlusW checks the compact precision's layout: the
-// default writes the column weights_plus_one (and no weights column),
+// TestCompactStoresOnePlusW checks the compact precision's layout (the
+// default before packed): it writes the column weights_plus_one (and no weights column),
 // holding 1 + w exactly, w multiples of 2^-13 (2^-17 below 2^-13; finer
 // in matrices quantizeWithin refines) within FixedMaxError, and the reader
 // gives back exactly w.
@@ -177,7 +178,7 @@ func TestCompactStoresOnePlusW(t *testing.T) {
 	rows[0].Weights.Data[0], rows[0].Weights.Data[1] = 3e-6, 0
 	rows[1].Weights = metrics.Matrix{Rows: 1, Cols: 3, Data: []float32{1, 0, 0}}
 	compact := t.TempDir()
-	writeAttention(t, compact, rows, AttentionOptions{})
+	writeAttention(t, compact, rows, AttentionOptions{Precision: PrecisionCompact})
 
 	f, err := os.Open(filepath.Join(compact, AttentionPartName(0)))
 	if err != nil {

@@ -115,6 +115,9 @@ func (w *Writer[T]) writerProperties() *parquet.WriterProperties {
 		if c.dict {
 			props = append(props, parquet.WithDictionaryFor(c.parquetPath(), true))
 		}
+		if c.zstdLevel > 0 {
+			props = append(props, parquet.WithCompressionLevelFor(c.parquetPath(), c.zstdLevel))
+		}
 		if c.encoding != parquet.Encodings.Plain {
 			props = append(props,
 				parquet.WithEncodingFor(c.parquetPath(), c.encoding),

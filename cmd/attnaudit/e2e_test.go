@@ -500,7 +500,7 @@ func readJSON(t *testing.T, path string, v any) {
 
 // attentionMacro is readers/attention.sql, the DuckDB macro attention(run)
 // that gives a run's attention weights as probabilities at the default
-// (compact) precision.
+// (packed) precision.
 func attentionMacro(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile("../../readers/attention.sql")

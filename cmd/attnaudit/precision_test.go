@@ -11,17 +11,17 @@ import (
 )
 
 // TestDefaultPrecisionKeepsMetricsWithin1e4 runs the same inputs stored as
-// float32 and at the default precision (compact, which stores the fixed
-// precision's weights exactly: TestCompactIsFixedPlusOne) and checks that
-// every head metric and sentence score computed from the stored weights
-// agrees within 1e-4.
+// float32 and at the default precision (packed, whose readers restore the
+// rounded weights exactly: store.TestPackedLayout) and checks that every
+// head metric and sentence score computed from the stored weights agrees
+// within 1e-4.
 func TestDefaultPrecisionKeepsMetricsWithin1e4(t *testing.T) {
 	const tol = 1e-4
 	data := smallDataset(t, 24)
 	exact := attnaudit(t, runArgs("run", data, t.TempDir(), "--precision", store.PrecisionFloat32)...)
 	fixed := attnaudit(t, runArgs("run", data, t.TempDir())...)
-	if m, err := os.ReadFile(filepath.Join(fixed, "manifest.json")); err != nil || !strings.Contains(string(m), `"precision": "compact"`) {
-		t.Fatalf("the default run's manifest does not record precision compact (%v)", err)
+	if m, err := os.ReadFile(filepath.Join(fixed, "manifest.json")); err != nil || !strings.Contains(string(m), `"precision": "packed"`) {
+		t.Fatalf("the default run's manifest does not record precision packed (%v)", err)
 	}
 
 	close := func(a, b float32) bool {
