@@ -181,7 +181,16 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 			slots.working.Add(int32(threads))
 			err = b.run(h, func(i int) {
 				handed++
-				rounds.push(b, i)
+				ex := &roundExample{i: i, rows: b.chunk.out.attention(b.chunk.exs, i, b.detached, sel)}
+				ex.pieces = roundPieces(ex.rows)
+				ex.out = make([]store.Prepared[store.Attention], len(ex.pieces))
+				ex.left.Store(int32(len(ex.pieces)))
+				if len(ex.pieces) == 0 {
+					b.chunk.out.keep(i, b.detached, nil, nil)
+					b.unrounded.Add(-1)
+					return
+				}
+				rounds.push(b, ex)
 			})
 			slots.working.Add(-int32(threads))
 			slowest.note(b, threads, time.Since(t0))
@@ -197,10 +206,17 @@ func (r *run) translate(env Env, model *inference.Model, chunks []int, prog *pro
 	round := func(t roundTask) {
 		slots.working.Add(1)
 		defer slots.working.Add(-1)
-		b := t.batch
-		if err := b.chunk.out.prepare(b.chunk.exs, []int{t.example}, b.detached, sel, r.cfg.Precision); err != nil {
+		b, ex := t.batch, t.ex
+		pc := ex.pieces[t.piece]
+		p, err := store.PrepareAttention(r.cfg.Precision, ex.rows[pc[0]:pc[1]])
+		if err != nil {
 			b.chunk.fail(err)
 		}
+		ex.out[t.piece] = p
+		if ex.left.Add(-1) > 0 {
+			return
+		}
+		b.chunk.out.keep(ex.i, b.detached, ex.rows, ex.out)
 		if b.unrounded.Add(-1) == 0 {
 			done(b)
 		}
@@ -457,18 +473,31 @@ type roundQueue struct {
 	ready chan struct{}
 }
 
-// roundTask is one example of a translated batch to round.
+// roundTask is a piece of one example of a translated batch to round.
 type roundTask struct {
-	batch   *batchJob
-	example int // index into the batch's chunk
+	batch *batchJob
+	ex    *roundExample
+	piece int // into ex.pieces
+}
+
+// roundExample is an example of a translated batch being rounded, in
+// pieces (roundPieces) on any threads; the last piece done stores them.
+type roundExample struct {
+	i      int // index into the batch's chunk
+	rows   []store.Attention
+	pieces [][2]int
+	out    []store.Prepared[store.Attention]
+	left   atomic.Int32 // pieces not yet rounded
 }
 
 func newRoundQueue() *roundQueue { return &roundQueue{ready: make(chan struct{}, 1)} }
 
-// push queues example i of b's chunk.
-func (q *roundQueue) push(b *batchJob, i int) {
+// push queues the pieces of example ex of b.
+func (q *roundQueue) push(b *batchJob, ex *roundExample) {
 	q.mu.Lock()
-	q.tasks = append(q.tasks, roundTask{b, i})
+	for k := range ex.pieces {
+		q.tasks = append(q.tasks, roundTask{b, ex, k})
+	}
 	q.mu.Unlock()
 	q.signal()
 }
@@ -529,57 +558,89 @@ type chunkOutput struct {
 	results  []inference.Result
 	detached []*inference.Pass
 	// rows holds each example's forced and free passes' attention rows
-	// as stored, detRows its detached pass's; weights and detWeights
-	// count their weights.
-	rows, detRows       []store.Prepared[store.Attention]
+	// as stored (in pieces, in row order: roundPieces), detRows its
+	// detached pass's; weights and detWeights count their weights.
+	rows, detRows       [][]store.Prepared[store.Attention]
 	weights, detWeights []int64
 }
 
 func newChunkOutput(n int) chunkOutput {
 	return chunkOutput{
 		results: make([]inference.Result, n), detached: make([]*inference.Pass, n),
-		rows: make([]store.Prepared[store.Attention], n), detRows: make([]store.Prepared[store.Attention], n),
+		rows: make([][]store.Prepared[store.Attention], n), detRows: make([][]store.Prepared[store.Attention], n),
 		weights: make([]int64, n), detWeights: make([]int64, n),
 	}
 }
 
 // prepare rounds the attention rows sel keeps of the examples idx (their
 // detached passes when detached is set) as precision stores them, and
-// drops the float32 matrices they came from. Batches fill disjoint
-// examples, or the other half of one, so they need no lock between them.
+// drops the float32 matrices they came from, each example in one piece.
+// Batches fill disjoint examples, or the other half of one, so they need
+// no lock between them.
 func (o *chunkOutput) prepare(exs []dataset.Example, idx []int, detached bool, sel store.Selection, precision string) error {
 	for _, i := range idx {
-		id := int32(exs[i].Index)
-		var rows []store.Attention
-		if detached {
-			rows = passRows(rows, sel, id, store.PassDetached, o.detached[i], nil)
-		} else {
-			res := &o.results[i]
-			rows = passRows(rows, sel, id, store.PassForced, res.Forced, nil)
-			rows = passRows(rows, sel, id, store.PassFree, &res.Free, res.EncoderSelf)
-		}
+		rows := o.attention(exs, i, detached, sel)
 		p, err := store.PrepareAttention(precision, rows)
 		if err != nil {
 			return err
 		}
-		var n int64
-		for _, row := range rows {
-			n += int64(len(row.Weights.Data))
-		}
-		if detached {
-			o.detRows[i], o.detWeights[i] = p, n
-			o.detached[i].Cross, o.detached[i].DecoderSelf = nil, nil
-			continue
-		}
-		res := &o.results[i]
-		o.rows[i], o.weights[i] = p, n
-		res.EncoderSelf, res.Free.Cross, res.Free.DecoderSelf = nil, nil, nil
-		if res.Forced != nil {
-			res.Forced.Cross, res.Forced.DecoderSelf = nil, nil
-		}
+		o.keep(i, detached, rows, []store.Prepared[store.Attention]{p})
 	}
 	return nil
 }
+
+// attention returns the attention rows sel keeps of example i (its
+// detached pass's when detached is set), on its float32 matrices.
+func (o *chunkOutput) attention(exs []dataset.Example, i int, detached bool, sel store.Selection) []store.Attention {
+	id := int32(exs[i].Index)
+	if detached {
+		return passRows(nil, sel, id, store.PassDetached, o.detached[i], nil)
+	}
+	res := &o.results[i]
+	rows := passRows(nil, sel, id, store.PassForced, res.Forced, nil)
+	return passRows(rows, sel, id, store.PassFree, &res.Free, res.EncoderSelf)
+}
+
+// keep stores example i's rows rounded (pieces, in row order) and drops
+// the float32 matrices they came from.
+func (o *chunkOutput) keep(i int, detached bool, rows []store.Attention, pieces []store.Prepared[store.Attention]) {
+	var n int64
+	for _, row := range rows {
+		n += int64(len(row.Weights.Data))
+	}
+	if detached {
+		o.detRows[i], o.detWeights[i] = pieces, n
+		o.detached[i].Cross, o.detached[i].DecoderSelf = nil, nil
+		return
+	}
+	res := &o.results[i]
+	o.rows[i], o.weights[i] = pieces, n
+	res.EncoderSelf, res.Free.Cross, res.Free.DecoderSelf = nil, nil, nil
+	if res.Forced != nil {
+		res.Forced.Cross, res.Forced.DecoderSelf = nil, nil
+	}
+}
+
+// roundPieces cuts rows into contiguous pieces of about pieceWeights
+// weights each (a row is never cut), for rounding on several threads: a
+// long sentence (a hallucination running to the length limit) is a
+// million weights, and the last of a batch's sentences ends the run.
+func roundPieces(rows []store.Attention) [][2]int {
+	var out [][2]int
+	start, n := 0, 0
+	for j, row := range rows {
+		n += len(row.Weights.Data)
+		if n >= pieceWeights || j == len(rows)-1 {
+			out = append(out, [2]int{start, j + 1})
+			start, n = j+1, 0
+		}
+	}
+	return out
+}
+
+// pieceWeights is about how many weights one rounding task takes: a few
+// milliseconds of one core.
+const pieceWeights = 1 << 16
 
 // chunkJob is a chunk being translated: its batches run on any worker and
 // fill out by example index, so they need no lock between them.
@@ -798,7 +859,7 @@ func subPartRanges(weights []int64, target int64, most int) [][2]int {
 // writeAttentionPart writes examples' rows, each example's detached pass
 // then its other passes, into the attention part opts names, and returns
 // what it committed.
-func writeAttentionPart(dir string, opts store.AttentionOptions, detRows, rows []store.Prepared[store.Attention]) ([]store.PartInfo, error) {
+func writeAttentionPart(dir string, opts store.AttentionOptions, detRows, rows [][]store.Prepared[store.Attention]) ([]store.PartInfo, error) {
 	// Abort drops a part that Close did not commit, so a failed chunk
 	// leaves no file under a final name.
 	aw, err := store.NewAttentionWriter(dir, opts)
@@ -807,7 +868,10 @@ func writeAttentionPart(dir string, opts store.AttentionOptions, detRows, rows [
 	}
 	defer aw.Abort()
 	for i := range rows {
-		if err := aw.WritePrepared(detRows[i], rows[i]); err != nil {
+		if err := aw.WritePrepared(detRows[i]...); err != nil {
+			return nil, err
+		}
+		if err := aw.WritePrepared(rows[i]...); err != nil {
 			return nil, err
 		}
 	}

@@ -216,3 +216,32 @@ func TestThreadUse(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundPieces cuts rows of known sizes: pieces are contiguous, cover
+// every row once, never cut a row, and close once they hold pieceWeights.
+func TestRoundPieces(t *testing.T) {
+	rowsOf := func(sizes ...int) []store.Attention {
+		rows := make([]store.Attention, len(sizes))
+		for i, n := range sizes {
+			rows[i].Weights.Data = make([]float32, n)
+		}
+		return rows
+	}
+	big, half := pieceWeights, pieceWeights/2
+	cases := []struct {
+		sizes []int
+		want  [][2]int
+	}{
+		{nil, nil},
+		{[]int{10}, [][2]int{{0, 1}}},
+		{[]int{10, 20, 30}, [][2]int{{0, 3}}},          // a short sentence: one piece
+		{[]int{big, 10, 10}, [][2]int{{0, 1}, {1, 3}}}, // a row of pieceWeights closes a piece
+		{[]int{half, half, half, half, 1}, [][2]int{{0, 2}, {2, 4}, {4, 5}}},
+		{[]int{3 * big, half}, [][2]int{{0, 1}, {1, 2}}}, // a row larger than a piece stays whole
+	}
+	for _, c := range cases {
+		if got := roundPieces(rowsOf(c.sizes...)); !slices.Equal(got, c.want) {
+			t.Errorf("roundPieces(%v) = %v, want %v", c.sizes, got, c.want)
+		}
+	}
+}
