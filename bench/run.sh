@@ -257,7 +257,7 @@ bench_scale() {
 	emit "### Core scaling: attnaudit infer vs PyTorch cached, $n sentences, cores: $cores"
 	emit ""
 	[ "${BENCH_SCALE_REPEAT:-1}" -gt 1 ] && emit "Every figure is the fastest of ${BENCH_SCALE_REPEAT} runs (BENCH_SCALE_REPEAT)." && emit ""
-	emit "Each command runs pinned to its first k cores (\`taskset -c 0-(k-1)\`$(command -v taskset >/dev/null || echo ': **not available here, unpinned**')) with \`--threads k\`: attnaudit \`infer --provider cpu --detached-pairs=false\` (its default split: k workers of one intra-op thread; seconds from manifest.json, model load included) and \`bench/torch_infer.py --cached --threads k\` (PyTorch eager, torch.set_num_threads(k); model load and a warm-up batch excluded). Greedy, contract 2 (\`$(basename "$CKPT")\`)."
+	emit "Each command runs pinned to its first k cores (\`taskset -c 0-(k-1)\`$(command -v taskset >/dev/null || echo ': **not available here, unpinned**')) with \`--threads k\`: attnaudit \`infer --provider cpu --detached-pairs=false\` (its default split, chosen from k and the batches' costs and recorded in manifest.json; seconds from manifest.json, model load included) and \`bench/torch_infer.py --cached --threads k\` (PyTorch eager, torch.set_num_threads(k); model load and a warm-up batch excluded). Greedy, contract 2 (\`$(basename "$CKPT")\`)."
 	emit ""
 	[ "$GO_OK" = 1 ] || { emit "Not measured: bin/attnaudit does not build."; return; }
 	emit "| batch | cores | attnaudit s | attnaudit sent/s | vs its 1 core | torch cached s | torch sent/s | torch vs its 1 core | attnaudit vs torch | ≥ 1x |"
