@@ -109,16 +109,25 @@ func diagonalityChange(in, out []float32, cols int) float64 {
 	}
 	rows := len(in) / cols
 	const g = metrics.DefaultGuidedSigma
+	// Along a row the prior exp(−v²/2g²), v = u − (j+½)/cols, is a
+	// Gaussian sampled at even spacing δ = 1/cols: each term is the one
+	// before times a ratio that itself changes by the constant factor
+	// exp(−δ²/g²), two multiplications a weight instead of an exp.
+	delta := 1 / float64(cols)
+	kappa := math.Exp(-delta * delta / (g * g))
 	var sum float64
 	for t := range rows {
 		u := (float64(t) + 0.5) / float64(rows)
+		v := u - delta/2
+		prior := math.Exp(-v * v / (2 * g * g))
+		ratio := math.Exp((2*v*delta - delta*delta) / (2 * g * g))
 		for j := range cols {
 			d := float64(out[t*cols+j]) - float64(in[t*cols+j])
-			if d == 0 || math.IsNaN(d) {
-				continue
+			if d != 0 && !math.IsNaN(d) {
+				sum += d * (1 - prior)
 			}
-			v := u - (float64(j)+0.5)/float64(cols)
-			sum += d * (1 - math.Exp(-v*v/(2*g*g)))
+			prior *= ratio
+			ratio *= kappa
 		}
 	}
 	return -sum / float64(rows)
@@ -209,7 +218,9 @@ func (q *rowQuantizer) row(in, out []float32, g grid, entErr float64) float64 {
 			n = math.RoundToEven(x*fine) / fine
 			fineSum += n
 		} else {
-			if g.even && math.Mod(n, 2) != 0 {
+			// n is a whole number of steps (at most 1/step): its low bit
+			// says odd, where math.Mod took a third of the rounding's time.
+			if g.even && int64(n)&1 != 0 {
 				// the even multiple on the other side of x, if within maxErr
 				if e := 2 * math.Round(x/2); math.Abs(e-x) <= maxErr/step-1e-9 && e <= 1/step {
 					n = e

@@ -148,3 +148,32 @@ func TestQuantizeWithinBoundsEntropy(t *testing.T) {
 	}
 	t.Logf("%d of 3000 matrices went to a finer grid", over)
 }
+
+// TestDiagonalityChangeMatchesPrior checks diagonalityChange's recurrence
+// for the guided prior against the prior computed for each weight, on
+// shapes from 1×1 to 3×500 (a long source: the recurrence's error grows
+// with the columns).
+func TestDiagonalityChangeMatchesPrior(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, shape := range [][2]int{{1, 1}, {4, 3}, {17, 29}, {3, 500}, {60, 230}} {
+		rows, cols := shape[0], shape[1]
+		in, out := make([]float32, rows*cols), make([]float32, rows*cols)
+		for i := range in {
+			in[i] = r.Float32()
+			out[i] = in[i] + float32(r.NormFloat64()*1e-4)
+		}
+		const g = metrics.DefaultGuidedSigma
+		var want float64
+		for tt := range rows {
+			u := (float64(tt) + 0.5) / float64(rows)
+			for j := range cols {
+				v := u - (float64(j)+0.5)/float64(cols)
+				want += (float64(out[tt*cols+j]) - float64(in[tt*cols+j])) * (1 - math.Exp(-v*v/(2*g*g)))
+			}
+		}
+		want = -want / float64(rows)
+		if got := diagonalityChange(in, out, cols); math.Abs(got-want) > 1e-12*max(1, math.Abs(want)) {
+			t.Errorf("%d×%d: diagonalityChange %.17g, the prior weight by weight %.17g", rows, cols, got, want)
+		}
+	}
+}
