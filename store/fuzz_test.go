@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -93,6 +95,67 @@ func TestRandomlyDamagedPartsFailCleanly(t *testing.T) {
 		FileRows(path)
 		if took := time.Since(start); took > time.Second {
 			t.Errorf("damaged copy %d took %v to read", i, took)
+		}
+	}
+}
+
+// TestDamagedFooterAllocatesLittle reads two 2 kB parts with damaged
+// footers found by FuzzReadCorruptedPart, for which the Parquet library
+// made room before finding the bytes missing (checkFooter): one declares a
+// list of millions of column chunks (1.5 GB a read), the other a schema
+// group of millions of children. Every reader must fail naming the file,
+// the footer check allocating next to nothing.
+func TestDamagedFooterAllocatesLittle(t *testing.T) {
+	for _, name := range []string{"damaged-footer-huge-list.parquet", "damaged-footer-schema-children.parquet"} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, AttentionPartName(0))
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		readers := map[string]func() error{
+			"ScanAttention":   func() error { return ScanAttention(dir, func(Attention) error { return nil }) },
+			"FileRows":        func() error { _, err := FileRows(path); return err },
+			"ReadExamples":    func() error { _, err := ReadExamples(path); return err },
+			"ReadHeadMetrics": func() error { _, err := ReadHeadMetrics(path); return err },
+		}
+		for reader, read := range readers {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			err := read()
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), AttentionPartName(0)) || !strings.Contains(err.Error(), "damaged Parquet footer") {
+				t.Errorf("%s, %s: error %v, want the damaged footer of %s", name, reader, err, AttentionPartName(0))
+			}
+			if mb := (after.TotalAlloc - before.TotalAlloc) >> 20; mb > 16 {
+				t.Errorf("%s, %s: allocated %d MB reading a 2 kB part", name, reader, mb)
+			}
+		}
+	}
+}
+
+// TestSchemaTree checks the schema shapes checkFooter accepts: depth-first
+// elements with their children counts.
+func TestSchemaTree(t *testing.T) {
+	for _, c := range []struct {
+		children []int32
+		ok       bool
+	}{
+		{nil, true},
+		{[]int32{0}, true},
+		{[]int32{3, 0, 0, 0}, true},
+		{[]int32{2, 1, 0, 0}, true},
+		{[]int32{2, 1, 0, 0, 7}, true}, // elements after the tree are not read
+		{[]int32{2, 0}, false},
+		{[]int32{2, 1, 0}, false},
+		{[]int32{1 << 30, 0, 0}, false},
+		{[]int32{1, -1}, false},
+	} {
+		if err := schemaTree(c.children); (err == nil) != c.ok {
+			t.Errorf("schemaTree(%v) = %v, want ok %v", c.children, err, c.ok)
 		}
 	}
 }

@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/apache/arrow-go/v18/parquet/file"
 )
 
 // PartInfo is what a writer knew of a part when it committed it: its file
@@ -75,7 +73,7 @@ func CheckPart(dir string, p PartInfo) error {
 // nothing else. A truncated or corrupted footer is an error.
 func FileRows(path string) (rows int64, err error) {
 	defer recoverDamaged(path, &err)
-	rdr, err := file.OpenParquetFile(path, false)
+	rdr, err := openPart(path)
 	if err != nil {
 		return 0, fmt.Errorf("reading %s: %w", path, err)
 	}

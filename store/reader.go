@@ -63,7 +63,7 @@ func scanUnits(paths []string, cfg readerConfig) []scanUnit {
 				}
 			}()
 			defer recoverDamaged(p, &err)
-			rdr, oerr := file.OpenParquetFile(p, false, file.WithReadProps(parquet.NewReaderProperties(cfg.mem)))
+			rdr, oerr := openPart(p, file.WithReadProps(parquet.NewReaderProperties(cfg.mem)))
 			if oerr != nil {
 				err = fmt.Errorf("reading %s: %w", p, oerr)
 				return
@@ -171,7 +171,7 @@ func scanFile[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) er
 // hold cfg.ids, or all).
 func scanGroups[T any](path string, s *schema[T], cfg readerConfig, groups []int, fn func(*T) error) (err error) {
 	defer recoverDamaged(path, &err)
-	rdr, err := file.OpenParquetFile(path, false, file.WithReadProps(parquet.NewReaderProperties(cfg.mem)))
+	rdr, err := openPart(path, file.WithReadProps(parquet.NewReaderProperties(cfg.mem)))
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)
 	}
