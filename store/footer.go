@@ -12,12 +12,45 @@ import (
 )
 
 // openPart opens a Parquet file for reading once its footer has passed
-// checkFooter.
+// checkFooter, and checks that its column chunks lie inside the file.
 func openPart(path string, opts ...file.ReadOption) (*file.Reader, error) {
 	if err := checkFooter(path); err != nil {
 		return nil, err
 	}
-	return file.OpenParquetFile(path, false, opts...)
+	rdr, err := file.OpenParquetFile(path, false, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkChunks(rdr); err != nil {
+		rdr.Close()
+		return nil, err
+	}
+	return rdr, nil
+}
+
+// checkChunks checks that every column chunk's pages lie inside the file:
+// the library reads a chunk into one buffer of the length its metadata
+// gives (FuzzReadCorruptedPart found a part whose chunk claimed 17 GB).
+func checkChunks(rdr *file.Reader) error {
+	meta := rdr.MetaData()
+	size := meta.GetSourceFileSize()
+	for g := range meta.NumRowGroups() {
+		rg := meta.RowGroup(g)
+		for c := range rg.NumColumns() {
+			col, err := rg.ColumnChunk(c)
+			if err != nil {
+				return err
+			}
+			start := col.DataPageOffset()
+			if col.HasDictionaryPage() && col.DictionaryPageOffset() > 0 && start > col.DictionaryPageOffset() {
+				start = col.DictionaryPageOffset()
+			}
+			if n := col.TotalCompressedSize(); start < 4 || n < 0 || n > size-8-start {
+				return fmt.Errorf("damaged Parquet metadata: row group %d column %d claims bytes %d to %d of %d", g, c, start, start+n, size)
+			}
+		}
+	}
+	return nil
 }
 
 // checkFooter walks a Parquet file's footer (its metadata, Thrift compact

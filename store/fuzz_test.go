@@ -99,14 +99,14 @@ func TestRandomlyDamagedPartsFailCleanly(t *testing.T) {
 	}
 }
 
-// TestDamagedFooterAllocatesLittle reads two 2 kB parts with damaged
+// TestDamagedFooterAllocatesLittle reads three 1–2 kB parts with damaged
 // footers found by FuzzReadCorruptedPart, for which the Parquet library
-// made room before finding the bytes missing (checkFooter): one declares a
-// list of millions of column chunks (1.5 GB a read), the other a schema
-// group of millions of children. Every reader must fail naming the file,
-// the footer check allocating next to nothing.
+// made room before finding the bytes missing (checkFooter, checkChunks):
+// one declares a list of millions of column chunks (1.5 GB a read), one a
+// schema group of millions of children, one a column chunk of 17 GB.
+// Every reader must fail naming the file, allocating next to nothing.
 func TestDamagedFooterAllocatesLittle(t *testing.T) {
-	for _, name := range []string{"damaged-footer-huge-list.parquet", "damaged-footer-schema-children.parquet"} {
+	for _, name := range []string{"damaged-footer-huge-list.parquet", "damaged-footer-schema-children.parquet", "damaged-chunk-length.parquet"} {
 		dir := t.TempDir()
 		path := filepath.Join(dir, AttentionPartName(0))
 		data, err := os.ReadFile(filepath.Join("testdata", name))
@@ -127,8 +127,8 @@ func TestDamagedFooterAllocatesLittle(t *testing.T) {
 			runtime.ReadMemStats(&before)
 			err := read()
 			runtime.ReadMemStats(&after)
-			if err == nil || !strings.Contains(err.Error(), AttentionPartName(0)) || !strings.Contains(err.Error(), "damaged Parquet footer") {
-				t.Errorf("%s, %s: error %v, want the damaged footer of %s", name, reader, err, AttentionPartName(0))
+			if err == nil || !strings.Contains(err.Error(), AttentionPartName(0)) || !strings.Contains(err.Error(), "damaged Parquet") {
+				t.Errorf("%s, %s: error %v, want the damaged metadata of %s", name, reader, err, AttentionPartName(0))
 			}
 			if mb := (after.TotalAlloc - before.TotalAlloc) >> 20; mb > 16 {
 				t.Errorf("%s, %s: allocated %d MB reading a 2 kB part", name, reader, mb)
