@@ -12,17 +12,24 @@ import (
 )
 
 // openPart opens a Parquet file for reading once its footer has passed
-// checkFooter, and checks that its column chunks lie inside the file.
+// checkFooter, and checks that its column chunks lie inside the file. The
+// library reads the file through the handle the footer was checked on.
 func openPart(path string, opts ...file.ReadOption) (*file.Reader, error) {
-	if err := checkFooter(path); err != nil {
-		return nil, err
-	}
-	rdr, err := file.OpenParquetFile(path, false, opts...)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
+	if err := checkFooter(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	rdr, err := file.NewParquetReader(f, opts...)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
 	if err := checkChunks(rdr); err != nil {
-		rdr.Close()
+		rdr.Close() // closes f
 		return nil, err
 	}
 	return rdr, nil
@@ -70,12 +77,7 @@ func checkChunks(rdr *file.Reader) error {
 //
 // Files that are not plain Parquet (too short, encrypted footer, footer
 // length past the start) are left to the library, which reports them.
-func checkFooter(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+func checkFooter(f *os.File) error {
 	st, err := f.Stat()
 	if err != nil {
 		return err

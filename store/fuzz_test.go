@@ -131,7 +131,7 @@ func TestDamagedFooterAllocatesLittle(t *testing.T) {
 				t.Errorf("%s, %s: error %v, want the damaged metadata of %s", name, reader, err, AttentionPartName(0))
 			}
 			if mb := (after.TotalAlloc - before.TotalAlloc) >> 20; mb > 16 {
-				t.Errorf("%s, %s: allocated %d MB reading a 2 kB part", name, reader, mb)
+				t.Errorf("%s, %s: allocated %d MB reading a %d-byte part", name, reader, mb, len(data))
 			}
 		}
 	}
