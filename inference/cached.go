@@ -138,34 +138,33 @@ func identity(idx []int, n int) bool {
 }
 
 // reorder makes row r of the cache a copy of row parents[r], for both
-// halves, and keeps only as many source positions as the longest remaining
-// source needs.
+// halves. The source positions stay those of the batch (encoded.S) when
+// long sources leave it: a row's arithmetic then never depends on which
+// rows decode beside it (rows.go).
 func (c *kvCache) reorder(parents []int) {
 	m := c.m
 	L, H, D := m.io.cache.layers, m.io.cache.heads, m.io.cache.dim
 	old := len(c.rows)
 	rows := make([]int, len(parents))
-	S := 0
 	for r, p := range parents {
 		rows[r] = c.rows[p]
-		S = max(S, c.e.lens[rows[r]])
 	}
 	n := len(parents)
-	gather := func(src []float32, dst *[]float32, positions, keep int) {
-		out := grow(dst, 2*L*n*H*keep*D)
+	gather := func(src []float32, dst *[]float32, positions int) {
+		out := grow(dst, 2*L*n*H*positions*D)
 		for t := range 2 * L {
 			for r, p := range parents {
 				for h := range H {
 					from := ((t*old+p)*H + h) * positions * D
-					to := ((t*n+r)*H + h) * keep * D
-					copy(out[to:to+keep*D], src[from:from+keep*D])
+					to := ((t*n+r)*H + h) * positions * D
+					copy(out[to:to+positions*D], src[from:from+positions*D])
 				}
 			}
 		}
 	}
-	gather(m.buf.kvSelf[c.cur], &m.buf.kvSelf[1-c.cur], c.T, c.T)
-	gather(m.buf.kvCross[c.curX], &m.buf.kvCross[1-c.curX], c.S, S)
-	c.cur, c.curX, c.rows, c.S = 1-c.cur, 1-c.curX, rows, S
+	gather(m.buf.kvSelf[c.cur], &m.buf.kvSelf[1-c.cur], c.T)
+	gather(m.buf.kvCross[c.curX], &m.buf.kvCross[1-c.curX], c.S)
+	c.cur, c.curX, c.rows = 1-c.cur, 1-c.curX, rows
 }
 
 // sources gathers the source ids of the cache rows, padded to c.S.

@@ -93,6 +93,14 @@ func (m *Model) TranslateBatch(reqs []Request, opts DecodeOptions) ([]Result, er
 // decoded (a caller can store it meanwhile); otherwise every result comes
 // at the end, in order. On an error, some results may have been handed out.
 func (m *Model) TranslateEach(reqs []Request, opts DecodeOptions, done func(Result)) error {
+	return m.TranslateSlice(reqs, 0, opts, done)
+}
+
+// TranslateSlice is TranslateEach over some rows of a batch whose longest
+// source has padTo tokens (SourceTokens): the sources are padded to it, so
+// that each sentence's result is the one the whole batch gives it, bit for
+// bit, where the model's rows decode independently (RowsIndependent).
+func (m *Model) TranslateSlice(reqs []Request, padTo int, opts DecodeOptions, done func(Result)) error {
 	if opts.Beam < 0 || opts.MaxLen < 0 || opts.RepetitionPenalty < 0 {
 		return fmt.Errorf("decode options %+v: want beam, max-len and repetition penalty ≥ 0", opts)
 	}
@@ -112,13 +120,28 @@ func (m *Model) TranslateEach(reqs []Request, opts DecodeOptions, done func(Resu
 	if err != nil {
 		return err
 	}
-	e, err := m.encode(srcIDs)
+	refs := make([][]int32, len(reqs))
+	for i, r := range reqs {
+		if r.HasReference {
+			refs[i] = m.tok.Target(r.Reference)
+			if err := m.checkTarget(i, "reference", refs[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return m.translateIDs(srcIDs, srcPieces, refs, padTo, opts, done)
+}
+
+// translateIDs is TranslateSlice on token ids: srcIDs with their pieces,
+// and refIDs[i] the reference of request i (nil: none).
+func (m *Model) translateIDs(srcIDs [][]int32, srcPieces [][]string, refIDs [][]int32, padTo int, opts DecodeOptions, done func(Result)) error {
+	e, err := m.encode(srcIDs, padTo)
 	if err != nil {
 		return err
 	}
-	res := make([]Result, len(reqs))
+	res := make([]Result, len(srcIDs))
 	enc := m.io
-	for i := range reqs {
+	for i := range srcIDs {
 		res[i] = Result{Index: i, SrcIDs: srcIDs[i], SrcPieces: srcPieces[i]}
 		n := len(srcIDs[i])
 		if e.attn != nil {
@@ -132,7 +155,7 @@ func (m *Model) TranslateEach(reqs []Request, opts DecodeOptions, done func(Resu
 		}
 	}
 
-	maxLen := make([]int, len(reqs))
+	maxLen := make([]int, len(srcIDs))
 	for i, ids := range srcIDs {
 		maxLen[i] = opts.MaxLen
 		if maxLen[i] == 0 {
@@ -149,12 +172,8 @@ func (m *Model) TranslateEach(reqs []Request, opts DecodeOptions, done func(Resu
 	// The references' forced passes.
 	var refReq []int
 	var refs [][]int32
-	for i, r := range reqs {
-		if r.HasReference {
-			ids := m.tok.Target(r.Reference)
-			if err := m.checkTarget(i, "reference", ids); err != nil {
-				return err
-			}
+	for i, ids := range refIDs {
+		if ids != nil {
 			refReq, refs = append(refReq, i), append(refs, ids)
 		}
 	}
@@ -204,7 +223,8 @@ func (m *Model) TranslateEach(reqs []Request, opts DecodeOptions, done func(Resu
 		if err != nil {
 			return err
 		}
-		rowReq := make([]int, len(reqs), len(reqs)+len(refReq))
+		n := len(srcIDs)
+		rowReq := make([]int, n, n+len(refReq))
 		for i := range rowReq {
 			rowReq[i] = i
 		}
@@ -212,12 +232,12 @@ func (m *Model) TranslateEach(reqs []Request, opts DecodeOptions, done func(Resu
 		if err != nil {
 			return err
 		}
-		for i := range reqs {
+		for i := range n {
 			res[i].Free = passes[i]
 			res[i].Hypothesis = m.tok.Decode(hyps[i])
 		}
 		for k, i := range refReq {
-			res[i].Forced = &passes[len(reqs)+k]
+			res[i].Forced = &passes[n+k]
 		}
 	}
 	for _, r := range res {
@@ -254,7 +274,7 @@ func (m *Model) Force(sources, targets []string) ([]Pass, error) {
 			return nil, err
 		}
 	}
-	e, err := m.encode(srcIDs)
+	e, err := m.encode(srcIDs, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -294,8 +314,11 @@ type encoded struct {
 	encNorms, crossNorms []float32
 }
 
-func (m *Model) encode(ids [][]int32) (*encoded, error) {
-	e := &encoded{n: len(ids), lens: make([]int, len(ids))}
+// encode runs the encoder over the sources ids, right-padded to the
+// longest of them or to padTo tokens if longer (a slice of a batch is
+// padded like the whole batch: rows.go).
+func (m *Model) encode(ids [][]int32, padTo int) (*encoded, error) {
+	e := &encoded{n: len(ids), lens: make([]int, len(ids)), S: padTo}
 	for i, s := range ids {
 		e.lens[i] = len(s)
 		e.S = max(e.S, len(s))
@@ -341,13 +364,11 @@ func (m *Model) encode(ids [][]int32) (*encoded, error) {
 }
 
 // rows gathers the memory and source ids of the decoder rows rowReq (each
-// an encoded row), padded to the longest of them rather than the whole
-// batch: once the long sentences finish, the rest run shorter.
+// an encoded row), padded like the whole batch (encoded.S): a row's
+// arithmetic then never depends on which rows decode beside it (rows.go).
 func (m *Model) rows(e *encoded, rowReq []int) (mem []float32, src []int64, S int) {
-	for _, i := range rowReq {
-		S = max(S, e.lens[i])
-	}
-	identity := S == e.S && len(rowReq) == e.n
+	S = e.S
+	identity := len(rowReq) == e.n
 	for r, i := range rowReq {
 		identity = identity && r == i
 	}
@@ -358,8 +379,8 @@ func (m *Model) rows(e *encoded, rowReq []int) (mem []float32, src []int64, S in
 	mem = grow(&m.buf.rowMem, len(rowReq)*S*d)
 	src = grow(&m.buf.rowSrc, len(rowReq)*S)
 	for r, i := range rowReq {
-		copy(mem[r*S*d:(r+1)*S*d], e.mem[i*e.S*d:(i*e.S+S)*d])
-		copy(src[r*S:(r+1)*S], e.src[i*e.S:i*e.S+S])
+		copy(mem[r*S*d:(r+1)*S*d], e.mem[i*S*d:(i+1)*S*d])
+		copy(src[r*S:(r+1)*S], e.src[i*S:(i+1)*S])
 	}
 	return mem, src, S
 }
@@ -691,22 +712,30 @@ func topK(buf []candidate, row []float32, k int) []candidate {
 func (m *Model) force(e *encoded, rowReq []int, targets [][]int32) ([]Pass, error) {
 	// One padded pass over the whole batch costs batch × longest² in the
 	// attention outputs, and one hallucinated hypothesis can be many times
-	// longer than the rest; passes over groups of similar length waste
-	// little on padding.
+	// longer than the rest: rows go in groups of up to 16, each padded to
+	// its own length rounded up to a multiple of forcePad. The padding is
+	// the row's own, whichever rows share its pass, so that the row's
+	// arithmetic is too (rows.go).
 	const group = 16
 	order := make([]int, len(targets))
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return len(targets[a]) - len(targets[b]) })
+	padded := func(i int) int { return m.forcedLength(len(targets[i])) }
+	slices.SortStableFunc(order, func(a, b int) int { return padded(a) - padded(b) })
 	passes := make([]Pass, len(targets))
-	for g := 0; g < len(order); g += group {
-		idx := order[g:min(g+group, len(order))]
+	for g := 0; g < len(order); {
+		end := g + 1
+		for end < len(order) && end-g < group && padded(order[end]) == padded(order[g]) {
+			end++
+		}
+		idx := order[g:end]
+		g = end
 		req, tgt := make([]int, len(idx)), make([][]int32, len(idx))
 		for k, i := range idx {
 			req[k], tgt[k] = rowReq[i], targets[i]
 		}
-		out, err := m.forceGroup(e, req, tgt)
+		out, err := m.forceGroup(e, req, tgt, padded(idx[0]))
 		if err != nil {
 			return nil, err
 		}
@@ -717,13 +746,25 @@ func (m *Model) force(e *encoded, rowReq []int, targets [][]int32) ([]Pass, erro
 	return passes, nil
 }
 
-// forceGroup is one teacher-forced decoder pass over the given rows.
-func (m *Model) forceGroup(e *encoded, rowReq []int, targets [][]int32) ([]Pass, error) {
-	n := len(rowReq)
-	T := 0
-	for _, y := range targets {
-		T = max(T, len(y)+1)
+// forcePad is the multiple a forced pass's decoder input (BOS and the
+// target) is padded to.
+const forcePad = 8
+
+// forcedLength is the padded decoder input length of a forced pass over a
+// target of n tokens: n+1 (BOS first) rounded up to a multiple of forcePad,
+// at most the model's positions (checkTarget keeps n+1 within them).
+func (m *Model) forcedLength(n int) int {
+	T := (n + forcePad) / forcePad * forcePad
+	if p := m.ck.meta.MaxPositions; p > 0 {
+		T = min(T, max(p, n+1))
 	}
+	return T
+}
+
+// forceGroup is one teacher-forced decoder pass over the given rows, each
+// [BOS, target] padded to T tokens.
+func (m *Model) forceGroup(e *encoded, rowReq []int, targets [][]int32, T int) ([]Pass, error) {
+	n := len(rowReq)
 	mem, src, S := m.rows(e, rowReq)
 	tgt := grow(&m.buf.tgt, n*T)
 	bos, eos, pad := int64(m.ck.decoderStart()), m.ck.meta.EosID, int64(m.ck.meta.PadID)

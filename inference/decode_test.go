@@ -113,7 +113,7 @@ func TestParity(t *testing.T) {
 			ids[i] = append(ids[i], int32(x))
 		}
 	}
-	e, err := m.encode(ids)
+	e, err := m.encode(ids, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

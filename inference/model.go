@@ -3,6 +3,7 @@ package inference
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 
@@ -141,25 +142,51 @@ func (m *Model) open(r *Runtime, cuda bool, costs []int) error {
 	if err != nil {
 		return err
 	}
-	if !cuda && r.opts.Workers == 0 {
-		par = par.fitBatches(costs)
-	}
 	m.par = par
-	if par.Wide == 0 {
-		return m.openSessions(r, cuda, par.IntraOp, &m.sessions)
+	fit := par
+	if !cuda && r.opts.Workers == 0 {
+		fit = par.fitBatches(costs)
 	}
-	// Both sets at once: each takes as long as one.
-	m.wide = &sessions{}
-	var wideErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		wideErr = m.openSessions(r, cuda, par.WideIntraOp, m.wide)
-	}()
-	err = m.openSessions(r, cuda, par.IntraOp, &m.sessions)
-	<-done
-	return errors.Join(err, wideErr)
+	if err := m.openSessions(r, cuda, par.IntraOp, &m.sessions); err != nil || fit == par {
+		return err
+	}
+	// Fewer batches than threads: slices of the costliest batches on
+	// one-thread workers where the model's rows decode independently
+	// (rows.go), wide workers otherwise.
+	if os.Getenv(NoSlicesEnv) == "" {
+		same, why, err := m.rowsIndependent()
+		if err != nil {
+			return err
+		}
+		if same {
+			m.par.Slices = true
+			return nil
+		}
+		fmt.Fprintf(r.log, "onnxruntime: batches are kept whole (wide workers take the costliest): %s\n", why)
+	}
+	m.par = fit
+	if fit.IntraOp != par.IntraOp {
+		err := m.sessions.destroy()
+		m.sessions = sessions{}
+		if err != nil {
+			return err
+		}
+		if err := m.openSessions(r, cuda, fit.IntraOp, &m.sessions); err != nil {
+			return err
+		}
+	}
+	if fit.Wide > 0 {
+		m.wide = &sessions{}
+		return m.openSessions(r, cuda, fit.WideIntraOp, m.wide)
+	}
+	return nil
 }
+
+// NoSlicesEnv, when set, keeps batches whole on CPU (wide workers take the
+// costliest of a job of fewer batches than threads): for comparing the
+// two, or should a machine's kernels make rows depend on each other in
+// ways the load-time check misses.
+const NoSlicesEnv = "ATTNAUDIT_NO_SLICES"
 
 // openSessions opens the checkpoint's sessions into s with intraOp threads
 // per call.

@@ -17,7 +17,9 @@ import (
 // busy on whole batches instead, so on the CPU the default is one worker
 // per thread. On CUDA the GPU does the arithmetic and one worker feeds it.
 //
-// A job of fewer batches than threads is split by the batches' costs
+// A job of fewer batches than threads cuts its costliest batches into
+// slices of rows (Slices, CutBatches), where the model's rows decode
+// independently (rows.go); otherwise it is split by the batches' costs
 // (fitBatches): Wide workers run with WideIntraOp threads and take the
 // costliest batches, the others one thread each.
 type Parallelism struct {
@@ -26,13 +28,20 @@ type Parallelism struct {
 	IntraOp     int `json:"intra_op"`                // ONNX Runtime threads per call
 	Wide        int `json:"wide,omitempty"`          // of the workers, how many use WideIntraOp instead
 	WideIntraOp int `json:"wide_intra_op,omitempty"` // ONNX Runtime threads per call of a wide worker
+	// Slices: batches may be cut into slices of rows decoded by different
+	// workers (CutBatches), the output unchanged (rows.go).
+	Slices bool `json:"slices,omitempty"`
 }
 
 func (p Parallelism) String() string {
 	if p.Wide > 0 {
 		return fmt.Sprintf("%d threads: %d workers (%d × %d intra-op, %d × %d)", p.Threads, p.Workers, p.Wide, p.WideIntraOp, p.Workers-p.Wide, p.IntraOp)
 	}
-	return fmt.Sprintf("%d threads: %d workers × %d intra-op", p.Threads, p.Workers, p.IntraOp)
+	s := fmt.Sprintf("%d threads: %d workers × %d intra-op", p.Threads, p.Workers, p.IntraOp)
+	if p.Slices {
+		s += ", costliest batches in slices"
+	}
+	return s
 }
 
 // fitBatches fits an automatic CPU plan (one worker a thread) to a job

@@ -58,12 +58,17 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 		}
 	}
 
-	var chunks, costs []int
+	var chunks, costs, rows []int
+	var batches []*batchJob
 	for c := range r.chunks() {
 		if shard.Owns(c) && !r.chunkDone(c) {
 			chunks = append(chunks, c)
 			for _, b := range r.newChunkJob(c).batches {
-				costs = append(costs, b.cost())
+				costs, batches = append(costs, b.cost()), append(batches, b)
+				rows = append(rows, len(b.idx))
+				if b.detached {
+					rows[len(rows)-1] = 0 // forced passes alone: not worth cutting
+				}
 			}
 		}
 	}
@@ -74,6 +79,14 @@ func Infer(env Env, in Inputs, shard Shard) (runDir string, err error) {
 	defer model.Close()
 	fmt.Fprintf(env.Log, "infer: %s on %s (%d examples, %d chunks) with %s, shard %s → %s\n",
 		r.ckpt.Name(), r.data.Name, len(r.data.Examples), r.chunks(), model.Provider(), shard, r.dir)
+	r.cuts = map[[2]int]int{}
+	for i, k := range model.Parallelism().CutBatches(costs, rows) {
+		if k > 1 {
+			b := batches[i]
+			r.cuts[[2]int{b.chunk.c, b.n}] = k
+			fmt.Fprintf(env.Log, "infer: chunk %d batch %d (%d examples) in %d slices\n", b.chunk.c, b.n, len(b.idx), k)
+		}
+	}
 
 	todo := 0
 	for _, c := range chunks {
@@ -418,7 +431,7 @@ func (t *batchTime) String() string {
 	if t.b.detached {
 		kind = " detached"
 	}
-	return fmt.Sprintf("%.2fs: chunk %d%s batch %d, %d examples, threads %d", t.took.Seconds(), t.b.chunk.c, kind, t.b.n, len(t.b.idx), t.threads)
+	return fmt.Sprintf("%.2fs: chunk %d%s batch %d%s, %d examples, threads %d", t.took.Seconds(), t.b.chunk.c, kind, t.b.n, t.b.sliceName(), len(t.b.idx), t.threads)
 }
 
 // threadUse is how many threads a worker of plan keeps busy while it
@@ -666,12 +679,24 @@ func (cj *chunkJob) fail(err error) {
 // when detached is set, forcing their sources with their detached
 // partners' references.
 type batchJob struct {
-	chunk     *chunkJob
-	n         int // the batch's number in its chunk, for errors
-	idx       []int
-	detached  bool
-	opts      inference.DecodeOptions
-	unrounded atomic.Int32 // examples not yet rounded, and one while the batch runs
+	chunk *chunkJob
+	n     int // the batch's number in its chunk, for errors
+	idx   []int
+	// whole is the batch a slice is cut from (nil: the batch is whole),
+	// slice its number (1 … slices): Parallelism.CutBatches.
+	whole         []int
+	slice, slices int
+	detached      bool
+	opts          inference.DecodeOptions
+	unrounded     atomic.Int32 // examples not yet rounded, and one while the batch runs
+}
+
+// sliceName is " slice j/k" for a slice of a batch, "" for a whole one.
+func (b *batchJob) sliceName() string {
+	if b.whole == nil {
+		return ""
+	}
+	return fmt.Sprintf(" slice %d/%d", b.slice, b.slices)
 }
 
 // cost is a batch's decoding time in arbitrary units, for ordering the
@@ -709,7 +734,21 @@ func (r *run) newChunkJob(c int) *chunkJob {
 	bs, opts := r.cfg.BatchSize, DecodeOptions(r.cfg)
 	last := (len(order) - 1) / bs
 	for n := last; n >= 0; n-- {
-		cj.batches = append(cj.batches, &batchJob{chunk: cj, n: n, idx: order[n*bs : min((n+1)*bs, len(order))], opts: opts})
+		idx := order[n*bs : min((n+1)*bs, len(order))]
+		k := max(1, r.cuts[[2]int{c, n}])
+		if k == 1 {
+			cj.batches = append(cj.batches, &batchJob{chunk: cj, n: n, idx: idx, opts: opts})
+			continue
+		}
+		// Slices of rows dealt in turn, so that each holds sources of
+		// every length of the batch, all padded like the whole batch.
+		for j := range k {
+			var part []int
+			for p := j; p < len(idx); p += k {
+				part = append(part, idx[p])
+			}
+			cj.batches = append(cj.batches, &batchJob{chunk: cj, n: n, idx: part, whole: idx, slice: j + 1, slices: k, opts: opts})
+		}
 	}
 	if r.cfg.DetachedPairs && len(exs) > 1 {
 		var at []int
@@ -748,13 +787,17 @@ func (b *batchJob) run(m *inference.Model, handed func(i int)) error {
 	for k, i := range b.idx {
 		reqs[k] = inference.Request{Source: exs[i].Source, Reference: exs[i].Reference, HasReference: exs[i].HasReference}
 	}
-	err := m.TranslateEach(reqs, b.opts, func(r inference.Result) {
+	padTo := 0
+	for _, i := range b.whole {
+		padTo = max(padTo, m.SourceTokens(exs[i].Source))
+	}
+	err := m.TranslateSlice(reqs, padTo, b.opts, func(r inference.Result) {
 		i := b.idx[r.Index]
 		b.chunk.out.results[i] = r
 		handed(i)
 	})
 	if err != nil {
-		return fmt.Errorf("chunk %d, batch %d (%s): %w", b.chunk.c, b.n, exampleIDs(exs, b.idx), err)
+		return fmt.Errorf("chunk %d, batch %d%s (%s): %w", b.chunk.c, b.n, b.sliceName(), exampleIDs(exs, b.idx), err)
 	}
 	return nil
 }

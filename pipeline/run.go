@@ -84,6 +84,9 @@ type run struct {
 	data     *dataset.Dataset
 	dataPath string
 	id       string
+	// cuts is into how many slices infer cuts translation batch n of
+	// chunk c (key {c, n}; absent: whole): Parallelism.CutBatches.
+	cuts map[[2]int]int
 }
 
 // openRun loads a run's checkpoint and dataset and creates its folder.

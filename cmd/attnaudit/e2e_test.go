@@ -238,9 +238,11 @@ func TestShardsEqualTheUnshardedRun(t *testing.T) {
 // row), with sixteen (GOMAXPROCS=16: sixteen batches decoded at once from
 // several chunks, four chunks written while others are translated), with
 // three workers of two intra-op threads each, with two such workers and a
-// thread left to round examples, and with 32 threads for its 28 batches
-// (split by their costs: 7 wide workers of three intra-op threads, on
-// sessions of their own, and 11 of one): the run folders must hold the
+// thread left to round examples, and with 32 threads for its 28 batches,
+// twice: with its costliest batches cut into slices of rows for 32
+// one-thread workers (the log names them), and kept whole (NoSlicesEnv:
+// split by their costs, 7 wide workers of three intra-op threads, on
+// sessions of their own, and 11 of one). The run folders must hold the
 // same rows, and each manifest the split it used.
 func TestParallelWorkersEqualOneWorker(t *testing.T) {
 	data := smallDataset(t, 40)
@@ -248,14 +250,16 @@ func TestParallelWorkersEqualOneWorker(t *testing.T) {
 		name  string
 		procs string
 		flags []string
+		env   string
 		want  inference.Parallelism
 	}{
-		{"one worker", "1", nil, inference.Parallelism{Threads: 1, Workers: 1, IntraOp: 1}},
-		{"sixteen workers", "16", nil, inference.Parallelism{Threads: 16, Workers: 16, IntraOp: 1}},
-		{"three workers × 2", "2", []string{"--threads", "6", "--workers", "3"}, inference.Parallelism{Threads: 6, Workers: 3, IntraOp: 2}},
+		{"one worker", "1", nil, "", inference.Parallelism{Threads: 1, Workers: 1, IntraOp: 1}},
+		{"sixteen workers", "16", nil, "", inference.Parallelism{Threads: 16, Workers: 16, IntraOp: 1}},
+		{"three workers × 2", "2", []string{"--threads", "6", "--workers", "3"}, "", inference.Parallelism{Threads: 6, Workers: 3, IntraOp: 2}},
 		// The thread the workers leave rounds examples on its own.
-		{"two workers × 2 and a rounding helper", "2", []string{"--threads", "5", "--workers", "2"}, inference.Parallelism{Threads: 5, Workers: 2, IntraOp: 2}},
-		{"fewer batches than threads", "2", []string{"--threads", "32"}, inference.Parallelism{Threads: 32, Workers: 18, IntraOp: 1, Wide: 7, WideIntraOp: 3}},
+		{"two workers × 2 and a rounding helper", "2", []string{"--threads", "5", "--workers", "2"}, "", inference.Parallelism{Threads: 5, Workers: 2, IntraOp: 2}},
+		{"fewer batches than threads: slices", "2", []string{"--threads", "32"}, "", inference.Parallelism{Threads: 32, Workers: 32, IntraOp: 1, Slices: true}},
+		{"fewer batches than threads: kept whole", "2", []string{"--threads", "32"}, inference.NoSlicesEnv + "=1", inference.Parallelism{Threads: 32, Workers: 18, IntraOp: 1, Wide: 7, WideIntraOp: 3}},
 	}
 	var want map[string]string
 	for _, v := range variants {
@@ -264,11 +268,17 @@ func TestParallelWorkersEqualOneWorker(t *testing.T) {
 		args := []string{"run", "--checkpoint", tinyCheckpoint, "--data", data, "--output-dir", t.TempDir(),
 			"--provider", "cpu", "--chunk-size", "12", "--batch-size", "3", "--max-len", "12"}
 		cmd := exec.Command(binary, append(args, v.flags...)...)
-		cmd.Env = append(os.Environ(), "GOMAXPROCS="+v.procs)
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+v.procs, inference.NoSlicesEnv+"=")
+		if v.env != "" {
+			cmd.Env = append(cmd.Env, v.env)
+		}
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {
 			t.Fatalf("%s: %v\n%s", v.name, err, stderr.String())
+		}
+		if cut := strings.Contains(stderr.String(), " slices\n"); cut != v.want.Slices {
+			t.Errorf("%s: batches cut into slices: %v, want %v\n%s", v.name, cut, v.want.Slices, stderr.String())
 		}
 		dir := strings.TrimSpace(stdout.String())
 		m, err := pipeline.ReadManifest(dir)

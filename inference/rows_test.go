@@ -1,0 +1,109 @@
+package inference
+
+import (
+	"reflect"
+	"slices"
+	"testing"
+)
+
+// TestSlicesDecodeAsTheWholeBatch translates the test sentences as one
+// batch and again in slices padded to the batch's longest source
+// (TranslateSlice), greedily, with a beam and with a repetition penalty,
+// on both contracts: every result (hypothesis, log-probs, every attention
+// matrix of the free and forced passes, value norms) must be the same bit
+// for bit. It holds on x86-64 ONNX Runtime CPU kernels (rows.go); where it
+// fails, so does the load-time check, and runs keep batches whole.
+func TestSlicesDecodeAsTheWholeBatch(t *testing.T) {
+	for _, m := range tinyModels(t) {
+		padTo := 0
+		for _, r := range testSentences {
+			padTo = max(padTo, m.SourceTokens(r.Source))
+		}
+		for _, opts := range []DecodeOptions{{MaxLen: 16}, {Beam: 3, MaxLen: 12}, {MaxLen: 16, RepetitionPenalty: 1.3}} {
+			whole, err := m.TranslateBatch(testSentences, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rows := range [][]int{{0, 2}, {1, 3, 4}, {4}, {3}} {
+				reqs := make([]Request, len(rows))
+				for k, i := range rows {
+					reqs[k] = testSentences[i]
+				}
+				got := make([]Result, len(rows))
+				if err := m.TranslateSlice(reqs, padTo, opts, func(r Result) { got[r.Index] = r }); err != nil {
+					t.Fatal(err)
+				}
+				for k, i := range rows {
+					want := whole[i]
+					want.Index = k
+					if !reflect.DeepEqual(got[k], want) {
+						t.Errorf("contract %d, %+v: sentence %d in slice %v differs from the whole batch", m.io.contract, opts, i, rows)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestRowsIndependent: the load-time check passes on the tiny models (as
+// TestSlicesDecodeAsTheWholeBatch) and, on the contract 2 model, catches
+// slices padded to their own longest source, which changes the arithmetic
+// of some probe sentence there (on the contract 1 model it happens not to).
+func TestRowsIndependent(t *testing.T) {
+	for _, m := range tinyModels(t) {
+		m.mu.Lock()
+		same, why, err := m.rowsIndependent()
+		unpadded, _, err2 := m.probeSlices(false)
+		m.mu.Unlock()
+		if err != nil || !same {
+			t.Errorf("contract %d: rowsIndependent = %v, %q, %v; want true", m.io.contract, same, why, err)
+		}
+		if err2 != nil || unpadded && m.io.contract == 2 {
+			t.Errorf("contract %d: slices padded to their own longest source: the same = %v, %v; want a difference", m.io.contract, unpadded, err2)
+		}
+	}
+}
+
+// TestForcedPassPadding: a forced pass pads [BOS, target] to a multiple
+// of 8 of its own, within the model's positions.
+func TestForcedPassPadding(t *testing.T) {
+	m := loadTiny2(t)
+	p := m.ck.meta.MaxPositions
+	for _, c := range [][2]int{{0, 8}, {6, 8}, {7, 8}, {8, 16}, {15, 16}, {p - 2, min(p, (p-1+7)/8*8)}, {p - 1, p}} {
+		if got := m.forcedLength(c[0]); got != c[1] || got < c[0]+1 {
+			t.Errorf("forcedLength(%d) = %d, want %d (max positions %d)", c[0], got, c[1], p)
+		}
+	}
+}
+
+func TestCutBatches(t *testing.T) {
+	sliced := Parallelism{Threads: 16, Workers: 16, IntraOp: 1, Slices: true}
+	// batch 64 on the 16-core machine: the three batches of the longest
+	// sources (14656: 64 sentences × 229 bytes) bound the run
+	bench := []int{14656, 14656, 4032, 3840, 3008, 3008, 2304, 2304, 14656, 4416, 3328, 2560, 3840}
+	rows := slices.Repeat([]int{64}, len(bench))
+	rows[len(rows)-1] = 24
+	ones := func(n int) []int { return slices.Repeat([]int{1}, n) }
+	cases := []struct {
+		name        string
+		plan        Parallelism
+		costs, rows []int
+		want        []int
+	}{
+		// share 77,968/16 = 4873: ⌈2·14656/4873⌉ = 7 slices of 9 or 10 rows
+		{"the benchmark", sliced, bench, rows, []int{7, 7, 1, 1, 1, 1, 1, 1, 7, 1, 1, 1, 1}},
+		{"not sliced", Parallelism{Threads: 16, Workers: 10, IntraOp: 1, Wide: 3, WideIntraOp: 3}, bench, rows, ones(13)},
+		{"as many batches as workers", sliced, slices.Repeat([]int{100}, 16), slices.Repeat([]int{64}, 16), ones(16)},
+		// one batch: cut into at most a slice a worker, at most one a row
+		{"one batch", sliced, []int{500}, []int{64}, []int{16}},
+		{"one batch of 3", sliced, []int{500}, []int{3}, []int{3}},
+		// a row count of 0 or 1 is never cut (detached passes)
+		{"not to cut", sliced, []int{500, 10}, []int{0, 8}, []int{1, 1}},
+		{"equal", sliced, []int{100, 100, 100, 100}, []int{64, 64, 64, 64}, []int{8, 8, 8, 8}},
+	}
+	for _, c := range cases {
+		if got := c.plan.CutBatches(c.costs, c.rows); !slices.Equal(got, c.want) {
+			t.Errorf("%s: CutBatches = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
