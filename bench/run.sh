@@ -23,7 +23,8 @@
 # BENCH_RSS_NS (run sizes for rss, "1000 10000"), BENCH_FORCE_RSS=1 (no memory guard),
 # BENCH_SCALE_N (sentences for scale, 792), BENCH_SCALE_CORES (default "1 2 4 8 16" up to nproc),
 # BENCH_SCALE_STAGES=0 (scale: infer only, not the metrics and report stages),
-# BENCH_SCALE_REPEAT (scale: runs of each command, the fastest kept; 1).
+# BENCH_SCALE_REPEAT (scale: runs of each command, the fastest kept; 1),
+# BENCH_SCALE_WHOLE=0 (scale: not the default split against batches kept whole at the most cores).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -280,7 +281,33 @@ bench_scale() {
 	done
 	emit ""
 	emit "attnaudit's split at $k cores (manifest.json): ${GO_USED:-?}. Targets (issue: a 16-core machine): attnaudit ≥ 1x torch at batch 16 and 64 with 16 threads; attnaudit at 16 cores ≥ 8x its 1-core figure."
+	[ "${BENCH_SCALE_WHOLE:-1}" = 0 ] || bench_scale_whole "$k" "$data"
 	[ "${BENCH_SCALE_STAGES:-1}" = 0 ] || bench_scale_stages "$cores"
+}
+
+# bench_scale_whole K DATA: at K cores, the default split (a job of fewer
+# batches than threads cuts its costliest batches into slices) against
+# batches kept whole (ATTNAUDIT_NO_SLICES=1: wide workers instead), the two
+# alternating, the fastest of BENCH_SCALE_REPEAT runs each.
+bench_scale_whole() {
+	local k=$1 data=$2 n=$SCALE_N bs
+	emit ""
+	emit "### Slices against batches kept whole, $n sentences, $k cores"
+	emit ""
+	emit "The same \`infer\` command pinned to $k cores, by default and with \`ATTNAUDIT_NO_SLICES=1\`, alternating; seconds from manifest.json."
+	emit ""
+	emit "| batch | default s | its split | kept whole s | its split | default vs kept whole |"
+	emit "| ---: | ---: | --- | ---: | --- | ---: |"
+	for bs in 16 64; do
+		local sl="" wh="" sl_used="" wh_used="" rep
+		for rep in $(seq "${BENCH_SCALE_REPEAT:-1}"); do
+			THREADS=$k PIN=$(pin "$k") go_infer "scale-slices-bs$bs" "$CKPT" cpu "$bs" "$data" && sl=$(fastest "$sl" "$GO_S") && sl_used=$(jget "$(manifest_of "scale-slices-bs$bs" "$WORK/scale-slices-bs$bs")" "d['parallelism']")
+			rm -rf "$WORK/scale-slices-bs$bs"
+			THREADS=$k PIN="env ATTNAUDIT_NO_SLICES=1 $(pin "$k")" go_infer "scale-whole-bs$bs" "$CKPT" cpu "$bs" "$data" && wh=$(fastest "$wh" "$GO_S") && wh_used=$(jget "$(manifest_of "scale-whole-bs$bs" "$WORK/scale-whole-bs$bs")" "d['parallelism']")
+			rm -rf "$WORK/scale-whole-bs$bs"
+		done
+		emit "| $bs | ${sl:-—} | ${sl_used:-?} | ${wh:-—} | ${wh_used:-?} | $(ratio "${wh:-0}" "${sl:-0}") |"
+	done
 }
 
 # bench_scale_stages CORES: one run of the metrics data (demo set repeated,
