@@ -257,14 +257,19 @@ func (m *Model) share() {
 	m.intraOp = m.par.IntraOp
 	m.handles = []*Model{m}
 	for i := range m.par.Workers - 1 {
-		h := &Model{ck: m.ck, tok: m.tok, io: m.io, provider: m.provider, par: m.par, intraOp: m.intraOp, rowProcs: m.rowProcs,
-			sessions: m.sessions, encOut: m.encOut, fullOut: m.fullOut, attnOut: m.attnOut}
+		h := m.handle()
 		if i < m.par.Wide {
 			h.sessions, h.intraOp = *m.wide, m.par.WideIntraOp
 			h.rowProcs = max(1, m.rowProcs*m.par.WideIntraOp/m.par.IntraOp)
 		}
 		m.handles = append(m.handles, h)
 	}
+}
+
+// handle is another handle on m's sessions, with buffers of its own.
+func (m *Model) handle() *Model {
+	return &Model{ck: m.ck, tok: m.tok, io: m.io, provider: m.provider, par: m.par, intraOp: m.intraOp, rowProcs: m.rowProcs,
+		sessions: m.sessions, encOut: m.encOut, fullOut: m.fullOut, attnOut: m.attnOut}
 }
 
 // Workers returns Parallelism().Workers handles on the model's sessions,
