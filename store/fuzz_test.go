@@ -53,18 +53,31 @@ func FuzzReadCorruptedPart(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		ScanAttention(dir, func(Attention) error { return nil })
-		ScanAttention(dir, func(Attention) error { return nil }, WithExampleIDs(1))
+		bothScans(func() {
+			ScanAttention(dir, func(Attention) error { return nil })
+			ScanAttention(dir, func(Attention) error { return nil }, WithExampleIDs(1))
+		})
 		FileRows(path)
 		ReadExamples(path)
 		ReadHeadMetrics(path)
 	})
 }
 
+// bothScans runs fn with one core (a scan decodes as it goes) and with
+// four (row groups decoded ahead on goroutines: scanAhead), whatever the
+// machine's count.
+func bothScans(fn func()) {
+	for _, procs := range []int{1, 4} {
+		old := runtime.GOMAXPROCS(procs)
+		fn()
+		runtime.GOMAXPROCS(old)
+	}
+}
+
 // TestRandomlyDamagedPartsFailCleanly reads 3,000 copies of a valid part,
 // each with a few bytes overwritten or the tail cut (a fixed seed, so the
 // same files each run): every read returns rows or an error within a
-// second, without panicking. It found a panic in the Parquet library (now
+// second, without panicking, scanned with and without reading ahead. It found a panic in the Parquet library (now
 // an error; see recoverDamaged).
 func TestRandomlyDamagedPartsFailCleanly(t *testing.T) {
 	src := t.TempDir()
@@ -91,7 +104,7 @@ func TestRandomlyDamagedPartsFailCleanly(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		ScanAttention(dir, func(Attention) error { return nil })
+		bothScans(func() { ScanAttention(dir, func(Attention) error { return nil }) })
 		FileRows(path)
 		if took := time.Since(start); took > time.Second {
 			t.Errorf("damaged copy %d took %v to read", i, took)
@@ -116,8 +129,17 @@ func TestDamagedFooterAllocatesLittle(t *testing.T) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		scan := func() error { return ScanAttention(dir, func(Attention) error { return nil }) }
 		readers := map[string]func() error{
-			"ScanAttention":   func() error { return ScanAttention(dir, func(Attention) error { return nil }) },
+			"ScanAttention": scan,
+			"ScanAttention, read ahead": func() (err error) {
+				bothScans(func() {
+					if runtime.GOMAXPROCS(0) > 1 {
+						err = scan()
+					}
+				})
+				return err
+			},
 			"FileRows":        func() error { _, err := FileRows(path); return err },
 			"ReadExamples":    func() error { _, err := ReadExamples(path); return err },
 			"ReadHeadMetrics": func() error { _, err := ReadHeadMetrics(path); return err },

@@ -37,9 +37,11 @@ func scan[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) error)
 	return nil
 }
 
-// readAhead is how many row groups are decoded at once: half the cores,
-// from one to eight.
-func readAhead() int { return max(1, min(8, runtime.GOMAXPROCS(0)/2)) }
+// readAhead is how many row groups are decoded at once: half the cores and
+// one more, at most eight (one core: none ahead, the scan decodes as it
+// goes). On two cores, two ahead made metrics 1.13–1.2x and report 1.12x
+// as fast as one (bench/RESULTS.md, 2026-12-08).
+func readAhead() int { return min(8, runtime.GOMAXPROCS(0)/2+1) }
 
 // scanUnit is what one read-ahead goroutine decodes: a row group of a part
 // (group -1: the part could not be opened, err says why).
@@ -51,8 +53,9 @@ type scanUnit struct {
 }
 
 // scanUnits lists the row groups of every part in order, those that may
-// hold cfg.ids when it is set.
-func scanUnits(paths []string, cfg readerConfig) []scanUnit {
+// hold cfg.ids when it is set, after checking each part's schema against s
+// (a part of another kind fails even when it has no row group to read).
+func scanUnits[T any](paths []string, s *schema[T], cfg readerConfig) []scanUnit {
 	var units []scanUnit
 	for _, p := range paths {
 		func() {
@@ -69,6 +72,17 @@ func scanUnits(paths []string, cfg readerConfig) []scanUnit {
 				return
 			}
 			defer rdr.Close()
+			fr, ferr := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{BatchSize: cfg.batchRows}, cfg.mem)
+			if ferr == nil {
+				var sc *arrow.Schema
+				if sc, ferr = fr.Schema(); ferr == nil {
+					ferr = checkFileSchema(s, sc)
+				}
+			}
+			if ferr != nil {
+				err = fmt.Errorf("reading %s: %w", p, ferr)
+				return
+			}
 			meta := rdr.MetaData()
 			for _, g := range rowGroups(meta, cfg.ids) {
 				units = append(units, scanUnit{path: p, group: g, rows: meta.RowGroup(g).NumRows()})
@@ -88,7 +102,7 @@ func scanUnits(paths []string, cfg readerConfig) []scanUnit {
 // (DefaultRowGroupBytes), which bounds memory to ahead of them. An error
 // or ErrStop from fn stops every reader.
 func scanAhead[T any](paths []string, s *schema[T], cfg readerConfig, ahead int, fn func(*T) error) error {
-	const batchRows = 256
+	const batchRows, maxAheadBatches = 256, 4096
 	type part struct {
 		rows chan []T
 		err  error // set before rows is closed
@@ -101,11 +115,14 @@ func scanAhead[T any](paths []string, s *schema[T], cfg readerConfig, ahead int,
 		wg.Wait()
 	}()
 	errStopped := errors.New("scan stopped")
-	units := scanUnits(paths, cfg)
+	units := scanUnits(paths, s, cfg)
 	parts := make([]*part, len(units))
 	start := func(i int) {
 		u := units[i]
-		p := &part{rows: make(chan []T, int(u.rows/batchRows)+2)}
+		// Room for the whole group, as its footer counts it: a damaged
+		// footer's count (negative, or billions) is bounded here, and a
+		// group larger than the room only waits for fn.
+		p := &part{rows: make(chan []T, min(max(u.rows/batchRows, 0), maxAheadBatches)+2)}
 		parts[i] = p
 		wg.Add(1)
 		go func() {
