@@ -99,7 +99,8 @@ func (m *Model) TranslateEach(reqs []Request, opts DecodeOptions, done func(Resu
 // TranslateSlice is TranslateEach over some rows of a batch whose longest
 // source has padTo tokens (SourceTokens): the sources are padded to it, so
 // that each sentence's result is the one the whole batch gives it, bit for
-// bit, where the model's rows decode independently (RowsIndependent).
+// bit, where the model's rows decode independently (rows.go, checked at
+// load when a run would cut batches).
 func (m *Model) TranslateSlice(reqs []Request, padTo int, opts DecodeOptions, done func(Result)) error {
 	if opts.Beam < 0 || opts.MaxLen < 0 || opts.RepetitionPenalty < 0 {
 		return fmt.Errorf("decode options %+v: want beam, max-len and repetition penalty ≥ 0", opts)
