@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"testing"
@@ -165,6 +166,54 @@ func TestHFGreedyMatchesGenerate(t *testing.T) {
 				}
 				if f := m.ck.meta.ForcedBosID; f != nil && (len(r.Free.IDs) == 0 || r.Free.IDs[0] != *f) {
 					t.Errorf("%q: first token %v, want the forced %d", sources[i], r.Free.IDs, *f)
+				}
+			}
+		})
+	}
+}
+
+// TestHFSlicesDecodeAsTheWholeBatch: on the Hugging Face families too, the
+// load-time check passes and a batch decoded in slices padded to its
+// longest source gives every sentence the whole batch's bits (rows.go).
+func TestHFSlicesDecodeAsTheWholeBatch(t *testing.T) {
+	dir, _ := hfTiny(t)
+	sources := []string{"나는 학교에 간다.", "안녕.", "고마워요, 정말로 고마워요!", "오늘 날씨가 아주 좋네요.", "이 책은 누구의 것입니까?"}
+	for _, family := range hfFamilies {
+		t.Run(family, func(t *testing.T) {
+			m, err := testRuntime.Load(openHF(t, dir, family))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if same, why, err := m.rowsIndependent(); err != nil || !same {
+				t.Errorf("rowsIndependent = %v, %q, %v; want true", same, why, err)
+			}
+			reqs := make([]Request, len(sources))
+			padTo := 0
+			for i, s := range sources {
+				reqs[i] = Request{Source: s, Reference: "I go to school.", HasReference: i%2 == 0}
+				padTo = max(padTo, m.SourceTokens(s))
+			}
+			opts := DecodeOptions{MaxLen: 16}
+			whole, err := m.TranslateBatch(reqs, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rows := range [][]int{{0, 3}, {1, 2, 4}, {2}} {
+				part := make([]Request, len(rows))
+				for k, i := range rows {
+					part[k] = reqs[i]
+				}
+				got := make([]Result, len(rows))
+				if err := m.TranslateSlice(part, padTo, opts, func(r Result) { got[r.Index] = r }); err != nil {
+					t.Fatal(err)
+				}
+				for k, i := range rows {
+					want := whole[i]
+					want.Index = k
+					if !reflect.DeepEqual(got[k], want) {
+						t.Errorf("%q in slice %v differs from the whole batch", sources[i], rows)
+					}
 				}
 			}
 		})
