@@ -10,10 +10,10 @@ import (
 )
 
 // A sentence's decoding depends on the rows beside it only through
-// padding. Every matrix product ONNX Runtime's CPU kernels compute sums
-// each output over the same inner dimension in the same order whatever
-// the number of rows, and the finished rows that leave the batch change
-// only that number; what the other rows change is how far each source is
+// padding. ONNX Runtime's CPU kernels, as measured (bench/RESULTS.md,
+// 2026-12-08), compute a row's outputs in the same order whatever the
+// number of rows, and the finished rows that leave the batch change only
+// that number; what the other rows change is how far each source is
 // padded (the longest source) and how far a forced pass's target is. So
 // the decoder keeps the batch's source length for the whole search (no
 // shortening as the long sources finish), and a forced pass pads each
@@ -141,9 +141,10 @@ func probeSentences() (srcs, refs []string) {
 // than workers. Then a batch costlier than a worker's share of the whole
 // job is cut into slices of about half that share, at most one a row: on
 // 16 cores at batch 64 the three batches of the longest sources bound the
-// run (bench/RESULTS.md), and slices of about nine rows each take a third
-// of the time. The other batches stay whole: a slice decodes less per
-// call, a small loss on one core that idle cores pay for.
+// run, and the 64 longest sources in batches of 8 took at most a fifth of
+// their time as one batch on one thread (bench/RESULTS.md). The other
+// batches stay whole: a slice decodes less per call, a small loss on one
+// core that idle cores pay for.
 func (p Parallelism) CutBatches(costs, rows []int) []int {
 	cuts := make([]int, len(costs))
 	total := 0
