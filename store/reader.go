@@ -39,8 +39,8 @@ func scan[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) error)
 
 // readAhead is how many row groups are decoded at once: half the cores and
 // one more, at most eight (one core: none ahead, the scan decodes as it
-// goes). On two cores, two ahead made metrics 1.13–1.2x and report 1.12x
-// as fast as one (bench/RESULTS.md, 2026-12-08).
+// goes). On two cores, two ahead instead of none made metrics 1.13x and
+// report 1.12x as fast (bench/RESULTS.md, 2026-12-08).
 func readAhead() int { return min(8, runtime.GOMAXPROCS(0)/2+1) }
 
 // scanUnit is what one read-ahead goroutine decodes: a row group of a part
