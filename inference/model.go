@@ -154,11 +154,13 @@ func (m *Model) open(r *Runtime, cuda bool, costs []int) error {
 	// one-thread workers where the model's rows decode independently
 	// (rows.go), wide workers otherwise.
 	if os.Getenv(NoSlicesEnv) == "" {
+		// A probe that fails (a model too short for its sentences, say)
+		// only keeps batches whole: the run's own batches will tell.
 		same, why, err := m.rowsIndependent()
 		if err != nil {
-			return err
+			why = err.Error()
 		}
-		if same {
+		if same && err == nil {
 			m.par.Slices = true
 			return nil
 		}

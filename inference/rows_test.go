@@ -1,8 +1,10 @@
 package inference
 
 import (
+	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -105,5 +107,48 @@ func TestCutBatches(t *testing.T) {
 		if got := c.plan.CutBatches(c.costs, c.rows); !slices.Equal(got, c.want) {
 			t.Errorf("%s: CutBatches = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestLoadForSlicesOrKeepsWhole: on two threads, a job of one batch loads
+// with slices (two one-thread workers); with ATTNAUDIT_NO_SLICES, or when
+// the probe itself fails (here: a model whose positions the probe
+// sentences do not fit), it loads with the batch kept whole (one worker
+// of two intra-op threads) and says why.
+func TestLoadForSlicesOrKeepsWhole(t *testing.T) {
+	var log strings.Builder
+	old := testRuntime.log
+	testRuntime.log = &log
+	defer func() { testRuntime.log = old }()
+	load := func(maxPositions int) Parallelism {
+		t.Helper()
+		ck, err := OpenCheckpoint(os.DirFS(tinyDir2), ".")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if maxPositions > 0 {
+			ck.meta.MaxPositions = maxPositions
+		}
+		m, err := testRuntime.LoadFor(ck, []int{100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		if len(m.Workers()) != m.Parallelism().Workers {
+			t.Errorf("%d handles for %+v", len(m.Workers()), m.Parallelism())
+		}
+		return m.Parallelism()
+	}
+	sliced := Parallelism{Threads: 2, Workers: 2, IntraOp: 1, Slices: true}
+	whole := Parallelism{Threads: 2, Workers: 1, IntraOp: 2}
+	if got := load(0); got != sliced {
+		t.Errorf("LoadFor = %+v, want %+v", got, sliced)
+	}
+	if got := load(6); got != whole || !strings.Contains(log.String(), "kept whole") || !strings.Contains(log.String(), "probing row independence") {
+		t.Errorf("with 6 positions: LoadFor = %+v, want %+v; log %q", got, whole, log.String())
+	}
+	t.Setenv(NoSlicesEnv, "1")
+	if got := load(0); got != whole {
+		t.Errorf("with %s: LoadFor = %+v, want %+v", NoSlicesEnv, got, whole)
 	}
 }
