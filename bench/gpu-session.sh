@@ -128,13 +128,19 @@ if [ "$STEP" = cores ]; then
 	fi
 	say "ONNX Runtime (CPU): $ATTNAUDIT_ORT_LIB; $(lscpu | grep -E '^Model name|^Thread|^Core|^Socket' | tr -s ' ' | tr '\n' ';')"
 	BENCH=scale BENCH_KEEP=1 BENCH_BIN=$PWD/bin/attnaudit BENCH_PYTHON=$PY BENCH_RESULTS="$W/RESULTS-cores.md" BENCH_WORK=$W/bench-cores \
-		timeout "${GPU_BENCH_SECONDS:-420}" bash bench/run.sh >"$W/cores-bench.log" 2>&1
+		timeout "${GPU_BENCH_SECONDS:-500}" bash bench/run.sh >"$W/cores-bench.log" 2>&1
 	say "BENCH=scale bench/run.sh: exit $?"
 	cp "$W/RESULTS-cores.md" "$OUT/" 2>/dev/null
 	grep '^|' "$W/RESULTS-cores.md" | tee -a "$S"
+	n=$(nproc)
+	# infer's own account of the runs at every core (the last of each
+	# command's repeats): the split, batches cut, when translation ended,
+	# the slowest batch or slice, how long the last part took after it.
+	for f in "$W"/bench-cores/scale-go-bs*-k"$n".err "$W"/bench-cores/scale-slices-bs*.err "$W"/bench-cores/scale-whole-bs*.err; do
+		[ -f "$f" ] && echo "$(basename "$f" .err): $(grep -E 'threads:|slices$|translated in' "$f" | tr '\n' ' ')" | tee -a "$S"
+	done
 	# Where the time goes at every core: infer (batch 64), metrics, report.
 	run=$(ls -d "$W"/bench-cores/scale-run/*/ 2>/dev/null | head -1)
-	n=$(nproc)
 	if [ -n "$run" ]; then
 		ATTNAUDIT_CPUPROFILE=$OUT/metrics-$n.pprof bin/attnaudit metrics --run "$run" >"$W/prof-metrics.log" 2>&1
 		ATTNAUDIT_CPUPROFILE=$OUT/report-$n.pprof bin/attnaudit report --run "$run" >"$W/prof-report.log" 2>&1
