@@ -1,11 +1,14 @@
 package pipeline
 
 import (
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"attnaudit/configs"
@@ -243,5 +246,48 @@ func TestRoundPieces(t *testing.T) {
 		if got := roundPieces(rowsOf(c.sizes...)); !slices.Equal(got, c.want) {
 			t.Errorf("roundPieces(%v) = %v, want %v", c.sizes, got, c.want)
 		}
+	}
+}
+
+// TestNewChunkJobSlices: a batch that CutBatches cuts becomes slices whose
+// rows, dealt in turn, are the batch's rows once each, in the batch's
+// order within each slice, each slice knowing the whole batch (for its
+// padding); other batches and the detached passes stay whole.
+func TestNewChunkJobSlices(t *testing.T) {
+	cfg := configs.Default()
+	cfg.ChunkSize, cfg.BatchSize, cfg.DetachedPairs = 20, 8, true
+	data := &dataset.Dataset{}
+	for i := range 20 {
+		data.Examples = append(data.Examples, dataset.Example{Index: i, ID: "ex", Source: strings.Repeat("가", 1+(7*i)%20), Reference: "r", HasReference: true})
+	}
+	r := &run{dir: t.TempDir(), cfg: cfg, data: data}
+	whole := r.newChunkJob(0)
+	r.cuts = map[[2]int]int{{0, 2}: 3} // batch 2 holds the 4 longest sources
+	cut := r.newChunkJob(0)
+	var batch []int
+	for _, b := range whole.batches {
+		if b.n == 2 && !b.detached {
+			batch = b.idx
+		}
+	}
+	var got [][]int
+	for _, b := range cut.batches {
+		if b.n != 2 || b.detached {
+			if b.whole != nil {
+				t.Errorf("batch %d (detached %v) is a slice", b.n, b.detached)
+			}
+			continue
+		}
+		if b.slices != 3 || b.slice != len(got)+1 || !reflect.DeepEqual(b.whole, batch) || b.sliceName() != fmt.Sprintf(" slice %d/3", b.slice) {
+			t.Errorf("slice %+v of batch %v", b, batch)
+		}
+		got = append(got, b.idx)
+	}
+	want := [][]int{{batch[0], batch[3]}, {batch[1]}, {batch[2]}}
+	if len(batch) != 4 || !reflect.DeepEqual(got, want) {
+		t.Errorf("batch %v in slices %v, want %v", batch, got, want)
+	}
+	if len(cut.batches) != len(whole.batches)+2 || cut.pending.Load() != int32(len(cut.batches)) {
+		t.Errorf("%d jobs (pending %d) from %d batches", len(cut.batches), cut.pending.Load(), len(whole.batches))
 	}
 }
