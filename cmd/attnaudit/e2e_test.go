@@ -297,6 +297,37 @@ func TestParallelWorkersEqualOneWorker(t *testing.T) {
 	}
 }
 
+// TestSlicedBatchesEqualOneWorker runs a job of batches of 12 (one per
+// chunk of 12, with references and detached pairs) on both tiny
+// checkpoints with 16 threads, where each batch is cut into 9 to 11
+// slices of one or two rows, padded to their batch's longest source, and
+// with one worker: the run folders must hold the same rows.
+func TestSlicedBatchesEqualOneWorker(t *testing.T) {
+	data := smallDataset(t, 40)
+	for _, ck := range []string{tinyCheckpoint, "../../testdata/checkpoints/tiny-c2"} {
+		var want map[string]string
+		for _, procs := range []string{"1", "2"} {
+			cmd := exec.Command(binary, "run", "--checkpoint", ck, "--data", data, "--output-dir", t.TempDir(),
+				"--provider", "cpu", "--chunk-size", "12", "--batch-size", "12", "--max-len", "12", "--threads", map[string]string{"1": "1", "2": "16"}[procs])
+			cmd.Env = append(os.Environ(), "GOMAXPROCS="+procs, inference.NoSlicesEnv+"=")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("%s, GOMAXPROCS %s: %v\n%s", ck, procs, err, stderr.String())
+			}
+			got := runDigest(t, strings.TrimSpace(stdout.String()))
+			if procs == "1" {
+				want = got
+				continue
+			}
+			if !strings.Contains(stderr.String(), "(12 examples) in ") {
+				t.Errorf("%s: no batch of 12 cut into slices:\n%s", ck, stderr.String())
+			}
+			sameDigest(t, ck+" in slices", got, want)
+		}
+	}
+}
+
 // TestAFakeMetricReachesEveryOutput builds attnaudit with the tag
 // attnaudit_fake_metric, whose only change is one extra entry in
 // metrics.HeadTable (metrics/table_fake.go), and finds that metric in
