@@ -2,9 +2,13 @@ package metrics
 
 import (
 	"cmp"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+
+	"attnaudit/internal/parallel"
 )
 
 // DetectorEval is one detector's quality against binary labels.
@@ -159,9 +163,14 @@ func (s *HeadSummarizer) Add(pass, kind string, layer int, heads []HeadScores) {
 }
 
 // Summaries returns one LayerSummary per pass, kind and layer seen, sorted.
+// Each layer's quantiles sort its samples (up to ReservoirSize a metric),
+// the last thing the metrics stage does before writing: the layers are
+// described on every core.
 func (s *HeadSummarizer) Summaries() []LayerSummary {
-	var out []LayerSummary
-	for k, acc := range s.layers {
+	keys := slices.Collect(maps.Keys(s.layers))
+	out := make([]LayerSummary, len(keys))
+	parallel.For(len(keys), runtime.GOMAXPROCS(0), func(j int) {
+		k, acc := keys[j], s.layers[keys[j]]
 		ls := LayerSummary{Pass: k.pass, Kind: k.kind, Layer: k.layer, Metrics: map[string]Dist{}}
 		for i, m := range HeadTable {
 			if d, ok := Describe(acc.sample[i]); ok {
@@ -170,8 +179,8 @@ func (s *HeadSummarizer) Summaries() []LayerSummary {
 				ls.Metrics[m.Name] = d
 			}
 		}
-		out = append(out, ls)
-	}
+		out[j] = ls
+	})
 	slices.SortFunc(out, func(a, b LayerSummary) int {
 		return cmp.Or(cmp.Compare(a.Pass, b.Pass), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Layer, b.Layer))
 	})
