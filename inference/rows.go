@@ -39,11 +39,15 @@ func (m *Model) SourceTokens(src string) int {
 // one batch and again in slices padded to the batch's longest source
 // (greedy, five tokens), and reports whether every result is the same,
 // bit for bit (the first difference when not). About 20 ms.
-func (m *Model) rowsIndependent() (bool, string, error) { return m.probeSlices(true) }
+func (m *Model) rowsIndependent() (bool, string, error) { return m.probeSlices(probeMaxLen) }
 
-// probeSlices is rowsIndependent, the slices padded to the batch's longest
-// source or (padded false, for tests) to their own.
-func (m *Model) probeSlices(padded bool) (bool, string, error) {
+// probeMaxLen bounds the probe's translations: five tokens, EOS included.
+const probeMaxLen = 5
+
+// probeSlices is rowsIndependent with the slices decoded to at most
+// sliceMaxLen tokens (tests give them fewer than the whole batch, a
+// difference the comparison must catch).
+func (m *Model) probeSlices(sliceMaxLen int) (bool, string, error) {
 	srcs, refs := probeSentences()
 	srcIDs, srcPieces, err := m.tokenizeSources(srcs)
 	if err != nil {
@@ -57,9 +61,7 @@ func (m *Model) probeSlices(padded bool) (bool, string, error) {
 	}
 	padTo := 0
 	for _, ids := range srcIDs {
-		if padded {
-			padTo = max(padTo, len(ids))
-		}
+		padTo = max(padTo, len(ids))
 	}
 	decode := func(h *Model, rows []int, pad int, opts DecodeOptions) ([]Result, error) {
 		s, p, r := make([][]int32, len(rows)), make([][]string, len(rows)), make([][]int32, len(rows))
@@ -85,14 +87,13 @@ func (m *Model) probeSlices(padded bool) (bool, string, error) {
 	// products), each on a handle of its own, at once: most of the time is
 	// ONNX Runtime's per-call overhead on one thread.
 	parts := [][]int{all, all[:3], {4}}
-	opts := DecodeOptions{MaxLen: 5}
 	results := make([][]Result, len(parts))
 	errs := make([]error, len(parts))
 	var wg sync.WaitGroup
 	for i, rows := range parts {
-		h, pad := m, 0
+		h, pad, opts := m, 0, DecodeOptions{MaxLen: probeMaxLen}
 		if i > 0 {
-			h, pad = m.handle(), padTo
+			h, pad, opts = m.handle(), padTo, DecodeOptions{MaxLen: sliceMaxLen}
 		}
 		wg.Add(1)
 		go func() {
