@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"testing"
@@ -189,33 +188,10 @@ func TestHFSlicesDecodeAsTheWholeBatch(t *testing.T) {
 				t.Errorf("rowsIndependent = %v, %q, %v; want true", same, why, err)
 			}
 			reqs := make([]Request, len(sources))
-			padTo := 0
-			for i, s := range sources {
-				reqs[i] = Request{Source: s, Reference: "I go to school.", HasReference: i%2 == 0}
-				padTo = max(padTo, m.SourceTokens(s))
+			for i, src := range sources {
+				reqs[i] = Request{Source: src, Reference: "I go to school.", HasReference: i%2 == 0}
 			}
-			opts := DecodeOptions{MaxLen: 16}
-			whole, err := m.TranslateBatch(reqs, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, rows := range [][]int{{0, 3}, {1, 2, 4}, {2}} {
-				part := make([]Request, len(rows))
-				for k, i := range rows {
-					part[k] = reqs[i]
-				}
-				got := make([]Result, len(rows))
-				if err := m.TranslateSlice(part, padTo, opts, func(r Result) { got[r.Index] = r }); err != nil {
-					t.Fatal(err)
-				}
-				for k, i := range rows {
-					want := whole[i]
-					want.Index = k
-					if !reflect.DeepEqual(got[k], want) {
-						t.Errorf("%q in slice %v differs from the whole batch", sources[i], rows)
-					}
-				}
-			}
+			sameInSlices(t, family, m, reqs, DecodeOptions{MaxLen: 16}, [][]int{{0, 3}, {1, 2, 4}, {2}})
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package inference
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"slices"
@@ -17,31 +18,39 @@ import (
 // fails, so does the load-time check, and runs keep batches whole.
 func TestSlicesDecodeAsTheWholeBatch(t *testing.T) {
 	for _, m := range tinyModels(t) {
-		padTo := 0
-		for _, r := range testSentences {
-			padTo = max(padTo, m.SourceTokens(r.Source))
-		}
 		for _, opts := range []DecodeOptions{{MaxLen: 16}, {Beam: 3, MaxLen: 12}, {MaxLen: 16, RepetitionPenalty: 1.3}} {
-			whole, err := m.TranslateBatch(testSentences, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, rows := range [][]int{{0, 2}, {1, 3, 4}, {4}, {3}} {
-				reqs := make([]Request, len(rows))
-				for k, i := range rows {
-					reqs[k] = testSentences[i]
-				}
-				got := make([]Result, len(rows))
-				if err := m.TranslateSlice(reqs, padTo, opts, func(r Result) { got[r.Index] = r }); err != nil {
-					t.Fatal(err)
-				}
-				for k, i := range rows {
-					want := whole[i]
-					want.Index = k
-					if !reflect.DeepEqual(got[k], want) {
-						t.Errorf("contract %d, %+v: sentence %d in slice %v differs from the whole batch", m.io.contract, opts, i, rows)
-					}
-				}
+			sameInSlices(t, fmt.Sprintf("contract %d, %+v", m.io.contract, opts), m, testSentences, opts, [][]int{{0, 2}, {1, 3, 4}, {4}, {3}})
+		}
+	}
+}
+
+// sameInSlices translates reqs as one batch and each of slices (indices
+// into reqs) with TranslateSlice, padded to the batch's longest source,
+// and wants every sentence's result the same, bit for bit.
+func sameInSlices(t *testing.T, what string, m *Model, reqs []Request, opts DecodeOptions, parts [][]int) {
+	t.Helper()
+	padTo := 0
+	for _, r := range reqs {
+		padTo = max(padTo, m.SourceTokens(r.Source))
+	}
+	whole, err := m.TranslateBatch(reqs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rows := range parts {
+		part := make([]Request, len(rows))
+		for k, i := range rows {
+			part[k] = reqs[i]
+		}
+		got := make([]Result, len(rows))
+		if err := m.TranslateSlice(part, padTo, opts, func(r Result) { got[r.Index] = r }); err != nil {
+			t.Fatal(err)
+		}
+		for k, i := range rows {
+			want := whole[i]
+			want.Index = k
+			if !reflect.DeepEqual(got[k], want) {
+				t.Errorf("%s: sentence %d (%q) in slice %v differs from the whole batch", what, i, reqs[i].Source, rows)
 			}
 		}
 	}
