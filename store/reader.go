@@ -66,23 +66,11 @@ func scanUnits[T any](paths []string, s *schema[T], cfg readerConfig) []scanUnit
 				}
 			}()
 			defer recoverDamaged(p, &err)
-			rdr, oerr := openPart(p, file.WithReadProps(parquet.NewReaderProperties(cfg.mem)))
-			if oerr != nil {
-				err = fmt.Errorf("reading %s: %w", p, oerr)
+			var rdr *file.Reader
+			if rdr, _, err = openChecked(p, s, cfg); err != nil {
 				return
 			}
 			defer rdr.Close()
-			fr, ferr := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{BatchSize: cfg.batchRows}, cfg.mem)
-			if ferr == nil {
-				var sc *arrow.Schema
-				if sc, ferr = fr.Schema(); ferr == nil {
-					ferr = checkFileSchema(s, sc)
-				}
-			}
-			if ferr != nil {
-				err = fmt.Errorf("reading %s: %w", p, ferr)
-				return
-			}
 			meta := rdr.MetaData()
 			for _, g := range rowGroups(meta, cfg.ids) {
 				units = append(units, scanUnit{path: p, group: g, rows: meta.RowGroup(g).NumRows()})
@@ -188,22 +176,11 @@ func scanFile[T any](path string, s *schema[T], cfg readerConfig, fn func(*T) er
 // hold cfg.ids, or all).
 func scanGroups[T any](path string, s *schema[T], cfg readerConfig, groups []int, fn func(*T) error) (err error) {
 	defer recoverDamaged(path, &err)
-	rdr, err := openPart(path, file.WithReadProps(parquet.NewReaderProperties(cfg.mem)))
+	rdr, fr, err := openChecked(path, s, cfg)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
+		return err
 	}
 	defer rdr.Close()
-	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{BatchSize: cfg.batchRows}, cfg.mem)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	sc, err := fr.Schema()
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	if err := checkFileSchema(s, sc); err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
 	if groups == nil {
 		groups = rowGroups(rdr.MetaData(), cfg.ids)
 	}
@@ -228,6 +205,26 @@ func scanGroups[T any](path string, s *schema[T], cfg readerConfig, groups []int
 		return fmt.Errorf("reading %s: %w", path, err)
 	}
 	return nil
+}
+
+// openChecked opens a part (openPart) and its Arrow reader, and checks its
+// schema against s; errors name the file. The caller closes rdr.
+func openChecked[T any](path string, s *schema[T], cfg readerConfig) (rdr *file.Reader, fr *pqarrow.FileReader, err error) {
+	rdr, err = openPart(path, file.WithReadProps(parquet.NewReaderProperties(cfg.mem)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	var sc *arrow.Schema
+	if fr, err = pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{BatchSize: cfg.batchRows}, cfg.mem); err == nil {
+		if sc, err = fr.Schema(); err == nil {
+			err = checkFileSchema(s, sc)
+		}
+	}
+	if err != nil {
+		rdr.Close()
+		return nil, nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return rdr, fr, nil
 }
 
 // recoverDamaged turns a panic of the Parquet library, which some damaged
